@@ -1,0 +1,50 @@
+"""Fixtures shared by every test module. Module-specific helpers live in their own test module."""
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SIM_DIR = REPO_ROOT / "examples" / "sim"
+PYTHON = sys.executable
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _ports_free(start: int, count: int) -> bool:
+    for port in range(start, start + count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def find_free_port_block(count: int = 1) -> int:
+    """Return the first port of `count` consecutive free loopback ports (random start, so runs don't collide)."""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        start = rng.randrange(20000, 60000 - count)
+        if _ports_free(start, count):
+            return start
+    raise RuntimeError(f"no block of {count} free ports found")
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A base port with 8 free consecutive ports after it."""
+    return find_free_port_block(8)
+
+
+@pytest.fixture
+def script_env() -> dict:
+    """Environment for running a script as the controller does, with metrics on."""
+    env = dict(os.environ)
+    env["CONTROLLER_METRICS"] = "1"
+    env.pop("PYTHONUNBUFFERED", None)
+    return env
