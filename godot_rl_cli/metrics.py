@@ -1,0 +1,153 @@
+"""The `@METRIC` emitter: one strict-JSON line per sample on stdout, for the Training Controller.
+
+The controller keeps only lines that start with exactly `@METRIC ` followed by one JSON object
+of `kind: "iteration"`; its parser is strict, so NaN and infinities are written as `null`.
+Each line is flushed at once, whatever the buffering of stdout, and lines never interleave.
+"""
+
+import datetime
+import json
+import math
+import os
+import sys
+import threading
+from typing import Any, Dict, Optional
+
+PREFIX = "@METRIC "
+_DISABLED_VALUES = {"", "0", "false", "no", "off"}
+_DROPPED = object()
+_lock = threading.Lock()
+
+
+def metrics_enabled() -> bool:
+    """True when CONTROLLER_METRICS is set to a truthy string (read at call time)."""
+    return os.environ.get("CONTROLLER_METRICS", "").strip().lower() not in _DISABLED_VALUES
+
+
+def utc_timestamp() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_strict_json_value(value: Any, path: str = "") -> Any:
+    """Convert `value` into plain JSON types: numpy/torch scalars and arrays unwrapped, non-finite floats
+    as None. A value that cannot be represented is dropped with a warning naming its key path."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        converted = {}
+        for key, item in value.items():
+            item_path = f"{path}.{key}" if path else str(key)
+            item_value = to_strict_json_value(item, item_path)
+            if item_value is not _DROPPED:
+                converted[str(key)] = item_value
+        return converted
+    if isinstance(value, (list, tuple)):
+        items = [to_strict_json_value(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        return [item for item in items if item is not _DROPPED]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return to_strict_json_value(value.tolist(), path)
+    if hasattr(value, "item"):
+        return to_strict_json_value(value.item(), path)
+    print(f"WARNING: metric {path or '(root)'} of type {type(value).__name__} dropped (not JSON)", file=sys.stderr, flush=True)
+    return _DROPPED
+
+
+def format_metric_line(payload: Dict[str, Any]) -> str:
+    """The `@METRIC <json>` line for `payload`, with a timestamp added when absent."""
+    data = to_strict_json_value(dict(payload))
+    data.setdefault("timestamp", utc_timestamp())
+    return PREFIX + json.dumps(data, allow_nan=False, separators=(",", ":"))
+
+
+def emit_metric(payload: Dict[str, Any]) -> None:
+    """Write one `@METRIC` line to stdout and flush it, when metrics are enabled. Never raises on bad values."""
+    if not metrics_enabled():
+        return
+    line = format_metric_line(payload) + "\n"
+    with _lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def policy_metrics(
+    *,
+    reward_mean: Optional[float] = None,
+    reward_min: Optional[float] = None,
+    reward_max: Optional[float] = None,
+    episode_len_mean: Optional[float] = None,
+    completed_episodes: int = 0,
+    learner_stats: Optional[Dict[str, Any]] = None,
+    custom_metrics: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """One policy's entry: the learner numbers appear under both `learner_stats` (spec) and `learner` (controller)."""
+    learner = dict(learner_stats or {})
+    return {
+        "reward_mean": reward_mean,
+        "reward_min": reward_min,
+        "reward_max": reward_max,
+        "episode_len_mean": episode_len_mean,
+        "completed_episodes": max(0, int(completed_episodes)),
+        "learner_stats": learner,
+        "learner": dict(learner),
+        "custom_metrics": dict(custom_metrics or {}),
+    }
+
+
+def iteration_payload(
+    *,
+    training_iteration: int,
+    timesteps_total: int,
+    episodes_total: int,
+    episodes_this_iter: int,
+    episode_reward_mean: Optional[float] = None,
+    episode_reward_min: Optional[float] = None,
+    episode_reward_max: Optional[float] = None,
+    episode_len_mean: Optional[float] = None,
+    time_this_iter_s: float,
+    time_total_s: float,
+    env_steps_this_iter: int,
+    env_throughput: Optional[float] = None,
+    num_env_steps_sampled: Optional[int] = None,
+    num_env_steps_trained: Optional[int] = None,
+    num_agent_steps_sampled: Optional[int] = None,
+    num_agent_steps_trained: Optional[int] = None,
+    custom_metrics: Optional[Dict[str, Any]] = None,
+    policies: Optional[Dict[str, Dict[str, Any]]] = None,
+    checkpoints: int = 0,
+    **extra: Any,
+) -> Dict[str, Any]:
+    """A full `iteration` sample with every field of the spec's schema; counters are non-negative ints."""
+    if env_throughput is None and time_this_iter_s > 0:
+        env_throughput = env_steps_this_iter / time_this_iter_s
+
+    def counter(value: Optional[int], default: int) -> int:
+        return max(0, int(default if value is None else value))
+
+    return {
+        "kind": "iteration",
+        "timestamp": utc_timestamp(),
+        "training_iteration": counter(training_iteration, 0),
+        "timesteps_total": counter(timesteps_total, 0),
+        "episodes_total": counter(episodes_total, 0),
+        "episodes_this_iter": counter(episodes_this_iter, 0),
+        "episode_reward_mean": episode_reward_mean,
+        "episode_reward_min": episode_reward_min,
+        "episode_reward_max": episode_reward_max,
+        "episode_len_mean": episode_len_mean,
+        "time_this_iter_s": time_this_iter_s,
+        "time_total_s": time_total_s,
+        "env_steps_this_iter": counter(env_steps_this_iter, 0),
+        "env_throughput": env_throughput,
+        "num_env_steps_sampled": counter(num_env_steps_sampled, timesteps_total),
+        "num_env_steps_trained": counter(num_env_steps_trained, timesteps_total),
+        "num_agent_steps_sampled": counter(num_agent_steps_sampled, timesteps_total),
+        "num_agent_steps_trained": counter(num_agent_steps_trained, timesteps_total),
+        "custom_metrics": dict(custom_metrics or {}),
+        "policies": dict(policies or {}),
+        "checkpoints": counter(checkpoints, 0),
+        **extra,
+    }
