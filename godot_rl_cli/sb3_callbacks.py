@@ -1,0 +1,257 @@
+"""Stable-Baselines3 callbacks: `@METRIC` iterations, atomic checkpoints and stopping on request.
+
+SB3 records an iteration's `train/*` values during `train()`, which runs after the rollout
+callbacks of that iteration have fired; so an on-policy iteration is reported when the next
+rollout starts (and at the end of training), when its training numbers exist.
+"""
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from godot_rl_cli import metrics
+
+OFF_POLICY_ITERATION_STEPS = 1000
+HUMAN_SUMMARY_INTERVAL_S = 2.0
+_NOT_CUSTOM = {"episode", "terminal_observation", "TimeLimit.truncated"}
+_LEARNER_NAMES = {
+    "policy_gradient_loss": "policy_loss",
+    "value_loss": "vf_loss",
+    "approx_kl": "kl",
+    "learning_rate": "learning_rate",
+    "loss": "total_loss",
+}
+
+
+def save_model_atomically(model: BaseAlgorithm, path: Path) -> Path:
+    """Save to a temporary file in the same directory, then rename: a reader never sees half a zip."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.zip")
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def learner_stats(name_to_value: Dict[str, Any]) -> Dict[str, float]:
+    """The `train/*` numbers SB3 recorded, under the controller's names (entropy as a positive number)."""
+    stats: Dict[str, float] = {}
+    for key, value in name_to_value.items():
+        if not key.startswith("train/"):
+            continue
+        name = key[len("train/") :]
+        if name == "entropy_loss":
+            stats["entropy"] = -float(value)
+        else:
+            stats[_LEARNER_NAMES.get(name, name)] = float(value)
+    return stats
+
+
+class IterationStats:
+    """What happened since the last reported iteration: finished episodes and their info values."""
+
+    def __init__(self) -> None:
+        self.started_at = time.monotonic()
+        self.rewards: List[float] = []
+        self.lengths: List[int] = []
+        self.custom: Dict[str, List[float]] = {}
+
+    def add_episode(self, info: Dict[str, Any]) -> None:
+        self.rewards.append(float(info["episode"]["r"]))
+        self.lengths.append(int(info["episode"]["l"]))
+        for key, value in info.items():
+            if key not in _NOT_CUSTOM and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.custom.setdefault(key, []).append(float(value))
+
+    def custom_means(self) -> Dict[str, float]:
+        return {key: float(np.mean(values)) for key, values in self.custom.items()}
+
+
+class ControllerMetricsCallback(BaseCallback):
+    """Reports each training iteration as an `@METRIC` line and a human summary on stdout.
+
+    An iteration is one rollout and update for PPO/A2C, and `OFF_POLICY_ITERATION_STEPS` env
+    steps for off-policy algorithms. Counters continue across resumes: the episode count is kept
+    on the model (`controller_episodes_total`), so it is saved with it.
+    """
+
+    def __init__(self, policy_name: str, checkpoint_counter: "AtomicCheckpointCallback | None" = None):
+        super().__init__()
+        self.policy_name = policy_name
+        self.checkpoint_counter = checkpoint_counter
+        self.stats = IterationStats()
+        self.iteration = 0
+        self.steps_at_iteration_start = 0
+        self.pending = False
+        self.training_started_at = time.monotonic()
+        self.last_summary_at = 0.0
+
+    def _steps_per_iteration(self) -> int:
+        if isinstance(self.model, OnPolicyAlgorithm):
+            return self.model.n_steps * self.model.n_envs
+        return OFF_POLICY_ITERATION_STEPS
+
+    def _on_training_start(self) -> None:
+        self.iteration = self.model.num_timesteps // self._steps_per_iteration()
+        self.steps_at_iteration_start = self.model.num_timesteps
+        if not hasattr(self.model, "controller_episodes_total"):
+            self.model.controller_episodes_total = 0
+        self.training_started_at = time.monotonic()
+        self.stats = IterationStats()
+
+    def _on_rollout_start(self) -> None:
+        if self.pending:
+            self._report()
+
+    def _on_rollout_end(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self.pending = True
+
+    def _on_step(self) -> bool:
+        dones = self.locals["dones"]
+        if dones.any():
+            infos = self.locals["infos"]
+            for index in np.flatnonzero(dones):
+                if "episode" in infos[index]:
+                    self.stats.add_episode(infos[index])
+        if not isinstance(self.model, OnPolicyAlgorithm):
+            if self.model.num_timesteps - self.steps_at_iteration_start >= OFF_POLICY_ITERATION_STEPS:
+                self._report()
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.pending or self.model.num_timesteps > self.steps_at_iteration_start:
+            self._report()
+
+    def _report(self) -> None:
+        self.pending = False
+        now = time.monotonic()
+        steps = self.model.num_timesteps - self.steps_at_iteration_start
+        self.iteration += 1
+        self.model.controller_episodes_total += len(self.stats.rewards)
+        payload = self._payload(steps, now - self.stats.started_at, now - self.training_started_at)
+        metrics.emit_metric(payload)
+        if now - self.last_summary_at >= HUMAN_SUMMARY_INTERVAL_S:
+            self.last_summary_at = now
+            print(human_summary(payload), flush=True)
+        self.steps_at_iteration_start = self.model.num_timesteps
+        self.stats = IterationStats()
+
+    def _payload(self, steps: int, iteration_seconds: float, total_seconds: float) -> Dict[str, Any]:
+        return iteration_metrics(
+            self.stats,
+            policy_name=self.policy_name,
+            training_iteration=self.iteration,
+            timesteps_total=self.model.num_timesteps,
+            episodes_total=self.model.controller_episodes_total,
+            env_steps_this_iter=steps,
+            time_this_iter_s=iteration_seconds,
+            time_total_s=total_seconds,
+            learner=learner_stats(self.model.logger.name_to_value),
+            checkpoints=self.checkpoint_counter.saved if self.checkpoint_counter else 0,
+        )
+
+
+def iteration_metrics(
+    stats: IterationStats,
+    *,
+    policy_name: str,
+    training_iteration: int,
+    timesteps_total: int,
+    episodes_total: int,
+    env_steps_this_iter: int,
+    time_this_iter_s: float,
+    time_total_s: float,
+    learner: Dict[str, float],
+    checkpoints: int,
+) -> Dict[str, Any]:
+    """The iteration payload for the episodes in `stats` (reward statistics are None when none ended)."""
+    rewards, lengths = stats.rewards, stats.lengths
+    reward_mean = float(np.mean(rewards)) if rewards else None
+    reward_min = float(np.min(rewards)) if rewards else None
+    reward_max = float(np.max(rewards)) if rewards else None
+    length_mean = float(np.mean(lengths)) if lengths else None
+    custom = stats.custom_means()
+    policy = metrics.policy_metrics(
+        reward_mean=reward_mean,
+        reward_min=reward_min,
+        reward_max=reward_max,
+        episode_len_mean=length_mean,
+        completed_episodes=len(rewards),
+        learner_stats=learner,
+        custom_metrics=custom,
+    )
+    return metrics.iteration_payload(
+        training_iteration=training_iteration,
+        timesteps_total=timesteps_total,
+        episodes_total=episodes_total,
+        episodes_this_iter=len(rewards),
+        episode_reward_mean=reward_mean,
+        episode_reward_min=reward_min,
+        episode_reward_max=reward_max,
+        episode_len_mean=length_mean,
+        time_this_iter_s=time_this_iter_s,
+        time_total_s=time_total_s,
+        env_steps_this_iter=env_steps_this_iter,
+        custom_metrics=custom,
+        policies={policy_name: policy},
+        checkpoints=checkpoints,
+    )
+
+
+def human_summary(payload: Dict[str, Any]) -> str:
+    def number(value: Optional[float], digits: int = 2) -> str:
+        return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+    return (
+        f"iteration {payload['training_iteration']} | steps {payload['timesteps_total']} | "
+        f"episodes {payload['episodes_total']} (+{payload['episodes_this_iter']}) | "
+        f"reward mean {number(payload['episode_reward_mean'])} "
+        f"[{number(payload['episode_reward_min'])}, {number(payload['episode_reward_max'])}] | "
+        f"episode length {number(payload['episode_len_mean'], 1)} | {number(payload['env_throughput'], 0)} steps/s"
+    )
+
+
+class AtomicCheckpointCallback(BaseCallback):
+    """Saves `<directory>/rl_model_<steps>_steps.zip` each time the step count crosses a multiple of `frequency`."""
+
+    def __init__(self, directory: Path, frequency: int, prefix: str = "rl_model"):
+        super().__init__()
+        self.directory = Path(directory)
+        self.frequency = frequency
+        self.prefix = prefix
+        self.saved = 0
+        self.last_path: Optional[Path] = None
+
+    def _on_training_start(self) -> None:
+        self.next_save_at = (self.model.num_timesteps // self.frequency + 1) * self.frequency
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_save_at:
+            path = self.directory / f"{self.prefix}_{self.model.num_timesteps}_steps.zip"
+            self.last_path = save_model_atomically(self.model, path)
+            self.saved += 1
+            self.next_save_at = (self.model.num_timesteps // self.frequency + 1) * self.frequency
+            print(f"Saved checkpoint {path}", flush=True)
+        return True
+
+
+class StopWhenRequested(BaseCallback):
+    """Ends `learn()` cleanly at the next step once `requested` is set (by the SIGINT handler)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requested = False
+
+    def _on_step(self) -> bool:
+        return not self.requested

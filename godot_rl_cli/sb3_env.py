@@ -1,0 +1,173 @@
+"""A Stable-Baselines3 VecEnv over one or more Godot games (each possibly holding several agents).
+
+Replaces godot-rl's `StableBaselinesGodotEnv`: it starts games through `RobustGodotEnv` (bounded
+waits, clear errors, no leaked processes), implements `seed()` instead of raising, gives DQN a
+plain `Discrete` space for a single discrete head, and converts whole batches with numpy.
+"""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from godot_rl_cli.errors import UserError
+from godot_rl_cli.godot_env import RobustGodotEnv
+
+
+def flat_action_space(heads: spaces.Dict) -> spaces.Space:
+    """One SB3 action space for the game's action heads: Discrete, MultiDiscrete or a concatenated Box."""
+    kinds = {type(head) for head in heads.values()}
+    if kinds == {spaces.Discrete}:
+        sizes = [int(head.n) for head in heads.values()]
+        return spaces.Discrete(sizes[0]) if len(sizes) == 1 else spaces.MultiDiscrete(sizes)
+    if kinds == {spaces.Box}:
+        size = sum(int(head.shape[0]) for head in heads.values())
+        return spaces.Box(low=-1.0, high=1.0, shape=(size,), dtype=np.float32)
+    raise UserError(
+        "the game mixes discrete and continuous action heads, which Stable-Baselines3 cannot train",
+        "use only discrete or only continuous actions, or train with rllib_training_script.py",
+    )
+
+
+class GodotVecEnv(VecEnv):
+    """All agents of `n_parallel` game processes as one SB3 vectorised env (agent-major, game by game)."""
+
+    def __init__(
+        self,
+        env_path: Optional[str],
+        n_parallel: int = 1,
+        port: int = RobustGodotEnv.DEFAULT_PORT,
+        seed: int = 0,
+        show_window: bool = False,
+        **env_kwargs: Any,
+    ):
+        if env_path is None and n_parallel > 1:
+            raise UserError("--n_parallel > 1 needs --env_path", "in-editor training runs a single game")
+        self.games: List[RobustGodotEnv] = []
+        try:
+            for index in range(n_parallel):
+                self.games.append(
+                    RobustGodotEnv(
+                        env_path=env_path,
+                        port=port + index,
+                        seed=seed + index,
+                        show_window=show_window and index == 0,
+                        **env_kwargs,
+                    )
+                )
+        except BaseException:
+            self.close()
+            raise
+        first = self.games[0]
+        self.agents_per_game = first.num_envs
+        self.action_heads = first.action_spaces[0]
+        self.head_sizes = [(name, _head_width(head), isinstance(head, spaces.Discrete)) for name, head in self.action_heads.items()]
+        self.policy_name = first.agent_policy_names[0]
+        self._check_games_match()
+        super().__init__(self.agents_per_game * n_parallel, first.observation_space, flat_action_space(self.action_heads))
+        self._actions: Optional[np.ndarray] = None
+
+    def _check_games_match(self) -> None:
+        for game in self.games[1:]:
+            if game.num_envs != self.agents_per_game or game.observation_space != self.games[0].observation_space:
+                raise UserError(f"{game.describe()} reports other spaces or agent counts than the first game", "run copies of one game")
+        names = {name for game in self.games for name in game.agent_policy_names}
+        if len(names) > 1:
+            raise UserError(
+                f"the game has several policies ({', '.join(sorted(names))}) but Stable-Baselines3 trains one",
+                "train multi-policy games with rllib_training_script.py",
+            )
+
+    # --- VecEnv API -------------------------------------------------------------------------------
+
+    def reset(self) -> Dict[str, np.ndarray]:
+        observations: List[Dict[str, Any]] = []
+        for game in self.games:
+            obs, _ = game.reset()
+            observations.extend(obs)
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return self._stack_observations(observations)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self):
+        actions = self._actions
+        per_game = self.agents_per_game
+        for index, game in enumerate(self.games):
+            game._send_as_json({"type": "action", "action": self._to_game_actions(actions[index * per_game : (index + 1) * per_game])})
+        observations: List[Dict[str, Any]] = []
+        rewards: List[float] = []
+        dones: List[bool] = []
+        infos: List[Dict[str, Any]] = []
+        for game in self.games:
+            obs, reward, done, _, info = game.step_recv()
+            observations.extend(obs)
+            rewards.extend(reward)
+            dones.extend(done)
+            infos.extend(dict(item) for item in info)
+        return (
+            self._stack_observations(observations),
+            np.asarray(rewards, dtype=np.float32),
+            np.asarray(dones, dtype=bool),
+            infos,
+        )
+
+    def close(self) -> None:
+        for game in self.games:
+            game.close()
+
+    def seed(self, seed: Optional[int] = None) -> Sequence[Optional[int]]:
+        """Games are seeded when launched (`--env_seed`, seed + game index); nothing to do later."""
+        return [None] * self.num_envs
+
+    def get_attr(self, attr_name: str, indices=None) -> List[Any]:
+        if attr_name == "render_mode":
+            return [None] * len(self._get_indices(indices))
+        raise AttributeError(f"GodotVecEnv has no per-env attribute {attr_name!r}")
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        raise AttributeError(f"GodotVecEnv cannot set {attr_name!r} on a game")
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> List[Any]:
+        """Calls `method_name` in every game through the protocol's `call` message."""
+        returns: List[Any] = []
+        for game in self.games:
+            returns.extend(game.call(method_name) or [None] * self.agents_per_game)
+        return [returns[index] for index in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> List[bool]:
+        return [False] * len(self._get_indices(indices))
+
+    # --- conversions --------------------------------------------------------------------------------
+
+    def _stack_observations(self, observations: List[Dict[str, Any]]) -> Dict[str, np.ndarray]:
+        stacked = {}
+        for key, space in self.observation_space.spaces.items():
+            stacked[key] = np.asarray([obs[key] for obs in observations], dtype=space.dtype)
+        return stacked
+
+    def _to_game_actions(self, actions: np.ndarray) -> List[Dict[str, Any]]:
+        """Per-agent `{head: value}` dicts, as the plugin expects them."""
+        rows = actions.reshape(len(actions), -1).tolist()
+        game_actions = []
+        for row in rows:
+            action, start = {}, 0
+            for name, width, discrete in self.head_sizes:
+                if discrete:
+                    action[name] = int(row[start])
+                    start += 1
+                else:
+                    action[name] = row[start : start + width]
+                    start += width
+            game_actions.append(action)
+        return game_actions
+
+    @property
+    def agent_policy_names(self) -> List[str]:
+        return [name for game in self.games for name in game.agent_policy_names]
+
+
+def _head_width(head: spaces.Space) -> int:
+    return 1 if isinstance(head, spaces.Discrete) else int(head.shape[0])
