@@ -23,8 +23,10 @@ from godot_rl_cli.sb3_callbacks import (  # noqa: E402
     StopWhenRequested,
     save_model_atomically,
 )
+from godot_rl_cli.onnx_export import VerificationError  # noqa: E402
 from godot_rl_cli.sb3_env import GodotVecEnv  # noqa: E402
 from godot_rl_cli.sb3_inference import run_inference  # noqa: E402
+from godot_rl_cli.sb3_onnx import export_sb3_model  # noqa: E402
 from godot_rl_cli.sb3_options import algorithm_class, check_action_space, hyperparameters, load_model, parse_args  # noqa: E402
 from godot_rl_cli.sb3_policies import check_policy_type, policy_kwargs_for  # noqa: E402
 
@@ -109,6 +111,7 @@ try:
             verbose=1,
             **hyperparameters(args, env.num_envs),
         )
+        model.controller_algo = args.algo  # saved in the zip's metadata, read by convert_sb3_to_onnx.py
     else:
         saved_arch = model.policy_kwargs.get("net_arch")
         if saved_arch is not None and list(saved_arch) != list(args.policy_hidden_layers):
@@ -154,13 +157,11 @@ try:
         save_model_atomically(model, final_model_path)
         print(f"Model saved to {final_model_path}", flush=True)
         if args.onnx_export_path and exit_code == 0:
-            from godot_rl_cli.sb3_onnx import export_sb3_model
-
-            summary = export_sb3_model(model, Path(args.onnx_export_path).expanduser().absolute())
+            summary = export_sb3_model(model, Path(args.onnx_export_path).expanduser().absolute(), algo=args.algo)
             print(f"ONNX model exported: {summary}", flush=True)
 except KeyboardInterrupt:
     exit_code = 130
-except (OSError, UserError, ValueError, RuntimeError) as error:
+except (OSError, UserError, VerificationError, ValueError, RuntimeError) as error:
     print_error(f"saving failed: {error}", "check free disk space and permissions of the output paths")
     exit_code = 1
 finally:
