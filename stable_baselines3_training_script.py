@@ -129,7 +129,7 @@ try:
         checkpoints = (
             AtomicCheckpointCallback(experiment_dir, args.save_checkpoint_frequency) if args.save_checkpoint_frequency else None
         )
-        callbacks = [stopper] + ([checkpoints] if checkpoints else []) + [ControllerMetricsCallback(env.policy_name, checkpoints)]
+        callbacks = [stopper, ControllerMetricsCallback(env.policy_name, checkpoints)] + ([checkpoints] if checkpoints else [])
         rollout_size = getattr(model, "n_steps", 1) * env.num_envs
         training_started = True
         started = time.monotonic()

@@ -124,6 +124,7 @@ class ControllerMetricsCallback(BaseCallback):
             for index in np.flatnonzero(dones):
                 if "episode" in infos[index]:
                     self.stats.add_episode(infos[index])
+                    self.model.controller_episodes_total += 1
         if not isinstance(self.model, OnPolicyAlgorithm):
             if self.model.num_timesteps - self.steps_at_iteration_start >= OFF_POLICY_ITERATION_STEPS:
                 self._report()
@@ -138,7 +139,6 @@ class ControllerMetricsCallback(BaseCallback):
         now = time.monotonic()
         steps = self.model.num_timesteps - self.steps_at_iteration_start
         self.iteration += 1
-        self.model.controller_episodes_total += len(self.stats.rewards)
         payload = self._payload(steps, now - self.stats.started_at, now - self.training_started_at)
         metrics.emit_metric(payload)
         if now - self.last_summary_at >= HUMAN_SUMMARY_INTERVAL_S:

@@ -1,0 +1,73 @@
+"""Run the suite's scripts as the controller does and read what they print."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from conftest import PYTHON, REPO_ROOT
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"non-strict JSON constant {name}")
+
+
+def metric_lines(stdout: str) -> List[Dict]:
+    """Every `@METRIC` line parsed with a strict parser (NaN/Infinity fail), as the controller parses them."""
+    samples = []
+    for line in stdout.splitlines():
+        if line.startswith("@METRIC "):
+            samples.append(json.loads(line[len("@METRIC "):], parse_constant=_reject_constant))
+    return samples
+
+
+def script_command(script: str, *args: str) -> List[str]:
+    return [PYTHON, "-u", str(REPO_ROOT / script), *args]
+
+
+def run_script(script: str, *args: str, cwd: Path, env: Optional[dict] = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(script_command(script, *args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start_script(script: str, *args: str, cwd: Path, env: Optional[dict] = None) -> subprocess.Popen:
+    return subprocess.Popen(script_command(script, *args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_line(process: subprocess.Popen, prefix: str, timeout: float) -> List[str]:
+    """Read stdout lines until one starts with `prefix`; returns the lines read (fails on timeout or exit)."""
+    lines: List[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError(f"process ended before printing {prefix!r}: {process.stderr.read()[-2000:]}")
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+    raise AssertionError(f"no line starting with {prefix!r} within {timeout} s")
+
+
+def interrupt(process: subprocess.Popen, timeout: float = 30) -> tuple:
+    """Send one SIGINT to the pid only (as the controller does) and collect the rest of the output."""
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=timeout)
+    return stdout, stderr
+
+
+def processes_matching(pattern: str) -> List[str]:
+    """Command lines of live processes containing `pattern` (e.g. a game's unique --port=N)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            continue
+        if pattern in command and state != "Z":
+            found.append(command)
+    return found
