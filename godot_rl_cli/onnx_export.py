@@ -4,6 +4,8 @@ Godot's plugin runs models with ONNX Runtime 1.15 from C#: IR version <= 9, opse
 `obs` (or one per observation key) and `state_ins`, outputs `output` and `state_outs`.
 torch >= 2.9 defaults to the dynamo exporter, which needs onnxscript; the legacy exporter
 (`dynamo=False`) is used with explicit names and a dynamic batch axis.
+Nothing here knows about Stable-Baselines3 or RLlib: callers pass a torch module and their own
+reference outputs.
 """
 
 import io
@@ -11,7 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import onnx
@@ -20,11 +22,12 @@ import onnx.helper
 import onnx.version_converter
 import torch
 
-from godot_rl_cli.errors import UserError
+from godot_rl_cli.errors import UserError, print_warning
 
 STATE_INPUT = "state_ins"
 STATE_OUTPUT = "state_outs"
 ACTION_OUTPUT = "output"
+BATCH_AXIS = "batch_size"
 GODOT_MAX_IR_VERSION = 9
 GODOT_MAX_OPSET = 19
 CONTINUOUS_TOLERANCE = 1e-5
@@ -36,7 +39,7 @@ class VerificationError(Exception):
 
 @dataclass
 class ExportSummary:
-    """What was written, for the one-line report."""
+    """What was written, printed as one line: path, algorithm, inputs/outputs with shapes, versions, error."""
 
     path: Path
     algorithm: str
@@ -46,6 +49,17 @@ class ExportSummary:
     ir_version: int = 0
     max_error: float = float("nan")
     verified: bool = False
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto, path: Path, algorithm: str) -> "ExportSummary":
+        return cls(
+            path=Path(path),
+            algorithm=algorithm,
+            inputs=tensor_shapes(model.graph.input),
+            outputs=tensor_shapes(model.graph.output),
+            opset=default_opset(model),
+            ir_version=model.ir_version,
+        )
 
     def __str__(self) -> str:
         def shapes(tensors: Dict[str, List]) -> str:
@@ -58,15 +72,26 @@ class ExportSummary:
         )
 
 
+# --- versions and export -------------------------------------------------------------------------
+
+
+def min_ir_version(opset: int) -> int:
+    """The oldest IR version that can hold `opset` (from onnx.helper.VERSION_TABLE)."""
+    return onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)])
+
+
 def check_versions(opset: int, ir_version: int) -> None:
     """Refuse version pairs ONNX cannot represent; warn beyond what the Godot plugin loads."""
-    needed = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)])
+    needed = min_ir_version(opset)
     if ir_version < needed:
-        raise UserError(f"IR version {ir_version} is too old for opset {opset} (it needs IR version {needed} or newer)", f"pass --ir-version {needed} or a lower --opset")
+        raise UserError(
+            f"IR version {ir_version} is too old for opset {opset} (it needs IR version {needed} or newer)",
+            f"pass --ir-version {needed} or newer, or a lower --opset",
+        )
     if ir_version > onnx.IR_VERSION:
         raise UserError(f"IR version {ir_version} is newer than this onnx package supports ({onnx.IR_VERSION})", f"pass --ir-version {GODOT_MAX_IR_VERSION}")
     if ir_version > GODOT_MAX_IR_VERSION or opset > GODOT_MAX_OPSET:
-        warnings.warn(f"the Godot plugin (ONNX Runtime 1.15) loads IR <= {GODOT_MAX_IR_VERSION} and opset <= {GODOT_MAX_OPSET}")
+        print_warning(f"the Godot plugin (ONNX Runtime 1.15) loads IR version <= {GODOT_MAX_IR_VERSION} and opset <= {GODOT_MAX_OPSET} only")
 
 
 def export_module(
@@ -75,14 +100,18 @@ def export_module(
     input_names: List[str],
     opset: int,
     ir_version: int,
+    output_names: Sequence[str] = (ACTION_OUTPUT, STATE_OUTPUT),
 ) -> onnx.ModelProto:
-    """Export `module(*inputs) -> (output, state_outs)` with a dynamic batch axis, at exactly `opset` and `ir_version`."""
+    """Export `module(*inputs) -> outputs` with a dynamic batch axis, at exactly `opset` and `ir_version`.
+
+    The model is checked (`onnx.checker`, full) and must have exactly the given input and output names.
+    """
     check_versions(opset, ir_version)
-    output_names = [ACTION_OUTPUT, STATE_OUTPUT]
+    output_names = list(output_names)
     buffer = io.BytesIO()
     module.eval()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes are not for the user
         torch.onnx.export(
             module,
             tuple(example_inputs),
@@ -91,13 +120,17 @@ def export_module(
             opset_version=opset,
             input_names=input_names,
             output_names=output_names,
-            dynamic_axes={name: {0: "batch_size"} for name in input_names + output_names},
+            dynamic_axes={name: {0: BATCH_AXIS} for name in input_names + output_names},
         )
     model = onnx.load_from_string(buffer.getvalue())
     if default_opset(model) != opset:
         model = onnx.version_converter.convert_version(model, opset)
     model.ir_version = ir_version
     onnx.checker.check_model(model, full_check=True)
+    found_inputs = [value.name for value in model.graph.input]
+    found_outputs = [value.name for value in model.graph.output]
+    if found_inputs != input_names or found_outputs != output_names:
+        raise RuntimeError(f"the exported graph has inputs {found_inputs} and outputs {found_outputs}, expected {input_names} and {output_names}")
     return model
 
 
@@ -107,51 +140,10 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 def tensor_shapes(values) -> Dict[str, List]:
     """{name: [dims]} with symbolic dims as their names."""
-    return {
-        value.name: [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim] for value in values
-    }
+    return {value.name: [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim] for value in values}
 
 
-def run_onnx(model: onnx.ModelProto, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [output.name for output in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs)))
-
-
-def max_abs_error(actual: np.ndarray, expected: np.ndarray) -> float:
-    actual = np.asarray(actual, dtype=np.float64).reshape(len(expected), -1)
-    expected = np.asarray(expected, dtype=np.float64).reshape(len(expected), -1)
-    if actual.shape != expected.shape:
-        raise VerificationError(f"ONNX output has shape {actual.shape}, the policy gives {expected.shape}")
-    return float(np.max(np.abs(actual - expected))) if actual.size else 0.0
-
-
-def check_continuous(actual: np.ndarray, expected: np.ndarray, tolerance: float = CONTINUOUS_TOLERANCE) -> float:
-    error = max_abs_error(actual, expected)
-    if not error <= tolerance:
-        raise VerificationError(f"ONNX actions differ from the policy's by up to {error:.3g} (tolerance {tolerance:g})")
-    return error
-
-
-def check_discrete(logits: np.ndarray, expected_actions: np.ndarray, head_sizes: Sequence[int]) -> float:
-    """Argmax per action head of `logits` must equal the policy's actions; returns 0.0 on success."""
-    logits = np.asarray(logits).reshape(len(expected_actions), -1)
-    expected = np.asarray(expected_actions).reshape(len(expected_actions), -1)
-    start = 0
-    for head, size in enumerate(head_sizes):
-        chosen = np.argmax(logits[:, start : start + size], axis=1)
-        if not np.array_equal(chosen, expected[:, head]):
-            mismatches = int(np.sum(chosen != expected[:, head]))
-            raise VerificationError(f"ONNX argmax differs from the policy's action in {mismatches} of {len(chosen)} samples (head {head})")
-        start += size
-    return 0.0
-
-
-def check_state_passthrough(outputs: Dict[str, np.ndarray], state: np.ndarray) -> None:
-    if not np.array_equal(outputs[STATE_OUTPUT], state):
-        raise VerificationError("state_outs is not state_ins passed through")
+# --- writing -------------------------------------------------------------------------------------
 
 
 def save_atomically(model: onnx.ModelProto, path: Path) -> Path:
@@ -165,3 +157,80 @@ def save_atomically(model: onnx.ModelProto, path: Path) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def save_verified(model: onnx.ModelProto, path: Path, verify: Optional[Callable[[Path], float]]) -> float:
+    """Save atomically, then run `verify(path)` on the written file; on any failure the file is removed.
+
+    Returns verify's max error (NaN when `verify` is None).
+    """
+    save_atomically(model, path)
+    if verify is None:
+        return float("nan")
+    try:
+        return verify(Path(path))
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+
+
+# --- verification with onnxruntime ---------------------------------------------------------------
+
+
+def run_onnx(model: Union[onnx.ModelProto, Path, str], inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Run a model (in memory or a file) on CPU with onnxruntime: {output name: array}."""
+    import onnxruntime
+
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, inputs)))
+
+
+def max_abs_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Largest absolute difference, per sample flattened; a shape mismatch is a VerificationError."""
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if actual.size != expected.size or len(actual) != len(expected):
+        raise VerificationError(f"ONNX output has shape {actual.shape}, the reference has {expected.shape}")
+    difference = actual.reshape(len(expected), -1) - expected.reshape(len(expected), -1)
+    return float(np.max(np.abs(difference))) if difference.size else 0.0
+
+
+def check_continuous(actual: np.ndarray, expected: np.ndarray, tolerance: float = CONTINUOUS_TOLERANCE, what: str = "outputs") -> float:
+    """Max absolute error of `actual` against `expected`; raises VerificationError (with the error) beyond `tolerance`."""
+    error = max_abs_error(actual, expected)
+    if not error <= tolerance:
+        raise VerificationError(f"ONNX {what} differ from the policy's by up to {error:.3g} (tolerance {tolerance:g})")
+    return error
+
+
+def check_discrete(logits: np.ndarray, expected_actions: np.ndarray, head_sizes: Sequence[int]) -> None:
+    """The argmax of each action head's slice of `logits` must equal the policy's action for that head."""
+    logits = np.asarray(logits).reshape(len(expected_actions), -1)
+    expected = np.asarray(expected_actions).reshape(len(expected_actions), -1)
+    if logits.shape[1] != sum(head_sizes) or expected.shape[1] != len(head_sizes):
+        raise VerificationError(f"ONNX output has {logits.shape[1]} values per sample, the action heads need {sum(head_sizes)}")
+    start = 0
+    for head, size in enumerate(head_sizes):
+        chosen = np.argmax(logits[:, start : start + size], axis=1)
+        if not np.array_equal(chosen, expected[:, head]):
+            mismatches = int(np.sum(chosen != expected[:, head]))
+            raise VerificationError(f"ONNX argmax differs from the policy's action in {mismatches} of {len(chosen)} samples (action head {head})")
+        start += size
+
+
+def check_state_passthrough(outputs: Dict[str, np.ndarray], state: np.ndarray) -> None:
+    if not np.array_equal(outputs[STATE_OUTPUT], state):
+        raise VerificationError(f"{STATE_OUTPUT} is not {STATE_INPUT} passed through")
+
+
+def check_batch_sizes(model_path: Path, feeds: Dict[str, np.ndarray], batch_sizes: Sequence[int] = (1, 5)) -> float:
+    """Run the file on the first `n` samples for each n: each row must equal the full batch's row (dynamic batch axis)."""
+    full = run_onnx(model_path, feeds)
+    error = 0.0
+    for size in batch_sizes:
+        part = run_onnx(model_path, {name: value[:size] for name, value in feeds.items()})
+        for name, value in part.items():
+            error = max(error, check_continuous(value, full[name][:size], what=f"'{name}' values at batch size {size}"))
+    return error

@@ -1,8 +1,17 @@
 """Stable-Baselines3 models to ONNX files the Godot plugin runs, verified against the SB3 policy.
 
-`output` holds, per algorithm: PPO/A2C the action net's output (discrete logits, multi-discrete
-logits concatenated per head, or continuous means, which Godot clamps to [-1, 1]); SAC/TD3/DDPG
-the deterministic actor action in [-1, 1]; DQN the Q-values (argmax is the action).
+`output` holds, per algorithm:
+- PPO/A2C: the action net's output: discrete logits, multi-discrete logits concatenated per head,
+  or continuous means (the plugin clamps them to [-1, 1], as SB3 clips to the action space).
+- SAC/TD3/DDPG: the deterministic action exactly as `model.predict(obs, deterministic=True)` returns
+  it, i.e. the actor's [-1, 1] action mapped back to the action space's bounds. Godot games have
+  [-1, 1] spaces, where the mapping is the identity and nothing is added to the graph.
+- DQN: the Q-values (the plugin's argmax is the greedy action).
+Inputs: one per observation key, named by the key, or a single `obs` (flat Box observations, or
+`use_obs_array`: every key flattened and concatenated in the model's key order), plus `state_ins`.
+Image keys (uint8 Box, which SB3 stores channels-first) take the image as the game sends it:
+[batch, height, width, channels], raw pixel values 0-255 as floats; the graph transposes and
+scales them as SB3 does.
 """
 
 import io
@@ -17,15 +26,22 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from stable_baselines3.dqn.policies import DQNPolicy
+from stable_baselines3.sac.policies import SACPolicy
+from stable_baselines3.td3.policies import TD3Policy
 
 from godot_rl_cli import onnx_export
 from godot_rl_cli.errors import UserError
 
 ALGORITHMS = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3, "ddpg": DDPG}
+POLICY_CLASSES = {"ppo": ActorCriticPolicy, "a2c": ActorCriticPolicy, "dqn": DQNPolicy, "sac": SACPolicy, "td3": TD3Policy, "ddpg": TD3Policy}
 VERIFY_SAMPLES = 32
+PASS_ALGO = "pass --algo ppo|a2c|dqn|sac|td3|ddpg"
 
 
-# --- which algorithm --------------------------------------------------------------------------
+# --- which algorithm ------------------------------------------------------------------------------
 
 
 def algorithm_of(model: BaseAlgorithm) -> str:
@@ -36,37 +52,41 @@ def algorithm_of(model: BaseAlgorithm) -> str:
     raise UserError(f"{type(model).__name__} models cannot be exported", "use one of: " + ", ".join(ALGORITHMS))
 
 
-def _read_zip(model_path: Path) -> zipfile.ZipFile:
+def open_model_zip(model_path: Path) -> zipfile.ZipFile:
+    """The model's zip archive; UserError unless it is an SB3 save (a zip holding `data` and `policy.pth`)."""
+    how = "pass the .zip saved by the training script or by SB3's model.save()"
     if not model_path.exists():
-        raise UserError(f"model file {model_path} does not exist", "pass the .zip saved by the training script")
+        raise UserError(f"model file {model_path} does not exist", how)
     if model_path.is_dir():
-        raise UserError(f"{model_path} is a directory, not a model file", "pass the .zip saved by the training script")
+        raise UserError(f"{model_path} is a directory, not a model file", how)
     if not zipfile.is_zipfile(model_path):
-        raise UserError(f"{model_path} is not a Stable-Baselines3 model (not a zip file)", "pass the .zip saved by the training script")
+        raise UserError(f"{model_path} is not a Stable-Baselines3 model (not a zip file)", how)
     archive = zipfile.ZipFile(model_path)
-    if "data" not in archive.namelist() or "policy.pth" not in archive.namelist():
-        raise UserError(f"{model_path} is a zip file but not a Stable-Baselines3 model (no data/policy.pth)", "pass the .zip saved by the training script")
+    if not {"data", "policy.pth"} <= set(archive.namelist()):
+        raise UserError(f"{model_path} is a zip file but not a Stable-Baselines3 model (no data and policy.pth inside)", how)
     return archive
 
 
-def _from_metadata(data: dict) -> Optional[str]:
-    """Step 1: the `controller_algo` field this suite writes, else the policy class and the saved hyperparameters."""
+def algorithm_from_metadata(data: dict) -> Optional[str]:
+    """Step 1: the `controller_algo` field the training script saves, else the policy class's module and the hyperparameters."""
     if data.get("controller_algo") in ALGORITHMS:
         return data["controller_algo"]
-    module = str(data.get("policy_class", {}).get("__module__", ""))
+    policy_class = data.get("policy_class")
+    module = str(policy_class.get("__module__", "")) if isinstance(policy_class, dict) else ""
     if module.endswith("dqn.policies"):
         return "dqn"
     if module.endswith("sac.policies"):
         return "sac"
     if module.endswith("td3.policies"):
+        # DDPG is TD3 with every update delayed by one step and no target smoothing noise clip.
         return "ddpg" if data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0.0 else "td3"
     if module.endswith("common.policies") and "n_steps" in data:
         return "ppo" if "n_epochs" in data else "a2c"
     return None
 
 
-def _from_structure(archive: zipfile.ZipFile) -> Optional[str]:
-    """Step 2: the network parts in policy.pth (q_net, actor/critic targets, action_net...)."""
+def algorithm_from_structure(archive: zipfile.ZipFile) -> Optional[str]:
+    """Step 2: the networks in policy.pth: q_net target (DQN), actor target (TD3), critic target (SAC), action_net (PPO/A2C)."""
     try:
         state = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
     except Exception:
@@ -79,44 +99,90 @@ def _from_structure(archive: zipfile.ZipFile) -> Optional[str]:
     if {"actor", "critic_target"} <= parts:
         return "sac"
     if "action_net" in parts:
-        return "ppo"
+        return "a2c" if _uses_rmsprop(archive) else "ppo"  # A2C's default optimizer is RMSprop, PPO's Adam
     return None
 
 
-def detect_algorithm(model_path: Path) -> str:
-    """The spec's order: metadata, then structure, then trying each candidate algorithm's loader."""
-    archive = _read_zip(model_path)
+def _uses_rmsprop(archive: zipfile.ZipFile) -> bool:
+    try:
+        optimizer = torch.load(io.BytesIO(archive.read("policy.optimizer.pth")), map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return any("alpha" in group for group in optimizer.get("param_groups", []))
+
+
+def _load_as(model_path: Path, algo: str) -> BaseAlgorithm:
+    """Load with one algorithm's class; the policy must be that algorithm's kind."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ALGORITHMS[algo].load(model_path, device="cpu")
+    if not isinstance(model.policy, POLICY_CLASSES[algo]):
+        raise TypeError(f"the policy is a {type(model.policy).__name__}, not a {POLICY_CLASSES[algo].__name__}")
+    return model
+
+
+def load_sb3_model(model_path: Path, algo: Optional[str] = None) -> Tuple[BaseAlgorithm, str]:
+    """Load `model_path`, detecting the algorithm in the spec's order (metadata, structure, trying each loader).
+
+    A given `algo` must agree with what the file says it holds (TD3 and DDPG are interchangeable).
+    """
+    model_path = Path(model_path)
+    archive = open_model_zip(model_path)
     try:
         data = json.loads(archive.read("data"))
     except ValueError:
         data = {}
-    algo = _from_metadata(data) or _from_structure(archive)
-    if algo:
-        return algo
-    for name, algorithm in ALGORITHMS.items():
+    detected = algorithm_from_metadata(data) or algorithm_from_structure(archive)
+    if algo and detected and algo != detected and {algo, detected} != {"td3", "ddpg"}:
+        raise UserError(f"--algo {algo} does not match {model_path} (it holds a {detected.upper()} model)", f"pass --algo {detected} or omit --algo")
+    if algo or detected:
+        chosen = algo or detected
         try:
-            algorithm.load(model_path, device="cpu")
-            return name
+            return _load_as(model_path, chosen), chosen
+        except Exception as error:
+            how = "check the file" + ("" if algo else f", or {PASS_ALGO}")
+            raise UserError(f"cannot load {model_path} as a {chosen.upper()} model ({type(error).__name__}: {error})", how) from None
+    for candidate in ALGORITHMS:  # step 3; PPO before A2C and TD3 before DDPG, which load each other's files
+        try:
+            return _load_as(model_path, candidate), candidate
         except Exception:
             continue
-    raise UserError(f"cannot tell which algorithm trained {model_path}", "pass --algo ppo|a2c|dqn|sac|td3|ddpg")
+    raise UserError(f"cannot tell which algorithm trained {model_path}: no SB3 algorithm loads it", PASS_ALGO)
 
 
-def load_sb3_model(model_path: Path, algo: Optional[str]) -> Tuple[BaseAlgorithm, str]:
-    """Load the model with the given or detected algorithm; a given `--algo` must match what the file holds."""
-    detected = detect_algorithm(model_path)
-    if algo and algo != detected and not {algo, detected} <= {"td3", "ddpg"}:
-        raise UserError(f"--algo {algo} does not match {model_path} (it holds a {detected.upper()} model)", f"pass --algo {detected} or omit --algo")
-    algo = algo or detected
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ALGORITHMS[algo].load(model_path, device="cpu"), algo
-    except Exception as error:
-        raise UserError(f"cannot load {model_path} as a {algo.upper()} model ({type(error).__name__}: {error})", "check the file, or pass the right --algo") from None
+def detect_algorithm(model_path: Path) -> str:
+    """The algorithm `load_sb3_model` picks for the file."""
+    return load_sb3_model(model_path)[1]
 
 
-# --- the exported graph -----------------------------------------------------------------------
+# --- the exported graph ---------------------------------------------------------------------------
+
+
+class ObservationInput:
+    """One observation key (or the whole flat observation): its space and the shape the game sends."""
+
+    def __init__(self, key: Optional[str], space: spaces.Space):
+        if not isinstance(space, spaces.Box):
+            raise UserError(
+                f"observation {key or 'space'!r} is a {type(space).__name__} space; only Box observations (vectors and images) can be exported",
+                "send observations as float arrays or 2d images",
+            )
+        self.key = key
+        self.space = space
+        # SB3 stores image spaces channels-first (VecTransposeImage); Godot sends height, width, channels.
+        self.channels_last = is_image_space(space, check_channels=False) and is_image_space_channels_first(space)
+        self.shape: Tuple[int, ...] = tuple(space.shape[1:]) + tuple(space.shape[:1]) if self.channels_last else tuple(space.shape)
+        self.size = int(np.prod(space.shape))
+
+    def to_policy(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A [batch, *self.shape] tensor in the layout the policy expects."""
+        tensor = tensor.reshape(-1, *self.shape)
+        return tensor.permute(0, 3, 1, 2) if self.channels_last else tensor
+
+    def to_game(self, samples: np.ndarray) -> np.ndarray:
+        """Policy-layout samples as float32 arrays in the game's layout."""
+        samples = np.asarray(samples, dtype=np.float32)
+        return samples.transpose(0, 2, 3, 1) if self.channels_last else samples
 
 
 class ObservationLayout:
@@ -124,45 +190,38 @@ class ObservationLayout:
 
     def __init__(self, observation_space: spaces.Space, use_obs_array: bool):
         self.space = observation_space
-        if isinstance(observation_space, spaces.Dict):
-            self.keys: Optional[List[str]] = list(observation_space.spaces)
-            subspaces = list(observation_space.spaces.values())
+        self.is_dict = isinstance(observation_space, spaces.Dict)
+        if self.is_dict:
+            self.parts = [ObservationInput(key, subspace) for key, subspace in observation_space.spaces.items()]
         else:
-            self.keys = None
-            subspaces = [observation_space]
-        for key, subspace in zip(self.keys or ["obs"], subspaces):
-            if not isinstance(subspace, spaces.Box):
-                raise UserError(f"observation {key!r} is a {type(subspace).__name__} space; only Box observations can be exported", "send observations as float arrays")
-        self.concatenated = use_obs_array and self.keys is not None and len(self.keys) > 1
-        self.input_names = ["obs"] if self.keys is None or self.concatenated else list(self.keys)
+            self.parts = [ObservationInput(None, observation_space)]
+        self.concatenated = use_obs_array and self.is_dict
+        self.input_names = ["obs"] if self.concatenated or not self.is_dict else [part.key for part in self.parts]
 
     def input_shapes(self) -> List[Tuple[int, ...]]:
-        if self.keys is None:
-            return [self.space.shape]
         if self.concatenated:
-            return [(sum(int(np.prod(space.shape)) for space in self.space.spaces.values()),)]
-        return [self.space.spaces[key].shape for key in self.keys]
+            return [(sum(part.size for part in self.parts),)]
+        return [part.shape for part in self.parts]
 
     def to_policy_observation(self, tensors: Sequence[torch.Tensor]):
-        if self.keys is None:
-            return tensors[0]
+        if not self.is_dict:
+            return self.parts[0].to_policy(tensors[0])
         if not self.concatenated:
-            return dict(zip(self.keys, tensors))
+            return {part.key: part.to_policy(tensor) for part, tensor in zip(self.parts, tensors)}
         observation, start = {}, 0
-        for key in self.keys:
-            shape = self.space.spaces[key].shape
-            size = int(np.prod(shape))
-            observation[key] = tensors[0][:, start : start + size].reshape(-1, *shape)
-            start += size
+        for part in self.parts:
+            observation[part.key] = part.to_policy(tensors[0][:, start : start + part.size])
+            start += part.size
         return observation
 
     def onnx_inputs(self, samples) -> Dict[str, np.ndarray]:
-        if self.keys is None:
-            return {"obs": np.asarray(samples, dtype=np.float32)}
+        """Policy-layout samples (as the space samples them) as the ONNX inputs the game would send."""
+        if not self.is_dict:
+            return {"obs": self.parts[0].to_game(samples)}
+        arrays = [part.to_game(samples[part.key]) for part in self.parts]
         if self.concatenated:
-            flat = [np.asarray(samples[key], dtype=np.float32).reshape(len(samples[key]), -1) for key in self.keys]
-            return {"obs": np.concatenate(flat, axis=1)}
-        return {key: np.asarray(samples[key], dtype=np.float32) for key in self.keys}
+            return {"obs": np.concatenate([array.reshape(len(array), -1) for array in arrays], axis=1)}
+        return dict(zip(self.input_names, arrays))
 
 
 class GodotPolicyGraph(torch.nn.Module):
@@ -173,6 +232,7 @@ class GodotPolicyGraph(torch.nn.Module):
         self.policy = model.policy
         self.algo = algo
         self.layout = layout
+        self.action_bounds = _non_unit_bounds(model.action_space) if algo in ("sac", "td3", "ddpg") else None
 
     def forward(self, *tensors: torch.Tensor):
         *observation_tensors, state_ins = tensors
@@ -184,18 +244,38 @@ class GodotPolicyGraph(torch.nn.Module):
         if self.algo in ("ppo", "a2c"):
             features = policy.extract_features(observation, policy.pi_features_extractor)
             return policy.action_net(policy.mlp_extractor.forward_actor(features))
+        if self.algo == "dqn":
+            return policy.q_net(observation)
         if self.algo == "sac":
             mean_actions, _, _ = policy.actor.get_action_dist_params(observation)
-            return torch.tanh(mean_actions)
-        if self.algo in ("td3", "ddpg"):
-            return policy.actor(observation)
-        return policy.q_net(observation)
+            action = torch.tanh(mean_actions)
+        else:
+            action = policy.actor(observation)
+        if self.action_bounds is None:
+            return action
+        low, high = self.action_bounds
+        return low + 0.5 * (action + 1.0) * (high - low)  # SB3's unscale_action
 
 
-# --- verification -----------------------------------------------------------------------------
+def _non_unit_bounds(action_space: spaces.Space) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """The Box's (low, high) as tensors, or None when they are -1 and 1 (nothing to map)."""
+    low, high = np.asarray(action_space.low, np.float32), np.asarray(action_space.high, np.float32)
+    if np.all(low == -1.0) and np.all(high == 1.0):
+        return None
+    return torch.from_numpy(low), torch.from_numpy(high)
+
+
+def check_exportable(model: BaseAlgorithm, algo: str) -> None:
+    if isinstance(model.action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.Box):
+        return
+    raise UserError(f"{algo.upper()} models with {type(model.action_space).__name__} actions cannot be exported", "use Discrete, MultiDiscrete or Box actions")
+
+
+# --- verification ---------------------------------------------------------------------------------
 
 
 def sample_observations(space: spaces.Space, count: int, seed: int = 0):
+    """`count` samples of `space`, stacked (a dict of stacked arrays for Dict spaces)."""
     space.seed(seed)
     samples = [space.sample() for _ in range(count)]
     if isinstance(space, spaces.Dict):
@@ -203,35 +283,51 @@ def sample_observations(space: spaces.Space, count: int, seed: int = 0):
     return np.stack(samples)
 
 
-def _head_sizes(action_space: spaces.Space) -> List[int]:
+def head_sizes(action_space: spaces.Space) -> List[int]:
     if isinstance(action_space, spaces.Discrete):
         return [int(action_space.n)]
     return [int(size) for size in action_space.nvec]
 
 
-def verify(model: BaseAlgorithm, algo: str, onnx_model, layout: ObservationLayout, samples: int = VERIFY_SAMPLES) -> float:
-    """Compare onnxruntime with the SB3 policy on sampled observations (batch of `samples` and batch of 1)."""
+def verify_against_policy(model: BaseAlgorithm, graph: GodotPolicyGraph, onnx_path: Path, samples: int = VERIFY_SAMPLES) -> float:
+    """Run the written file in onnxruntime on sampled observations and compare with the SB3 policy.
+
+    Checks: `output` equals the torch graph (within 1e-5, relative for large values), rows do not
+    depend on the batch size (1 and 5), `state_outs` is `state_ins`, and the game gets SB3's
+    deterministic action: argmax per head for discrete actions; for continuous actions the
+    distribution's mean (PPO/A2C, clipped like SB3 clips) or the exact predicted action (SAC/TD3/DDPG).
+    Returns the max absolute error; raises onnx_export.VerificationError on any mismatch.
+    """
+    layout = graph.layout
     observations = sample_observations(layout.space, samples)
-    onnx_inputs = layout.onnx_inputs(observations)
-    state = np.arange(samples, dtype=np.float32)
-    outputs = onnx_export.run_onnx(onnx_model, {**onnx_inputs, onnx_export.STATE_INPUT: state})
-    onnx_export.check_state_passthrough(outputs, state)
-    single = onnx_export.run_onnx(onnx_model, {**{k: v[:1] for k, v in onnx_inputs.items()}, onnx_export.STATE_INPUT: state[:1]})
-    onnx_export.max_abs_error(single[onnx_export.ACTION_OUTPUT], outputs[onnx_export.ACTION_OUTPUT][:1])
+    feeds = layout.onnx_inputs(observations)
+    feeds[onnx_export.STATE_INPUT] = np.arange(samples, dtype=np.float32)
+    outputs = onnx_export.run_onnx(onnx_path, feeds)
+    onnx_export.check_state_passthrough(outputs, feeds[onnx_export.STATE_INPUT])
+    actual = outputs[onnx_export.ACTION_OUTPUT]
+    with torch.no_grad():
+        reference = graph(*[torch.from_numpy(feeds[name]) for name in layout.input_names], torch.zeros(samples))[0].numpy()
+    tolerance = onnx_export.CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
+    error = onnx_export.check_continuous(actual, reference, tolerance, what=f"'{onnx_export.ACTION_OUTPUT}' values")
+    error = max(error, onnx_export.check_batch_sizes(onnx_path, feeds))
+
     actions, _ = model.predict(observations, deterministic=True)
     action_space = model.action_space
-    if isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete)):
-        return onnx_export.check_discrete(outputs[onnx_export.ACTION_OUTPUT], actions, _head_sizes(action_space))
-    if algo in ("ppo", "a2c"):
+    if isinstance(action_space, spaces.Discrete | spaces.MultiDiscrete):
+        onnx_export.check_discrete(actual, actions, head_sizes(action_space))
+        return error
+    if graph.algo in ("ppo", "a2c"):
         with torch.no_grad():
             observation_tensor, _ = model.policy.obs_to_tensor(observations)
-            expected = model.policy.get_distribution(observation_tensor).mode().cpu().numpy()
+            mean = model.policy.get_distribution(observation_tensor).mode().cpu().numpy()
+        error = max(error, onnx_export.check_continuous(actual, mean, what="action means"))
+        game_action = np.clip(actual, action_space.low, action_space.high)
     else:
-        expected = model.policy.scale_action(actions)
-    return onnx_export.check_continuous(outputs[onnx_export.ACTION_OUTPUT], expected)
+        game_action = actual
+    return max(error, onnx_export.check_continuous(game_action, actions, what="actions"))
 
 
-# --- entry points -----------------------------------------------------------------------------
+# --- entry points ---------------------------------------------------------------------------------
 
 
 def export_sb3_model(
@@ -242,31 +338,25 @@ def export_sb3_model(
     opset: int = 13,
     ir_version: int = 9,
     use_obs_array: bool = False,
-    verify_export: bool = True,
+    verify: bool = True,
 ) -> onnx_export.ExportSummary:
-    """Export a loaded SB3 model to `output_path`, verified first (on mismatch nothing is written).
+    """Export a loaded SB3 model to `output_path` (written atomically), then verify the written file.
 
-    Raises UserError for unsupported models or versions and onnx_export.VerificationError on a mismatch.
+    Raises UserError for unsupported models or versions, and onnx_export.VerificationError on a
+    mismatch, in which case the output file is removed.
     """
     algo = algo or algorithm_of(model)
-    if isinstance(model.action_space, spaces.MultiBinary):
-        raise UserError("MultiBinary action spaces cannot be exported", "use Discrete, MultiDiscrete or Box actions")
+    check_exportable(model, algo)
     layout = ObservationLayout(model.observation_space, use_obs_array)
-    graph = GodotPolicyGraph(model, algo, layout).to("cpu")
+    model.policy.to("cpu")
+    graph = GodotPolicyGraph(model, algo, layout)
     example = [torch.zeros((1, *shape), dtype=torch.float32) for shape in layout.input_shapes()]
-    onnx_model = onnx_export.export_module(graph, example + [torch.zeros(1)], layout.input_names + [onnx_export.STATE_INPUT], opset, ir_version)
-    summary = onnx_export.ExportSummary(
-        path=Path(output_path),
-        algorithm=algo.upper(),
-        inputs=onnx_export.tensor_shapes(onnx_model.graph.input),
-        outputs=onnx_export.tensor_shapes(onnx_model.graph.output),
-        opset=onnx_export.default_opset(onnx_model),
-        ir_version=onnx_model.ir_version,
-    )
-    if verify_export:
-        summary.max_error = verify(model, algo, onnx_model, layout)
-        summary.verified = True
-    onnx_export.save_atomically(onnx_model, Path(output_path))
+    input_names = layout.input_names + [onnx_export.STATE_INPUT]
+    onnx_model = onnx_export.export_module(graph, example + [torch.zeros(1)], input_names, opset, ir_version)
+    summary = onnx_export.ExportSummary.of(onnx_model, Path(output_path), algo.upper())
+    check = (lambda path: verify_against_policy(model, graph, path)) if verify else None
+    summary.max_error = onnx_export.save_verified(onnx_model, Path(output_path), check)
+    summary.verified = verify
     return summary
 
 
@@ -278,11 +368,10 @@ def convert_sb3_file(
     opset: int = 13,
     ir_version: int = 9,
     use_obs_array: bool = False,
-    verify_export: bool = True,
+    verify: bool = True,
 ) -> onnx_export.ExportSummary:
     """Load `model_path` (detecting the algorithm unless given) and export it; default output: beside it, `.onnx`."""
     model_path = Path(model_path)
-    onnx_export.check_versions(opset, ir_version)
     model, algo = load_sb3_model(model_path, algo)
     output_path = Path(output_path) if output_path else model_path.with_suffix(".onnx")
-    return export_sb3_model(model, output_path, algo=algo, opset=opset, ir_version=ir_version, use_obs_array=use_obs_array, verify_export=verify_export)
+    return export_sb3_model(model, output_path, algo=algo, opset=opset, ir_version=ir_version, use_obs_array=use_obs_array, verify=verify)
