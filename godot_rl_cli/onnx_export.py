@@ -4,8 +4,12 @@ Godot's plugin runs models with ONNX Runtime 1.15 from C#: IR version <= 9, opse
 `obs` (or one per observation key) and `state_ins`, outputs `output` and `state_outs`.
 torch >= 2.9 defaults to the dynamo exporter, which needs onnxscript; the legacy exporter
 (`dynamo=False`) is used with explicit names and a dynamic batch axis.
-Nothing here knows about Stable-Baselines3 or RLlib: callers pass a torch module and their own
-reference outputs.
+Nothing here knows about Stable-Baselines3 or RLlib. A converter:
+    model = export_module(wrapper, example_inputs, input_names + [STATE_INPUT], opset, ir_version)
+    summary = ExportSummary.of(model, path, "PPO")
+    summary.max_error = save_verified(model, path, lambda written: <compare run_onnx(written, feeds)
+        with the policy using check_continuous / check_discrete / check_state_passthrough>)
+    summary.verified = True; print(summary.path); print(summary)
 """
 
 import io

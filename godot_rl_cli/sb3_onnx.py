@@ -52,6 +52,12 @@ def algorithm_of(model: BaseAlgorithm) -> str:
     raise UserError(f"{type(model).__name__} models cannot be exported", "use one of: " + ", ".join(ALGORITHMS))
 
 
+def with_zip_suffix(model_path: Path) -> Path:
+    """`model` means `model.zip` when only the latter exists, as in SB3's own load()."""
+    zipped = model_path.with_name(model_path.name + ".zip")
+    return zipped if not model_path.exists() and zipped.is_file() else model_path
+
+
 def open_model_zip(model_path: Path) -> zipfile.ZipFile:
     """The model's zip archive; UserError unless it is an SB3 save (a zip holding `data` and `policy.pth`)."""
     how = "pass the .zip saved by the training script or by SB3's model.save()"
@@ -371,7 +377,7 @@ def convert_sb3_file(
     verify: bool = True,
 ) -> onnx_export.ExportSummary:
     """Load `model_path` (detecting the algorithm unless given) and export it; default output: beside it, `.onnx`."""
-    model_path = Path(model_path)
+    model_path = with_zip_suffix(Path(model_path))
     model, algo = load_sb3_model(model_path, algo)
     output_path = Path(output_path) if output_path else model_path.with_suffix(".onnx")
     return export_sb3_model(model, output_path, algo=algo, opset=opset, ir_version=ir_version, use_obs_array=use_obs_array, verify=verify)

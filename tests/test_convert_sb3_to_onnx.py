@@ -17,6 +17,7 @@ from script_helpers import run_script
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 
 from godot_rl_cli import onnx_export, sb3_onnx
+from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx_export import VerificationError
 from godot_rl_cli.sb3_policies import GRNExtractor, SmallImageCNN
 
@@ -219,6 +220,16 @@ def test_structure_decides_when_metadata_is_silent(models, tmp_path):
     copy = _without_metadata(models["dqn-dict-discrete"], tmp_path / "anonymous.zip")
     assert sb3_onnx.algorithm_from_metadata(json.loads(zipfile.ZipFile(copy).read("data"))) is None
     assert sb3_onnx.detect_algorithm(copy) == "dqn"
+    assert sb3_onnx.load_sb3_model(copy, "dqn")[1] == "dqn"
+    with pytest.raises(UserError, match="--algo ppo does not match .* DQN model"):
+        sb3_onnx.load_sb3_model(copy, "ppo")
+
+
+def test_path_without_zip_suffix_and_default_output(models, tmp_path):
+    (tmp_path / "agent.zip").write_bytes(models["dqn-flat-discrete"].read_bytes())
+    summary = sb3_onnx.convert_sb3_file(tmp_path / "agent", verify=False)
+    assert summary.path == tmp_path / "agent.onnx" and summary.path.exists() and not summary.verified
+    assert "not verified" in str(summary)
 
 
 def test_td3_and_ddpg_flags_are_interchangeable(models, tmp_path):
@@ -289,6 +300,16 @@ def test_bad_input_is_one_error_line_and_no_file(models, tmp_path, case):
 def test_out_of_range_flags_are_usage_errors(models, tmp_path, flag):
     result = run_script(SCRIPT, str(models["ppo-dict-discrete"]), flag, cwd=tmp_path)
     assert result.returncode == 2 and "error:" in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_versions_beyond_godot_warn_and_unsupported_actions_are_refused(models, tmp_path, capsys):
+    summary = sb3_onnx.convert_sb3_file(models["ppo-dict-discrete"], tmp_path / "ir10.onnx", ir_version=10)
+    assert summary.ir_version == 10 and summary.verified
+    assert capsys.readouterr().err.startswith("WARNING: the Godot plugin (ONNX Runtime 1.15) loads IR version <= 9")
+    binary = PPO("MlpPolicy", SpacesEnv(vector(3), spaces.MultiBinary(2)), n_steps=16, batch_size=16)
+    with pytest.raises(UserError, match="MultiBinary actions cannot be exported"):
+        sb3_onnx.export_sb3_model(binary, tmp_path / "binary.onnx")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ir10.onnx"]
 
 
 # --- verification failures --------------------------------------------------------------------------
