@@ -133,12 +133,12 @@ def load_sb3_model(model_path: Path, algo: Optional[str] = None) -> Tuple[BaseAl
     A given `algo` must agree with what the file says it holds (TD3 and DDPG are interchangeable).
     """
     model_path = Path(model_path)
-    archive = open_model_zip(model_path)
-    try:
-        data = json.loads(archive.read("data"))
-    except ValueError:
-        data = {}
-    detected = algorithm_from_metadata(data) or algorithm_from_structure(archive)
+    with open_model_zip(model_path) as archive:
+        try:
+            data = json.loads(archive.read("data"))
+        except ValueError:
+            data = {}
+        detected = algorithm_from_metadata(data) or algorithm_from_structure(archive)
     if algo and detected and algo != detected and {algo, detected} != {"td3", "ddpg"}:
         raise UserError(f"--algo {algo} does not match {model_path} (it holds a {detected.upper()} model)", f"pass --algo {detected} or omit --algo")
     if algo or detected:
