@@ -17,13 +17,12 @@ parser = argparse.ArgumentParser(
     "'output' holds discrete logits or Q-values (argmax is the action), or continuous actions/means. "
     "Image observation keys take [batch, height, width, channels] pixel values 0-255 as floats. "
     "Prints the output path and a one-line summary on success.",
-    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
 )
 parser.add_argument("model_path", help="the model .zip saved by stable_baselines3_training_script.py or SB3's model.save()")
 parser.add_argument("-o", "--output", default=None, help="output .onnx file (default: beside the model, with the .onnx suffix)")
-parser.add_argument("--algo", type=str.lower, choices=list(ALGORITHMS), default=None, help="algorithm that trained the model, any case (default: auto-detected)")
-parser.add_argument("--opset", type=int, choices=range(9, 18), default=13, metavar="{9..17}", help="ONNX opset version")
-parser.add_argument("--ir-version", dest="ir_version", type=int, default=9, help="ONNX IR version written in the file (the Godot plugin loads up to 9; opset 9 needs >= 4, 13 needs >= 7, 15-17 need >= 8)")
+parser.add_argument("--algo", type=str.lower, choices=list(ALGORITHMS), default=None, help="algorithm that trained the model, any case (default: auto-detected from the file)")
+parser.add_argument("--opset", type=int, choices=range(9, 18), default=13, metavar="{9..17}", help="ONNX opset version (default: 13)")
+parser.add_argument("--ir-version", dest="ir_version", type=int, default=9, metavar="N", help="ONNX IR version written in the file (default: 9, the newest the Godot plugin loads; opset 9 needs >= 4, 13 needs >= 7, 15-17 need >= 8)")
 parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the onnxruntime comparison with the SB3 policy")
 parser.add_argument("--use-obs-array", dest="use_obs_array", action="store_true", help="a single 'obs' input: for dict observations, every key flattened and concatenated in the model's (sorted) key order")
 args = parser.parse_args()
