@@ -375,8 +375,10 @@ def test_benchmark_default_ppo_export_and_latency(tmp_path, capsys):
         return float(np.median(times) * 1e6)
 
     ort_us = median_us(lambda: session.run(None, feeds))
+    graph = sb3_onnx.GodotPolicyGraph(model, "ppo", sb3_onnx.ObservationLayout(model.observation_space, use_obs_array=False))
     with torch.no_grad():
         torch_us = median_us(lambda: model.policy(observation, deterministic=True))
+        graph_us = median_us(lambda: graph(observation["obs"], torch.zeros(1)))
     with capsys.disabled():
-        print(f"\nBENCHMARK default PPO MultiInputPolicy 64x64: export {export_s:.2f} s, export+verify {verified_export_s:.2f} s, "
-              f"onnxruntime batch-1 {ort_us:.0f} us, torch policy forward {torch_us:.0f} us (medians)")
+        print(f"\nBENCHMARK default PPO MultiInputPolicy 64x64: export {export_s * 1000:.0f} ms, export+verify {verified_export_s * 1000:.0f} ms, "
+              f"onnxruntime batch-1 {ort_us:.0f} us, torch policy forward {torch_us:.0f} us, torch exported graph {graph_us:.0f} us (medians)")
