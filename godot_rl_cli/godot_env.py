@@ -264,13 +264,26 @@ class RobustGodotEnv(GodotEnv):
     # --- framing --------------------------------------------------------------------------------
 
     def _send_string(self, string: str) -> None:
-        data = string.encode("utf-8")
+        self._raise_if_unsolicited_data()
         try:
-            self.connection.sendall(len(data).to_bytes(4, "little") + data)
+            self.connection.sendall(_frame(string))
         except socket.timeout:
             raise self._game_error(GameHungError, f"accepted no data for {self.step_timeout:g} s") from None
         except OSError as error:
             raise self._game_error(GameDiedError, f"connection lost while sending ({error.strerror or error})") from None
+
+    def _raise_if_unsolicited_data(self) -> None:
+        """The game only ever answers; anything waiting before a request is a duplicate or stale reply."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        if not readable:
+            return
+        try:
+            pending = self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            pending = b""
+        if not pending:
+            raise self._game_error(GameDiedError, "closed the connection")
+        raise self._game_error(GameProtocolError, "sent a message nobody asked for (a duplicate or out-of-order reply)")
 
     def _recv_exactly(self, size: int) -> bytes:
         buffer = bytearray(size)
@@ -390,8 +403,8 @@ class RobustGodotEnv(GodotEnv):
         if self.connection is not None:
             try:
                 self.connection.settimeout(1.0)
-                self._send_string(json.dumps({"type": "close"}))
-            except (GameError, OSError):
+                self.connection.sendall(_frame(json.dumps({"type": "close"})))
+            except OSError:
                 pass
             self.connection.close()
         if self.proc is not None:
@@ -440,6 +453,12 @@ class RobustGodotEnv(GodotEnv):
     def _raise_if_stop_requested() -> None:
         if _stop_requested.is_set():
             raise StopRequested()
+
+
+def _frame(string: str) -> bytes:
+    """The plugin's framing: a 4-byte little-endian count of UTF-8 bytes, then the bytes."""
+    data = string.encode("utf-8")
+    return len(data).to_bytes(4, "little") + data
 
 
 def _contains_non_finite(value: Any) -> bool:

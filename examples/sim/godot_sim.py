@@ -333,7 +333,8 @@ def _send_non_ascii(conn: Connection, reply: Dict[str, Any]) -> None:
 
 
 def _send_garbage(conn: Connection, reply: Dict[str, Any]) -> None:
-    garbage = bytes(random.Random(7).getrandbits(8) for _ in range(64))
+    rng = random.Random(7)
+    garbage = b"\xff\xfe" + bytes(rng.getrandbits(8) for _ in range(62))
     conn.send_raw(struct.pack("<I", len(garbage)) + garbage)
 
 
