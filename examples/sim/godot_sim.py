@@ -339,8 +339,8 @@ def _send_garbage(conn: Connection, reply: Dict[str, Any]) -> None:
 
 
 def _send_twice(conn: Connection, reply: Dict[str, Any]) -> None:
-    conn.send(reply)
-    conn.send(reply)
+    body = json.dumps(reply).encode()
+    conn.send_raw((struct.pack("<I", len(body)) + body) * 2)
 
 
 def _send_not_object(conn: Connection, reply: Dict[str, Any]) -> None:
