@@ -5,7 +5,6 @@ callbacks of that iteration have fired; so an on-policy iteration is reported wh
 rollout starts (and at the end of training), when its training numbers exist.
 """
 
-import math
 import os
 import time
 from pathlib import Path
@@ -95,6 +94,7 @@ class ControllerMetricsCallback(BaseCallback):
         self.pending = False
         self.training_started_at = time.monotonic()
         self.last_summary_at = 0.0
+        self.since_summary = IterationStats()
 
     def _steps_per_iteration(self) -> int:
         if isinstance(self.model, OnPolicyAlgorithm):
@@ -124,6 +124,7 @@ class ControllerMetricsCallback(BaseCallback):
             for index in np.flatnonzero(dones):
                 if "episode" in infos[index]:
                     self.stats.add_episode(infos[index])
+                    self.since_summary.add_episode(infos[index])
                     self.model.controller_episodes_total += 1
         if not isinstance(self.model, OnPolicyAlgorithm):
             if self.model.num_timesteps - self.steps_at_iteration_start >= OFF_POLICY_ITERATION_STEPS:
@@ -143,7 +144,8 @@ class ControllerMetricsCallback(BaseCallback):
         metrics.emit_metric(payload)
         if now - self.last_summary_at >= HUMAN_SUMMARY_INTERVAL_S:
             self.last_summary_at = now
-            print(human_summary(payload), flush=True)
+            print(human_summary(payload, self.since_summary), flush=True)
+            self.since_summary = IterationStats()
         self.steps_at_iteration_start = self.model.num_timesteps
         self.stats = IterationStats()
 
@@ -209,16 +211,18 @@ def iteration_metrics(
     )
 
 
-def human_summary(payload: Dict[str, Any]) -> str:
-    def number(value: Optional[float], digits: int = 2) -> str:
-        return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+def human_summary(payload: Dict[str, Any], recent: IterationStats) -> str:
+    """One progress line: counters from `payload`, episode statistics of `recent` (the episodes since the last line)."""
 
+    def number(values: List[float], digits: int = 2) -> str:
+        return f"{np.mean(values):.{digits}f}" if values else "-"
+
+    rewards = recent.rewards
+    spread = f" [{min(rewards):.2f}, {max(rewards):.2f}]" if rewards else ""
     return (
         f"iteration {payload['training_iteration']} | steps {payload['timesteps_total']} | "
-        f"episodes {payload['episodes_total']} (+{payload['episodes_this_iter']}) | "
-        f"reward mean {number(payload['episode_reward_mean'])} "
-        f"[{number(payload['episode_reward_min'])}, {number(payload['episode_reward_max'])}] | "
-        f"episode length {number(payload['episode_len_mean'], 1)} | {number(payload['env_throughput'], 0)} steps/s"
+        f"episodes {payload['episodes_total']} | last {len(rewards)} episodes: reward mean {number(rewards)}{spread}, "
+        f"length {number(recent.lengths, 1)} | {payload['env_throughput'] or 0:.0f} steps/s"
     )
 
 

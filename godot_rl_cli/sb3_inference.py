@@ -44,6 +44,6 @@ def run_inference(model: BaseAlgorithm, env: VecEnv, timesteps: int, policy_name
                 checkpoints=0,
             )
             metrics.emit_metric({**payload, "mode": "inference"})
-            print(human_summary(payload), flush=True)
+            print(human_summary(payload, stats), flush=True)
             stats, iteration_started, iteration_steps = IterationStats(), now, 0
     return episodes
