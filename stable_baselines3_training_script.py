@@ -78,6 +78,7 @@ try:
         connect_timeout=args.connect_timeout,
         step_timeout=args.step_timeout,
         game_args=dict(args.game_arg),
+        max_env_restarts=args.max_env_restarts,
     )
     check_action_space(args.algo, env.action_space)
 except UserError as error:
@@ -126,12 +127,12 @@ try:
         episodes = run_inference(model, monitored_env, args.timesteps, env.policy_name, lambda: stopper.requested)
         print(f"Inference finished: {episodes} episode(s).", flush=True)
     else:
+        training_started = True
         checkpoints = (
             AtomicCheckpointCallback(experiment_dir, args.save_checkpoint_frequency) if args.save_checkpoint_frequency else None
         )
-        callbacks = [stopper, ControllerMetricsCallback(env.policy_name, checkpoints)] + ([checkpoints] if checkpoints else [])
+        callbacks = [stopper, ControllerMetricsCallback(env.policy_name, checkpoints, lambda: env.env_restarts)] + ([checkpoints] if checkpoints else [])
         rollout_size = getattr(model, "n_steps", 1) * env.num_envs
-        training_started = True
         started = time.monotonic()
         model.learn(
             total_timesteps=args.timesteps,
@@ -148,6 +149,9 @@ except StopRequested:
     pass  # SIGINT while waiting for the game: save below
 except GameError as error:
     print_error(str(error), "the model trained so far is saved" if training_started else None)
+    exit_code = 1
+except OSError as error:
+    print_error(f"writing a file failed: {error}", "check free disk space and permissions of the experiment directory")
     exit_code = 1
 except KeyboardInterrupt:
     exit_code = 130

@@ -8,7 +8,7 @@ rollout starts (and at the end of training), when its training numbers exist.
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -19,7 +19,7 @@ from godot_rl_cli import metrics
 
 OFF_POLICY_ITERATION_STEPS = 1000
 HUMAN_SUMMARY_INTERVAL_S = 2.0
-_NOT_CUSTOM = {"episode", "terminal_observation", "TimeLimit.truncated"}
+_NOT_CUSTOM = {"episode", "terminal_observation", "TimeLimit.truncated", "env_restart"}
 _LEARNER_NAMES = {
     "policy_gradient_loss": "policy_loss",
     "value_loss": "vf_loss",
@@ -84,8 +84,9 @@ class ControllerMetricsCallback(BaseCallback):
     on the model (`controller_episodes_total`), so it is saved with it.
     """
 
-    def __init__(self, policy_name: str, checkpoint_counter: "AtomicCheckpointCallback | None" = None):
+    def __init__(self, policy_name: str, checkpoint_counter: "AtomicCheckpointCallback | None" = None, restarts: Callable[[], int] = lambda: 0):
         super().__init__()
+        self.restarts = restarts
         self.policy_name = policy_name
         self.checkpoint_counter = checkpoint_counter
         self.stats = IterationStats()
@@ -150,7 +151,7 @@ class ControllerMetricsCallback(BaseCallback):
         self.stats = IterationStats()
 
     def _payload(self, steps: int, iteration_seconds: float, total_seconds: float) -> Dict[str, Any]:
-        return iteration_metrics(
+        payload = iteration_metrics(
             self.stats,
             policy_name=self.policy_name,
             training_iteration=self.iteration,
@@ -162,6 +163,8 @@ class ControllerMetricsCallback(BaseCallback):
             learner=learner_stats(self.model.logger.name_to_value),
             checkpoints=self.checkpoint_counter.saved if self.checkpoint_counter else 0,
         )
+        payload["env_restarts"] = self.restarts()
+        return payload
 
 
 def iteration_metrics(

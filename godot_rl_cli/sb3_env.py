@@ -11,8 +11,8 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from godot_rl_cli.errors import UserError
-from godot_rl_cli.godot_env import RobustGodotEnv
+from godot_rl_cli.errors import UserError, print_warning
+from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RobustGodotEnv
 
 
 def flat_action_space(heads: spaces.Dict) -> spaces.Space:
@@ -40,22 +40,21 @@ class GodotVecEnv(VecEnv):
         port: int = RobustGodotEnv.DEFAULT_PORT,
         seed: int = 0,
         show_window: bool = False,
+        max_env_restarts: int = 0,
         **env_kwargs: Any,
     ):
         if env_path is None and n_parallel > 1:
             raise UserError("--n_parallel > 1 needs --env_path", "in-editor training runs a single game")
+        self.max_env_restarts = max_env_restarts
+        self.env_restarts = 0
+        self._game_settings = [
+            dict(env_path=env_path, port=port + index, seed=seed + index, show_window=show_window and index == 0, **env_kwargs)
+            for index in range(n_parallel)
+        ]
         self.games: List[RobustGodotEnv] = []
         try:
-            for index in range(n_parallel):
-                self.games.append(
-                    RobustGodotEnv(
-                        env_path=env_path,
-                        port=port + index,
-                        seed=seed + index,
-                        show_window=show_window and index == 0,
-                        **env_kwargs,
-                    )
-                )
+            for settings in self._game_settings:
+                self.games.append(RobustGodotEnv(**settings))
         except BaseException:
             self.close()
             raise
@@ -95,14 +94,23 @@ class GodotVecEnv(VecEnv):
     def step_wait(self):
         actions = self._actions
         per_game = self.agents_per_game
+        failures: Dict[int, GameError] = {}
         for index, game in enumerate(self.games):
-            game._send_as_json({"type": "action", "action": self._to_game_actions(actions[index * per_game : (index + 1) * per_game])})
+            try:
+                game._send_as_json({"type": "action", "action": self._to_game_actions(actions[index * per_game : (index + 1) * per_game])})
+            except (GameDiedError, GameHungError) as error:
+                failures[index] = error
         observations: List[Dict[str, Any]] = []
         rewards: List[float] = []
         dones: List[bool] = []
         infos: List[Dict[str, Any]] = []
-        for game in self.games:
-            obs, reward, done, _, info = game.step_recv()
+        for index, game in enumerate(self.games):
+            try:
+                if index in failures:
+                    raise failures[index]
+                obs, reward, done, _, info = game.step_recv()
+            except (GameDiedError, GameHungError) as error:
+                obs, reward, done, info = self._restart_game(index, error)
             observations.extend(obs)
             rewards.extend(reward)
             dones.extend(done)
@@ -113,6 +121,18 @@ class GodotVecEnv(VecEnv):
             np.asarray(dones, dtype=bool),
             infos,
         )
+
+    def _restart_game(self, index: int, error: GameError) -> tuple:
+        """Relaunch a crashed or hung game (ML-Agents style): its agents' episodes end, training goes on."""
+        if self.env_restarts >= self.max_env_restarts:
+            raise error
+        self.env_restarts += 1
+        print_warning(f"{error}; restarting it ({self.env_restarts} of --max_env_restarts {self.max_env_restarts})")
+        self.games[index].close()
+        self.games[index] = RobustGodotEnv(**self._game_settings[index])
+        obs, _ = self.games[index].reset()
+        count = self.agents_per_game
+        return obs, [0.0] * count, [True] * count, [{"env_restart": 1} for _ in range(count)]
 
     def close(self) -> None:
         for game in self.games:

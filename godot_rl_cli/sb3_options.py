@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     game.add_argument("--framerate", type=int_in_range(1), default=None, help="pass --fixed-fps N so a real Godot game runs as fast as it can")
     game.add_argument("--connect_timeout", type=positive_float, default=60.0, help="seconds to wait for the game to connect")
     game.add_argument("--step_timeout", type=positive_float, default=60.0, help="seconds of silence after which a game counts as hung")
+    game.add_argument("--max_env_restarts", type=int_in_range(0), default=0, help="relaunch a crashed or hung game up to N times and keep training")
     game.add_argument("--game_arg", type=key_value, action="append", default=[], metavar="KEY=VALUE", help="extra --KEY=VALUE argument for the game (repeatable)")
 
     run = parser.add_argument_group("training")

@@ -9,7 +9,8 @@ JSON. Physics runs as fast as possible, as a Godot game started with `--fixed-fp
 Fault injection for tests, as extra `--key=value` arguments: `crash_after_steps`,
 `hang_after_steps`, `never_connect`, `bad_json_after_steps`, `nan_reward_after_steps`,
 `step_cost_ms` (busy wait per physics tick), and `fault=<kind>` with `fault_after_steps=N`
-for the protocol faults listed in `FAULTS`.
+for the protocol faults listed in `FAULTS`. With `fault_seed=S` the faults apply only to the
+game started with `--env_seed=S` (one of several parallel games).
 """
 
 import json
@@ -463,8 +464,13 @@ class Runner:
                 print(f"unknown message type {kind!r}", file=sys.stderr, flush=True)
 
 
+FAULT_KEYS = ("crash_after_steps", "hang_after_steps", "never_connect", "bad_json_after_steps", "nan_reward_after_steps", "fault")
+
+
 def main(game_name: str) -> None:
     args = parse_godot_args(sys.argv[1:])
+    if "fault_seed" in args and args["fault_seed"] != args.get("env_seed", "0"):
+        args = {key: value for key, value in args.items() if key not in FAULT_KEYS}
     unknown = [key for key in ("fault",) if key in args and args[key] not in FAULTS]
     if unknown:
         raise SystemExit(f"unknown fault {args['fault']!r}; choose from {sorted(FAULTS)}")
