@@ -40,6 +40,7 @@ from godot_rl_cli.errors import UserError
 GAME_SUFFIX = ".x86_64"
 POLL_INTERVAL_S = 0.2
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+RECEIVE_CHUNK_BYTES = 1024 * 1024
 GAME_OUTPUT_LINES_KEPT = 20
 GAME_EXIT_GRACE_S = 3.0
 
@@ -150,6 +151,8 @@ class RobustGodotEnv(GodotEnv):
     ):
         self.proc: Optional[subprocess.Popen] = None
         self.connection: Optional[socket.socket] = None
+        self._received = bytearray()
+        self._chunk = memoryview(bytearray(RECEIVE_CHUNK_BYTES))
         self.port = port
         self.step_timeout = step_timeout
         self.env_path = validate_env_path(env_path) if env_path else None
@@ -273,48 +276,43 @@ class RobustGodotEnv(GodotEnv):
             raise self._game_error(GameDiedError, f"connection lost while sending ({error.strerror or error})") from None
 
     def _raise_if_unsolicited_data(self) -> None:
-        """The game only ever answers; anything waiting before a request is a duplicate or stale reply."""
-        readable, _, _ = select.select([self.connection], [], [], 0)
-        if not readable:
-            return
-        try:
-            pending = self.connection.recv(1, socket.MSG_PEEK)
-        except OSError:
-            pending = b""
-        if not pending:
-            raise self._game_error(GameDiedError, "closed the connection")
-        raise self._game_error(GameProtocolError, "sent a message nobody asked for (a duplicate or out-of-order reply)")
+        """The game only ever answers; bytes left after a reply are a duplicate or out-of-order message."""
+        if self._received:
+            raise self._game_error(GameProtocolError, "sent a message nobody asked for (a duplicate or out-of-order reply)")
 
-    def _recv_exactly(self, size: int) -> bytes:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        received = 0
-        last_data_at = time.monotonic()
-        while received < size:
+    def _receive_more(self) -> None:
+        """Append what the socket has to the receive buffer, waiting in short polls so that a dead game,
+        a silent game (`step_timeout`) and a stop request are all noticed."""
+        waited_since = time.monotonic()
+        while True:
             readable, _, _ = select.select([self.connection], [], [], POLL_INTERVAL_S)
-            if not readable:
-                self._raise_if_stop_requested()
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise self._game_error(GameDiedError, "exited")
-                if time.monotonic() - last_data_at > self.step_timeout:
-                    raise self._game_error(GameHungError, f"sent nothing for {self.step_timeout:g} s")
-                continue
-            try:
-                count = self.connection.recv_into(view[received:], size - received)
-            except OSError as error:
-                raise self._game_error(GameDiedError, f"connection lost ({error.strerror or error})") from None
-            if count == 0:
-                raise self._game_error(GameDiedError, "closed the connection")
-            received += count
-            last_data_at = time.monotonic()
-        return bytes(buffer)
+            if readable:
+                break
+            self._raise_if_stop_requested()
+            if self.proc is not None and self.proc.poll() is not None:
+                raise self._game_error(GameDiedError, "exited")
+            if time.monotonic() - waited_since > self.step_timeout:
+                raise self._game_error(GameHungError, f"sent nothing for {self.step_timeout:g} s")
+        try:
+            count = self.connection.recv_into(self._chunk)
+        except OSError as error:
+            raise self._game_error(GameDiedError, f"connection lost ({error.strerror or error})") from None
+        if not count:
+            raise self._game_error(GameDiedError, "closed the connection")
+        self._received += self._chunk[:count]
 
     def _get_data(self) -> str:
-        size = int.from_bytes(self._recv_exactly(4), "little")
+        while len(self._received) < 4:
+            self._receive_more()
+        size = int.from_bytes(self._received[:4], "little")
         if size > MAX_MESSAGE_BYTES:
             raise self._game_error(GameProtocolError, f"announced a {size}-byte message (limit {MAX_MESSAGE_BYTES})")
+        while len(self._received) < 4 + size:
+            self._receive_more()
+        body = bytes(self._received[4 : 4 + size])
+        del self._received[: 4 + size]
         try:
-            return self._recv_exactly(size).decode("utf-8")
+            return body.decode("utf-8")
         except UnicodeDecodeError:
             raise self._game_error(GameProtocolError, "sent a message that is not UTF-8") from None
 
