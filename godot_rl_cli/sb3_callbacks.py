@@ -93,6 +93,7 @@ class ControllerMetricsCallback(BaseCallback):
         self.iteration = 0
         self.steps_at_iteration_start = 0
         self.pending = False
+        self.on_policy = True
         self.training_started_at = time.monotonic()
         self.last_summary_at = 0.0
         self.since_summary = IterationStats()
@@ -103,6 +104,7 @@ class ControllerMetricsCallback(BaseCallback):
         return OFF_POLICY_ITERATION_STEPS
 
     def _on_training_start(self) -> None:
+        self.on_policy = isinstance(self.model, OnPolicyAlgorithm)
         self.iteration = self.model.num_timesteps // self._steps_per_iteration()
         self.steps_at_iteration_start = self.model.num_timesteps
         if not hasattr(self.model, "controller_episodes_total"):
@@ -115,7 +117,7 @@ class ControllerMetricsCallback(BaseCallback):
             self._report()
 
     def _on_rollout_end(self) -> None:
-        if isinstance(self.model, OnPolicyAlgorithm):
+        if self.on_policy:
             self.pending = True
 
     def _on_step(self) -> bool:
@@ -127,7 +129,7 @@ class ControllerMetricsCallback(BaseCallback):
                     self.stats.add_episode(infos[index])
                     self.since_summary.add_episode(infos[index])
                     self.model.controller_episodes_total += 1
-        if not isinstance(self.model, OnPolicyAlgorithm):
+        if not self.on_policy:
             if self.model.num_timesteps - self.steps_at_iteration_start >= OFF_POLICY_ITERATION_STEPS:
                 self._report()
         return True
