@@ -1,16 +1,13 @@
 """convert_sb3_to_onnx.py and the shared export code, on tiny trained models of all six SB3 algorithms."""
 
 import json
-import time
 import zipfile
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import onnx
-import onnxruntime
 import pytest
-import torch
 from gymnasium import spaces
 from onnx_helpers import assert_godot_interface, assert_header
 from script_helpers import run_script
@@ -344,41 +341,3 @@ def test_discrete_and_state_checks_fail_on_mismatch():
         onnx_export.check_discrete(logits, np.array([[1], [0]]), [4])
     with pytest.raises(VerificationError, match="state_outs"):
         onnx_export.check_state_passthrough({"state_outs": np.zeros(2)}, np.ones(2))
-
-
-# --- benchmark (numbers for the report; no timing assertions) ---------------------------------------
-
-
-def test_benchmark_default_ppo_export_and_latency(tmp_path, capsys):
-    model = PPO("MultiInputPolicy", SpacesEnv(spaces.Dict({"obs": vector(8)}), box_actions(2)), seed=0)
-    assert model.policy.net_arch == {"pi": [64, 64], "vf": [64, 64]}
-    started = time.perf_counter()
-    sb3_onnx.export_sb3_model(model, tmp_path / "p.onnx", verify=False)
-    export_s = time.perf_counter() - started
-    started = time.perf_counter()
-    summary = sb3_onnx.export_sb3_model(model, tmp_path / "p.onnx")
-    verified_export_s = time.perf_counter() - started
-    assert summary.max_error <= 1e-5
-
-    session = onnxruntime.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
-    feeds = {"obs": np.zeros((1, 8), np.float32), "state_ins": np.zeros(1, np.float32)}
-    observation = {"obs": torch.zeros(1, 8)}
-
-    def median_us(run, repeats: int = 300) -> float:
-        for _ in range(20):
-            run()
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - started)
-        return float(np.median(times) * 1e6)
-
-    ort_us = median_us(lambda: session.run(None, feeds))
-    graph = sb3_onnx.GodotPolicyGraph(model, "ppo", sb3_onnx.ObservationLayout(model.observation_space, use_obs_array=False))
-    with torch.no_grad():
-        torch_us = median_us(lambda: model.policy(observation, deterministic=True))
-        graph_us = median_us(lambda: graph(observation["obs"], torch.zeros(1)))
-    with capsys.disabled():
-        print(f"\nBENCHMARK default PPO MultiInputPolicy 64x64: export {export_s * 1000:.0f} ms, export+verify {verified_export_s * 1000:.0f} ms, "
-              f"onnxruntime batch-1 {ort_us:.0f} us, torch policy forward {torch_us:.0f} us, torch exported graph {graph_us:.0f} us (medians)")

@@ -1,9 +1,7 @@
 """The @METRIC emitter: strict JSON, enable switch, flushing through a pipe, thread safety."""
 
 import json
-import math
 import subprocess
-import sys
 import threading
 import time
 

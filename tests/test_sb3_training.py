@@ -1,7 +1,6 @@
 """stable_baselines3_training_script.py, run as the controller runs it, on the example games."""
 
 import os
-import subprocess
 import time
 import zipfile
 from pathlib import Path
