@@ -8,26 +8,11 @@ plain `Discrete` space for a single discrete head, and converts whole batches wi
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from godot_rl_cli.errors import UserError, print_warning
 from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RobustGodotEnv
-
-
-def flat_action_space(heads: spaces.Dict) -> spaces.Space:
-    """One SB3 action space for the game's action heads: Discrete, MultiDiscrete or a concatenated Box."""
-    kinds = {type(head) for head in heads.values()}
-    if kinds == {spaces.Discrete}:
-        sizes = [int(head.n) for head in heads.values()]
-        return spaces.Discrete(sizes[0]) if len(sizes) == 1 else spaces.MultiDiscrete(sizes)
-    if kinds == {spaces.Box}:
-        size = sum(int(head.shape[0]) for head in heads.values())
-        return spaces.Box(low=-1.0, high=1.0, shape=(size,), dtype=np.float32)
-    raise UserError(
-        "the game mixes discrete and continuous action heads, which Stable-Baselines3 cannot train",
-        "use only discrete or only continuous actions, or train with rllib_training_script.py",
-    )
+from godot_rl_cli.spaces import ActionEncoder, flat_action_space
 
 
 class GodotVecEnv(VecEnv):
@@ -61,7 +46,7 @@ class GodotVecEnv(VecEnv):
         first = self.games[0]
         self.agents_per_game = first.num_envs
         self.action_heads = first.action_spaces[0]
-        self.head_sizes = [(name, _head_width(head), isinstance(head, spaces.Discrete)) for name, head in self.action_heads.items()]
+        self.actions_to_game = ActionEncoder(self.action_heads)
         self.policy_name = first.agent_policy_names[0]
         self._check_games_match()
         super().__init__(self.agents_per_game * n_parallel, first.observation_space, flat_action_space(self.action_heads))
@@ -97,7 +82,7 @@ class GodotVecEnv(VecEnv):
         failures: Dict[int, GameError] = {}
         for index, game in enumerate(self.games):
             try:
-                game._send_as_json({"type": "action", "action": self._to_game_actions(actions[index * per_game : (index + 1) * per_game])})
+                game._send_as_json({"type": "action", "action": self.actions_to_game.encode(actions[index * per_game : (index + 1) * per_game])})
             except (GameDiedError, GameHungError) as error:
                 failures[index] = error
         observations: List[Dict[str, Any]] = []
@@ -168,26 +153,6 @@ class GodotVecEnv(VecEnv):
             stacked[key] = np.asarray([obs[key] for obs in observations], dtype=space.dtype)
         return stacked
 
-    def _to_game_actions(self, actions: np.ndarray) -> List[Dict[str, Any]]:
-        """Per-agent `{head: value}` dicts, as the plugin expects them."""
-        rows = actions.reshape(len(actions), -1).tolist()
-        game_actions = []
-        for row in rows:
-            action, start = {}, 0
-            for name, width, discrete in self.head_sizes:
-                if discrete:
-                    action[name] = int(row[start])
-                    start += 1
-                else:
-                    action[name] = row[start : start + width]
-                    start += width
-            game_actions.append(action)
-        return game_actions
-
     @property
     def agent_policy_names(self) -> List[str]:
         return [name for game in self.games for name in game.agent_policy_names]
-
-
-def _head_width(head: spaces.Space) -> int:
-    return 1 if isinstance(head, spaces.Discrete) else int(head.shape[0])

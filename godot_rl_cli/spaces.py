@@ -1,0 +1,41 @@
+"""The game's per-agent spaces as the flat spaces trainers use, and actions back to the game's `{head: value}`."""
+
+from typing import Any, Dict, List
+
+import numpy as np
+from gymnasium import spaces
+
+from godot_rl_cli.errors import UserError
+
+
+def flat_action_space(heads: spaces.Dict) -> spaces.Space:
+    """One action space for the game's action heads: Discrete, MultiDiscrete or a concatenated Box in [-1, 1]."""
+    kinds = {type(head) for head in heads.values()}
+    if kinds == {spaces.Discrete}:
+        sizes = [int(head.n) for head in heads.values()]
+        return spaces.Discrete(sizes[0]) if len(sizes) == 1 else spaces.MultiDiscrete(sizes)
+    if kinds == {spaces.Box}:
+        size = sum(int(head.shape[0]) for head in heads.values())
+        return spaces.Box(low=-1.0, high=1.0, shape=(size,), dtype=np.float32)
+    raise UserError(
+        "the game mixes discrete and continuous action heads, which these trainers cannot train",
+        "use only discrete or only continuous action heads",
+    )
+
+
+class ActionEncoder:
+    """Turns rows of flat actions into the plugin's per-agent `{head: value}` dicts."""
+
+    def __init__(self, heads: spaces.Dict):
+        self.heads = [(name, 1 if isinstance(head, spaces.Discrete) else int(head.shape[0]), isinstance(head, spaces.Discrete)) for name, head in heads.items()]
+
+    def encode(self, actions: np.ndarray) -> List[Dict[str, Any]]:
+        rows = np.asarray(actions).reshape(len(actions), -1).tolist()
+        encoded = []
+        for row in rows:
+            action, start = {}, 0
+            for name, width, discrete in self.heads:
+                action[name] = int(row[start]) if discrete else row[start : start + width]
+                start += width
+            encoded.append(action)
+        return encoded
