@@ -357,6 +357,7 @@ class RobustGodotEnv(GodotEnv):
             observation_spaces = [observation_spaces] * self.num_envs
         self.action_spaces = [_action_space(space) for space in action_spaces]
         self.observation_spaces = [_observation_space(space) for space in observation_spaces]
+        self.observation_key_order = list(observation_spaces[0])  # the game's order (gymnasium's Dict sorts keys)
         if len(self.action_spaces) != self.num_envs or len(self.observation_spaces) != self.num_envs:
             raise ValueError(f"{self.num_envs} agents but {len(self.action_spaces)} action spaces")
         self.agent_policy_names = list(info.get("agent_policy_names") or ["shared_policy"] * self.num_envs)

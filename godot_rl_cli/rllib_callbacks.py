@@ -1,0 +1,109 @@
+"""ControllerMetricsCallback: per-policy custom metrics from the agents' info, and one `@METRIC` line per iteration."""
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ray.rllib.algorithms.callbacks import DefaultCallbacks
+
+from godot_rl_cli import metrics
+
+SEPARATOR = "/"
+
+
+def _number(value: Any) -> Optional[float]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+class ControllerMetricsCallback(DefaultCallbacks):
+    """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, and emits
+    the iteration result as an `@METRIC` line with every schema field (when CONTROLLER_METRICS is set)."""
+
+    episodes_offset = 0  # episodes of the run this one resumes (set by the training script)
+    checkpoints_saved = 0
+    episodes_in_run = 0
+
+    def on_episode_end(self, *, episode, **kwargs) -> None:
+        for agent_id in episode.get_agents():
+            info = episode.last_info_for(agent_id) or {}
+            policy = episode.policy_for(agent_id)
+            for key, value in info.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    episode.custom_metrics[f"{policy}{SEPARATOR}{key}"] = float(value)
+
+    def on_train_result(self, *, algorithm, result: Dict[str, Any], **kwargs) -> None:
+        runners = result.get("env_runners", {})
+        self.episodes_in_run += int(runners.get("episodes_this_iter", runners.get("num_episodes", 0)) or 0)
+        result["episodes_total"] = self.episodes_offset + self.episodes_in_run  # logged to result.json for resumes
+        metrics.emit_metric(iteration_payload(result, self.checkpoints_saved))
+
+
+def iteration_payload(result: Dict[str, Any], checkpoints: int = 0) -> Dict[str, Any]:
+    """The controller's iteration sample from an RLlib (old API stack) result dict."""
+    runners = result.get("env_runners", {})
+    custom_by_policy: Dict[str, Dict[str, float]] = defaultdict(dict)
+    overall: Dict[str, list] = defaultdict(list)
+    for name, value in (runners.get("custom_metrics") or {}).items():
+        if not name.endswith("_mean") or SEPARATOR not in name:
+            continue
+        policy, key = name[: -len("_mean")].split(SEPARATOR, 1)
+        if _number(value) is not None:
+            custom_by_policy[policy][key] = float(value)
+            overall[key].append(float(value))
+    learner = result.get("info", {}).get("learner", {})
+    hist = runners.get("hist_stats", {})
+    policy_ids = set(runners.get("policy_reward_mean", {})) | set(learner) | set(custom_by_policy)
+    episodes_this_iter = int(runners.get("episodes_this_iter", runners.get("num_episodes", 0)) or 0)
+    policies = {}
+    for policy in sorted(policy_ids):
+        stats = dict(learner.get(policy, {}).get("learner_stats", {}))
+        if "cur_lr" in stats:
+            stats["learning_rate"] = stats.pop("cur_lr")
+        policies[policy] = metrics.policy_metrics(
+            reward_mean=_number(runners.get("policy_reward_mean", {}).get(policy)),
+            reward_min=_number(runners.get("policy_reward_min", {}).get(policy)),
+            reward_max=_number(runners.get("policy_reward_max", {}).get(policy)),
+            episode_len_mean=_number(runners.get("episode_len_mean")),
+            completed_episodes=min(episodes_this_iter, len(hist.get(f"policy_{policy}_reward", []))),
+            learner_stats=stats,
+            custom_metrics=custom_by_policy.get(policy, {}),
+        )
+    timesteps = int(result.get("timesteps_total") or result.get("num_env_steps_sampled_lifetime") or 0)
+    return metrics.iteration_payload(
+        training_iteration=int(result.get("training_iteration", 0)),
+        timesteps_total=timesteps,
+        episodes_total=int(result.get("episodes_total", 0)),
+        episodes_this_iter=episodes_this_iter,
+        episode_reward_mean=_number(runners.get("episode_reward_mean")),
+        episode_reward_min=_number(runners.get("episode_reward_min")),
+        episode_reward_max=_number(runners.get("episode_reward_max")),
+        episode_len_mean=_number(runners.get("episode_len_mean")),
+        time_this_iter_s=float(result.get("time_this_iter_s", 0.0)),
+        time_total_s=float(result.get("time_total_s", 0.0)),
+        env_steps_this_iter=int(result.get("num_env_steps_sampled_this_iter", 0)),
+        num_env_steps_sampled=int(result.get("num_env_steps_sampled_lifetime", timesteps)),
+        num_env_steps_trained=int(result.get("num_env_steps_trained", timesteps)),
+        num_agent_steps_sampled=int(result.get("num_agent_steps_sampled_lifetime", result.get("num_agent_steps_sampled", 0))),
+        num_agent_steps_trained=int(result.get("num_agent_steps_trained", 0)),
+        custom_metrics={key: sum(values) / len(values) for key, values in overall.items()},
+        policies=policies,
+        checkpoints=checkpoints,
+    )
+
+
+def last_result(trial_dir: Path) -> Dict[str, Any]:
+    """The last line of a trial's result.json, or {}."""
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return {}

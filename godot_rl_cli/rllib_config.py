@@ -1,0 +1,179 @@
+"""The RLlib YAML file, in either shape, as one run description; legacy RLlib keys translated for Ray 2.48.
+
+Two shapes are read unchanged:
+- the controller's: `algorithm`, `env_is_multiagent`, `checkpoint_frequency`, `stop`, `config: {env,
+  env_config, lr, lambda, sgd_minibatch_size, num_workers, model, ...}`;
+- the API reference's flat one: `env`, `env_config`, `multiagent: {policies, policy_mapping_fn (Python
+  source), policies_to_train}` and the algorithm settings at the top level (`stop`,
+  `checkpoint_frequency` and `algorithm` may stand there too).
+"""
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import yaml
+
+from godot_rl_cli.errors import UserError, print_warning
+
+ALGORITHMS = ("PPO", "APPO", "IMPALA", "DQN", "SAC")
+RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
+ENV_CONFIG_KEYS = {"env_path", "action_repeat", "show_window", "speedup", "seed", "port", "framerate", "connect_timeout", "step_timeout", "game_args"}
+STOP_KEYS = {"time_total_s", "timesteps_total", "training_iteration", "episode_reward_mean", "sustained_episode_reward_mean", "stop_file"}
+
+# Legacy key -> the AlgorithmConfig attribute Ray 2.48 reads (it ignores or rejects the old names).
+RENAMED = {
+    "lambda": "lambda_",
+    "sgd_minibatch_size": "minibatch_size",
+    "num_sgd_iter": "num_epochs",
+    "num_workers": "num_env_runners",
+    "num_rollout_workers": "num_env_runners",
+    "num_envs_per_worker": "num_envs_per_env_runner",
+}
+IGNORED = {"framework": "torch is the only framework of this suite", "env": "the env is always the Godot game"}
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs, read from the YAML file."""
+
+    source: Path
+    algorithm: str = "PPO"
+    env_is_multiagent: bool = True
+    checkpoint_frequency: int = 10
+    stop: Dict[str, Any] = field(default_factory=dict)
+    env_config: Dict[str, Any] = field(default_factory=dict)
+    policies: Optional[List[str]] = None
+    mapping_source: Optional[str] = None
+    policies_to_train: Optional[List[str]] = None
+    settings: Dict[str, Any] = field(default_factory=dict)
+
+
+def load_run_spec(path: str) -> RunSpec:
+    """Read and check the YAML file; every problem is a one-line UserError (with the line number for syntax)."""
+    source = Path(path).expanduser().absolute()
+    if not source.is_file():
+        raise UserError(f"config file {path} not found", "pass --config_file with the path of your RLlib YAML file")
+    try:
+        data = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(f"invalid YAML in {path}{where}: {problem}", "fix the file's syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} does not hold a YAML mapping of settings", "see rllib_config.yaml for the expected shape")
+    settings = dict(data["config"]) if isinstance(data.get("config"), dict) else {k: v for k, v in data.items() if k not in RUN_KEYS}
+    spec = RunSpec(source=source)
+    spec.algorithm = str(data.get("algorithm") or settings.pop("algorithm", "PPO")).upper()
+    if spec.algorithm not in ALGORITHMS:
+        raise UserError(f"unknown algorithm {spec.algorithm!r} in {path}", f"use one of {', '.join(ALGORITHMS)}")
+    spec.env_is_multiagent = bool(data.get("env_is_multiagent", True))
+    spec.checkpoint_frequency = int(data.get("checkpoint_frequency") or 10)
+    spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)
+    settings.pop("checkpoint_frequency", None)
+    spec.env_config = dict(settings.pop("env_config", None) or {})
+    unknown = set(spec.env_config) - ENV_CONFIG_KEYS
+    if unknown:
+        print_warning(f"env_config keys {', '.join(sorted(unknown))} are not known; they are passed to the game as --key=value")
+    multiagent = settings.pop("multiagent", None) or {}
+    if multiagent.get("policies"):
+        spec.policies = [str(name) for name in multiagent["policies"]]
+    spec.mapping_source = multiagent.get("policy_mapping_fn")
+    spec.policies_to_train = [str(name) for name in multiagent["policies_to_train"]] if multiagent.get("policies_to_train") else None
+    for key, reason in IGNORED.items():
+        value = settings.pop(key, None)
+        if key == "framework" and value not in (None, "torch"):
+            print_warning(f"framework {value!r} ignored: {reason}")
+    spec.settings = settings
+    return spec
+
+
+def _stop_criteria(stop: Any, path: str) -> Dict[str, Any]:
+    if stop is None:
+        return {}
+    if not isinstance(stop, dict):
+        raise UserError(f"'stop' in {path} must be a mapping or null", "e.g. stop: {training_iteration: 100}")
+    unknown = set(stop) - STOP_KEYS
+    if unknown:
+        raise UserError(f"unknown stop criteria {', '.join(sorted(unknown))} in {path}", f"use {', '.join(sorted(STOP_KEYS))}")
+    sustained = stop.get("sustained_episode_reward_mean")
+    if sustained is not None and not (isinstance(sustained, dict) and {"threshold", "window"} <= set(sustained)):
+        raise UserError(f"sustained_episode_reward_mean in {path} needs threshold and window", "e.g. {threshold: 10, window: 5}")
+    return dict(stop)
+
+
+def compile_mapping_function(source: str) -> Callable:
+    """The `policy_mapping_fn` given as Python source text in the user's own YAML file (it is executed)."""
+    namespace: Dict[str, Any] = {}
+    try:
+        exec(compile(source, "<policy_mapping_fn>", "exec"), namespace)  # noqa: S102 - the user's own config file
+    except SyntaxError as error:
+        raise UserError(f"policy_mapping_fn does not compile (line {error.lineno}: {error.msg})", "fix the Python source in the YAML file") from None
+    except Exception as error:
+        raise UserError(f"policy_mapping_fn failed to load ({type(error).__name__}: {error})", "fix the Python source in the YAML file") from None
+    functions = [value for name, value in namespace.items() if callable(value) and not name.startswith("__")]
+    if "policy_mapping_fn" in namespace:
+        return namespace["policy_mapping_fn"]
+    if len(functions) == 1:
+        return functions[0]
+    raise UserError("policy_mapping_fn source defines no function named policy_mapping_fn", "define def policy_mapping_fn(agent_id, episode, worker, **kwargs)")
+
+
+def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """Set each setting on the AlgorithmConfig under its Ray 2.48 name; warn about keys it does not know."""
+    effective = {}
+    for key, value in settings.items():
+        name = RENAMED.get(key, key)
+        if name == "vf_clip_param" and isinstance(value, str):
+            value = float(value)
+        if not hasattr(config, name):
+            print_warning(f"setting {key!r} is not known to {type(config).__name__}; ignored")
+            continue
+        if name == "model":
+            value = {**config.model, **value}
+        setattr(config, name, value)
+        effective[name] = value
+    return effective
+
+
+class StopCriteria:
+    """Decides after each iteration whether the YAML's `stop` section is met."""
+
+    def __init__(self, stop: Dict[str, Any], started_at: Optional[float] = None):
+        self.stop = stop
+        self.rewards: List[float] = []
+        stop_file = stop.get("stop_file")
+        self.stop_file = Path(stop_file).expanduser().absolute() if stop_file else None
+        self.started_at = started_at or time.time()
+        self.stale_stop_file_mtime = self.stop_file.stat().st_mtime if self.stop_file and self.stop_file.exists() else None
+
+    def reason(self, result: Dict[str, Any]) -> Optional[str]:
+        """Why to stop now, or None."""
+        reward = result.get("env_runners", {}).get("episode_reward_mean")
+        if reward is not None and not math.isnan(reward):
+            self.rewards.append(reward)
+        for key in ("time_total_s", "timesteps_total", "training_iteration"):
+            if key in self.stop and result.get(key, 0) >= self.stop[key]:
+                return f"{key} reached {self.stop[key]}"
+        if "episode_reward_mean" in self.stop and self.rewards and self.rewards[-1] >= self.stop["episode_reward_mean"]:
+            return f"episode_reward_mean reached {self.stop['episode_reward_mean']}"
+        sustained = self.stop.get("sustained_episode_reward_mean")
+        if sustained:
+            window = int(sustained["window"])
+            recent = self.rewards[-window:]
+            if len(recent) == window and min(recent) >= sustained["threshold"]:
+                return f"episode_reward_mean stayed at or above {sustained['threshold']} for {window} iterations"
+        if self.stop_file and self.stop_file.exists():
+            if self.stale_stop_file_mtime is None or self.stop_file.stat().st_mtime != self.stale_stop_file_mtime:
+                return f"stop file {self.stop_file} appeared"
+        return None
+
+
+def resolve_env_path(env_config: Dict[str, Any], override: Optional[str]) -> Optional[str]:
+    """--env_path wins; a relative env_path resolves against the current directory."""
+    env_path = override or env_config.get("env_path")
+    return os.path.abspath(os.path.expanduser(env_path)) if env_path else None

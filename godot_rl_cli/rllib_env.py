@@ -1,0 +1,104 @@
+"""A Godot game as an RLlib (old API stack) MultiAgentEnv; agents are named by their index in the game.
+
+Godot's agents all act every step, report `done` per step and are reset by the game itself.
+- `env_is_multiagent: true`: all agents share an episode. A done agent waits (it is sent a no-op
+  action and leaves the observation dict) until every agent is done; then the episode ends and the
+  next `reset()` resets the game.
+- `false`: each agent has its own episodes. A done agent's episode ends and the agent continues under
+  a new id (`"<index>#<n>"`, mapped to the same policy); the env-level episode ends, without resetting
+  the game, once every agent has finished an episode, so episode statistics are reported.
+Observations are the game's keys flattened and concatenated in the order the game sends them.
+"""
+
+from typing import Any, Dict, List, Tuple, Union
+
+import numpy as np
+from gymnasium import spaces
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from godot_rl_cli.godot_env import RobustGodotEnv
+from godot_rl_cli.spaces import ActionEncoder, flat_action_space
+
+AgentId = Union[int, str]
+GAME_SETTINGS = ("env_path", "show_window", "framerate", "action_repeat", "speedup", "connect_timeout", "step_timeout")
+
+
+def agent_index(agent_id: AgentId) -> int:
+    """The agent's index in the game, whatever episode generation its id carries."""
+    return agent_id if isinstance(agent_id, int) else int(str(agent_id).split("#")[0])
+
+
+def game_port(env_config: Any) -> int:
+    """Unique per worker and per vectorised env: base port + worker index * envs per worker + vector index."""
+    worker = getattr(env_config, "worker_index", 0)
+    vector = getattr(env_config, "vector_index", 0)
+    return int(env_config.get("port", RobustGodotEnv.DEFAULT_PORT)) + worker * int(env_config.get("_envs_per_worker", 1)) + vector
+
+
+def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
+    size = sum(int(np.prod(game.observation_spaces[index][key].shape)) for key in game.observation_key_order)
+    return spaces.Box(-np.inf, np.inf, (size,), np.float32)
+
+
+def start_game(env_config: Any, port: int, show_window: bool) -> RobustGodotEnv:
+    settings = {key: env_config[key] for key in GAME_SETTINGS if env_config.get(key) is not None}
+    settings["show_window"] = show_window
+    return RobustGodotEnv(port=port, seed=int(env_config.get("seed", 0)) + port, game_args=dict(env_config.get("game_args") or {}), **settings)
+
+
+class GodotMultiAgentEnv(MultiAgentEnv):
+    def __init__(self, env_config: Any):
+        super().__init__()
+        port = game_port(env_config)
+        first = getattr(env_config, "worker_index", 0) == int(env_config.get("_first_worker", 0)) and getattr(env_config, "vector_index", 0) == 0
+        self.game = start_game(env_config, port, bool(env_config.get("show_window")) and first)
+        self.shared_episode = bool(env_config.get("_env_is_multiagent", True))
+        count = self.game.num_envs
+        self.encoder = ActionEncoder(self.game.action_spaces[0])
+        self.action_spaces_by_index = [flat_action_space(self.game.action_spaces[i]) for i in range(count)]
+        self.observation_spaces_by_index = [flat_observation_space(self.game, i) for i in range(count)]
+        self.noop = [np.zeros(space.shape, dtype=space.dtype) for space in self.action_spaces_by_index]
+        self.possible_agents = list(range(count))
+        self.agents = list(self.possible_agents)
+        self.observation_space = spaces.Dict({i: self.observation_spaces_by_index[i] for i in range(count)})
+        self.action_space = spaces.Dict({i: self.action_spaces_by_index[i] for i in range(count)})
+        self.ids: List[AgentId] = list(range(count))
+        self.generation = [0] * count
+        self.finished = [False] * count
+        self.last_obs: List[np.ndarray] = []
+        self.game_was_reset = False
+
+    def _flatten(self, observation: Dict[str, Any]) -> np.ndarray:
+        return np.concatenate([np.asarray(observation[key], dtype=np.float32).ravel() for key in self.game.observation_key_order])
+
+    def reset(self, *, seed=None, options=None) -> Tuple[dict, dict]:
+        if self.shared_episode or not self.game_was_reset:
+            observations, _ = self.game.reset()
+            self.last_obs = [self._flatten(observation) for observation in observations]
+            self.game_was_reset = True
+        self.finished = [False] * len(self.ids)
+        return {self.ids[i]: self.last_obs[i] for i in range(len(self.ids))}, {self.ids[i]: {} for i in range(len(self.ids))}
+
+    def step(self, action_dict: Dict[AgentId, Any]):
+        actions = np.stack([np.asarray(action_dict.get(agent_id, self.noop[i])).reshape(self.noop[i].shape) for i, agent_id in enumerate(self.ids)])
+        self.game._send_as_json({"type": "action", "action": self.encoder.encode(actions)})
+        observations, rewards, dones, _, infos = self.game.step_recv()
+        self.last_obs = [self._flatten(observation) for observation in observations]
+        obs, reward, terminated, info = {}, {}, {}, {}
+        for i, agent_id in enumerate(self.ids):
+            if self.shared_episode and self.finished[i]:
+                continue
+            obs[agent_id], reward[agent_id], terminated[agent_id], info[agent_id] = self.last_obs[i], float(rewards[i]), bool(dones[i]), infos[i]
+            if dones[i]:
+                self.finished[i] = True
+                if not self.shared_episode:
+                    self.generation[i] += 1
+                    self.ids[i] = f"{i}#{self.generation[i]}"
+                    obs[self.ids[i]] = self.last_obs[i]
+        everyone_done = all(self.finished)
+        terminated["__all__"] = everyone_done and self.shared_episode
+        truncated = {"__all__": everyone_done and not self.shared_episode}
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.game.close()

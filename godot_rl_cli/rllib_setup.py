@@ -1,0 +1,108 @@
+"""Building the RLlib (old API stack) AlgorithmConfig for a Godot game from a RunSpec.
+
+Why the old API stack: Godot agents all act every step and the game resets each agent itself when it
+is done. The new stack's episodes refuse an agent that acts again after it is done and its connectors
+expect the env to reset agents, while the old stack's MultiAgentEnv lets a done agent wait (shared
+episodes) or continue under a new id (per-agent episodes), and its checkpoints hold one plain torch
+policy per id (`policies/<id>/`) that the ONNX converter exports directly. Ray ships it through 2.60.
+"""
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ray.rllib.algorithms.appo import APPOConfig
+from ray.rllib.algorithms.dqn import DQNConfig
+from ray.rllib.algorithms.impala import IMPALAConfig
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.algorithms.sac import SACConfig
+from ray.rllib.policy.policy import PolicySpec
+from ray.tune.registry import register_env
+
+from godot_rl_cli.errors import UserError
+from godot_rl_cli.godot_env import GameError, RobustGodotEnv
+from godot_rl_cli.rllib_callbacks import ControllerMetricsCallback
+from godot_rl_cli.rllib_config import RunSpec, apply_settings
+from godot_rl_cli.rllib_env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
+from godot_rl_cli.spaces import flat_action_space
+
+CONFIGS = {"PPO": PPOConfig, "APPO": APPOConfig, "IMPALA": IMPALAConfig, "DQN": DQNConfig, "SAC": SACConfig}
+
+
+def probe_game(env_config: Dict[str, Any]) -> RobustGodotEnv:
+    """Start the game once to read its agents, policy names and spaces, then close it."""
+    game = start_game(env_config, int(env_config.get("port", RobustGodotEnv.DEFAULT_PORT)), show_window=False)
+    game.close()
+    return game
+
+
+def _mapping(spec_function: Optional[Callable], agent_policy_names: List[str]) -> Callable:
+    """RLlib's mapping function: the YAML's (called with the agent's index) or each agent to its own policy name."""
+    if spec_function is None:
+        def mapping(agent_id, episode=None, worker=None, **kwargs):
+            return agent_policy_names[agent_index(agent_id)]
+        return mapping
+
+    def mapping(agent_id, episode=None, worker=None, **kwargs):
+        return spec_function(agent_index(agent_id), episode, worker, **kwargs)
+    return mapping
+
+
+def build_config(spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv, mapping_function: Optional[Callable]) -> Tuple[Any, List[str]]:
+    """The AlgorithmConfig, and the policy ids; raises UserError for a mapping to an undefined policy."""
+    names = list(dict.fromkeys(game.agent_policy_names))
+    policy_names = spec.policies or names
+    mapping = _mapping(mapping_function, game.agent_policy_names)
+    agents_of: Dict[str, int] = {}
+    for index in range(game.num_envs):
+        try:
+            policy = mapping(index, None, None)
+        except Exception as error:
+            raise UserError(f"policy_mapping_fn failed for agent {index} ({type(error).__name__}: {error})", "fix the function in the YAML file") from None
+        if policy not in policy_names:
+            raise UserError(f"policy_mapping_fn maps agent {index} to {policy!r}, which is not a policy ({', '.join(policy_names)})", "map every agent to a policy listed under multiagent.policies")
+        agents_of.setdefault(policy, index)
+    policies = {
+        name: PolicySpec(
+            observation_space=flat_observation_space(game, agents_of.get(name, 0)),
+            action_space=flat_action_space(game.action_spaces[agents_of.get(name, 0)]),
+        )
+        for name in policy_names
+    }
+    register_env("godot", lambda context: GodotMultiAgentEnv(context))
+    config = (
+        CONFIGS[spec.algorithm]()
+        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        .framework("torch")
+        .environment("godot", disable_env_checking=True)
+        .multi_agent(policies=policies, policy_mapping_fn=mapping, policies_to_train=spec.policies_to_train)
+        .callbacks(ControllerMetricsCallback)
+        .fault_tolerance(restart_failed_env_runners=False)
+        .debugging(log_level="ERROR")
+    )
+    effective = apply_settings(config, spec.settings)
+    runners = int(config.num_env_runners)
+    config.env_config = {
+        **env_config,
+        "_env_is_multiagent": spec.env_is_multiagent,
+        "_envs_per_worker": int(config.num_envs_per_env_runner),
+        "_first_worker": 1 if runners > 0 else 0,
+    }
+    if "seed" in env_config:
+        config.seed = int(env_config["seed"])
+    print(f"{spec.algorithm} (RLlib old API stack), policies {policy_names}, agents {game.agent_policy_names}; "
+          f"settings: {effective}; env_runners {runners} x {config.num_envs_per_env_runner} envs", flush=True)
+    return config, policy_names
+
+
+def find_game_error(error: BaseException) -> Optional[GameError]:
+    """The GameError behind an exception Ray may have wrapped (RayTaskError, actor errors), if any."""
+    seen = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, GameError):
+            return current
+        pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    return None
