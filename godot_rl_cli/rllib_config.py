@@ -129,7 +129,7 @@ def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
     for key, value in settings.items():
         name = RENAMED.get(key, key)
         if name == "vf_clip_param" and isinstance(value, str):
-            value = float(value)
+            value = float(value.replace(".inf", "inf").replace(".Inf", "inf"))  # ".inf" quoted in YAML
         if not hasattr(config, name):
             print_warning(f"setting {key!r} is not known to {type(config).__name__}; ignored")
             continue

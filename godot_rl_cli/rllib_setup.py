@@ -15,6 +15,7 @@ from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.algorithms.sac import SACConfig
 from ray.rllib.policy.policy import PolicySpec
+from ray.rllib.utils.replay_buffers import MultiAgentPrioritizedReplayBuffer, MultiAgentReplayBuffer
 from ray.tune.registry import register_env
 
 from godot_rl_cli.errors import UserError
@@ -24,6 +25,25 @@ from godot_rl_cli.rllib_config import RunSpec, apply_settings
 from godot_rl_cli.rllib_env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
 from godot_rl_cli.spaces import flat_action_space
 
+
+
+class _NoEpisodeBufferMeta(type(MultiAgentReplayBuffer)):
+    """Ray 2.48 turns the buffer type into a class, then tests `"EpisodeReplayBuffer" in <type>` as if it were
+    a string; answering that test lets old-stack DQN and SAC build."""
+
+    def __contains__(cls, item: object) -> bool:
+        return False
+
+
+class OldStackReplayBuffer(MultiAgentReplayBuffer, metaclass=_NoEpisodeBufferMeta):
+    """SAC's replay buffer on the old API stack."""
+
+
+class OldStackPrioritizedReplayBuffer(MultiAgentPrioritizedReplayBuffer, metaclass=_NoEpisodeBufferMeta):
+    """DQN's prioritized replay buffer on the old API stack."""
+
+
+OLD_STACK_REPLAY_BUFFERS = {"DQN": OldStackPrioritizedReplayBuffer, "SAC": OldStackReplayBuffer}
 CONFIGS = {"PPO": PPOConfig, "APPO": APPOConfig, "IMPALA": IMPALAConfig, "DQN": DQNConfig, "SAC": SACConfig}
 
 
@@ -78,6 +98,8 @@ def build_config(spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv
         .fault_tolerance(restart_failed_env_runners=False)
         .debugging(log_level="ERROR")
     )
+    if spec.algorithm in OLD_STACK_REPLAY_BUFFERS:  # the new stack's default buffer does not work on the old stack
+        config.training(replay_buffer_config={"type": OLD_STACK_REPLAY_BUFFERS[spec.algorithm]})
     effective = apply_settings(config, spec.settings)
     runners = int(config.num_env_runners)
     config.env_config = {

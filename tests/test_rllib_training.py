@@ -1,0 +1,342 @@
+"""rllib_training_script.py on the example games: both YAML shapes, resume, stop criteria, SIGINT, faults, a Ray head."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
+from script_helpers import metric_lines, run_script, script_command
+
+from godot_rl_cli.errors import UserError
+from godot_rl_cli.rllib_config import StopCriteria, compile_mapping_function, load_run_spec
+
+SCRIPT = "rllib_training_script.py"
+PONG = str(SIM_DIR / "Pong.x86_64")
+SMALL = {"rollout_fragment_length": 100, "train_batch_size": 200, "sgd_minibatch_size": 100, "num_sgd_iter": 2}
+
+
+def shipped_config(tmp_path: Path, port: int, **changes) -> Path:
+    """The shipped rllib_config.yaml with a small batch, absolute env_path and the given top-level changes."""
+    data = yaml.safe_load((REPO_ROOT / "rllib_config.yaml").read_text())
+    data["env_config"].update(env_path=PONG, port=port)
+    data.update({**SMALL, "checkpoint_frequency": 1, "stop": {"training_iteration": 2}, **changes})
+    path = tmp_path / "rllib_config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def controller_config(tmp_path: Path, port: int, algorithm: str = "PPO", stop=None, env_path: str = PONG, multiagent: bool = True, **config) -> Path:
+    """A YAML shaped as the Training Controller writes .rlcontroller/rllib_config.yaml."""
+    data = {
+        "algorithm": algorithm,
+        "env_is_multiagent": multiagent,
+        "checkpoint_frequency": 1,
+        "stop": stop,
+        "config": {
+            "env": "godot",
+            "env_config": {"env_path": env_path, "action_repeat": 8, "show_window": False, "speedup": 8, "port": port},
+            "framework": "torch", "lr": 0.0003, "lambda": 0.95, "gamma": 0.99, "vf_loss_coeff": 0.5, "vf_clip_param": float("inf"),
+            "entropy_coeff": 0.001, "entropy_coeff_schedule": None, "normalize_actions": False, "clip_actions": False,
+            "rollout_fragment_length": 100, "sgd_minibatch_size": 100, "minibatch_size": 100, "num_workers": 0, "num_envs_per_worker": 1,
+            "sample_timeout_s": 60, "train_batch_size": 200, "num_sgd_iter": 2, "batch_mode": "truncate_episodes", "num_gpus": 0,
+            "model": {"vf_share_layers": False, "fcnet_hiddens": [32, 32]},
+            **config,
+        },
+    }
+    path = tmp_path / "controller.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def trial_dirs(experiment_dir: Path) -> list:
+    return sorted(path.parent for path in experiment_dir.glob("*/*/run_manifest.json"))
+
+
+def in_session(session: int) -> list:
+    """Live processes of a process session (a script started with start_new_session, and all it started)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[3]) == session and stat[0] != "Z":
+            found.append(pid)
+    return found
+
+
+def run_isolated(args: list, cwd: Path, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run the script in its own session and check that nothing it started (games, Ray) outlives it."""
+    process = subprocess.Popen(script_command(SCRIPT, *args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    stdout, stderr = process.communicate(timeout=timeout)
+    time.sleep(1.0)
+    assert in_session(process.pid) == [], f"processes outlived the script: {in_session(process.pid)}"
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def metrics_env() -> dict:
+    return dict(os.environ, CONTROLLER_METRICS="1")
+
+
+# --- configuration, without Ray -------------------------------------------------------------------
+
+
+def test_both_yaml_shapes_are_read(tmp_path):
+    shipped = load_run_spec(str(shipped_config(tmp_path, 12000)))
+    assert shipped.algorithm == "PPO" and shipped.policies == ["left_policy", "right_policy"]
+    assert shipped.settings["sgd_minibatch_size"] == 100 and "multiagent" not in shipped.settings
+    assert compile_mapping_function(shipped.mapping_source)(1, None, None) == "right_policy"
+    controller = load_run_spec(str(controller_config(tmp_path, 12000, stop={"training_iteration": 3})))
+    assert controller.stop == {"training_iteration": 3} and controller.env_is_multiagent is True
+    assert controller.env_config["speedup"] == 8 and "framework" not in controller.settings
+
+
+def test_legacy_keys_are_translated_and_unknown_keys_warned(tmp_path, capsys):
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from godot_rl_cli.rllib_config import apply_settings
+
+    config = PPOConfig().api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+    effective = apply_settings(config, {"sgd_minibatch_size": 64, "num_sgd_iter": 3, "num_workers": 2, "num_envs_per_worker": 2, "lambda": 0.9,
+                                        "vf_clip_param": ".inf", "model": {"fcnet_hiddens": [8]}, "no_such_key": 1})
+    assert (config.minibatch_size, config.num_epochs, config.num_env_runners, config.num_envs_per_env_runner, config.lambda_) == (64, 3, 2, 2, 0.9)
+    assert config.vf_clip_param == float("inf") and config.model["fcnet_hiddens"] == [8] and "fcnet_activation" in config.model
+    assert "no_such_key" not in effective and "WARNING: setting 'no_such_key'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("algorithm: PPO\nenv_config: env_path: x\nlr: 1\n", "invalid YAML in .* at line 2"),
+        ("algorithm: TRPO\nenv_config: {env_path: x}\n", "unknown algorithm 'TRPO'"),
+        ("env_config: {speedup: 1}\n", "no env_path"),
+        ("env_config: {env_path: /nonexistent/Game.x86_64}\n", "does not exist"),
+        ("stop: {iterations: 3}\nenv_config: {env_path: x}\n", "unknown stop criteria iterations"),
+        ("multiagent:\n  policies: [a]\n  policy_mapping_fn: 'def policy_mapping_fn(agent_id:\\n  return 1'\nenv_config: {env_path: PONG}\n", "policy_mapping_fn does not compile"),
+    ],
+)
+def test_config_errors_are_one_line_and_before_ray(tmp_path, content, message):
+    import re
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(content.replace("PONG", PONG))
+    started = time.monotonic()
+    result = run_script(SCRIPT, f"--config_file={path}", f"--experiment_dir={tmp_path / 'exp'}", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.startswith("ERROR:") and result.stderr.strip().count("\n") == 0, result.stderr
+    assert re.search(message, result.stderr), result.stderr
+    assert time.monotonic() - started < 20 and "Ray" not in result.stdout and not (tmp_path / "exp").exists()
+
+
+def test_missing_config_file(tmp_path):
+    result = run_script(SCRIPT, cwd=tmp_path)
+    assert result.returncode == 1 and "config file rllib_config.yaml not found" in result.stderr
+
+
+def test_mapping_to_an_undefined_policy_is_refused_before_training(tmp_path):
+    mapping = "def policy_mapping_fn(agent_id, episode, worker, **kwargs):\n    return 'nobody'\n"
+    path = shipped_config(tmp_path, find_free_port_block(2), multiagent={"policies": ["left_policy", "right_policy"], "policy_mapping_fn": mapping})
+    result = run_script(SCRIPT, f"--config_file={path}", f"--experiment_dir={tmp_path / 'exp'}", cwd=tmp_path)
+    assert result.returncode == 1 and "maps agent 0 to 'nobody'" in result.stderr and not (tmp_path / "exp").exists()
+
+
+def test_stop_criteria(tmp_path):
+    def result(**values):
+        return {"training_iteration": 1, "timesteps_total": 100, "time_total_s": 1.0, **values}
+
+    assert StopCriteria({"training_iteration": 2}).reason(result(training_iteration=2))
+    assert StopCriteria({"timesteps_total": 500}).reason(result()) is None
+    assert StopCriteria({"time_total_s": 0.5}).reason(result())
+    assert StopCriteria({"episode_reward_mean": 3}).reason(result(env_runners={"episode_reward_mean": 3.5}))
+    sustained = StopCriteria({"sustained_episode_reward_mean": {"threshold": 1.0, "window": 3}})
+    rewards = [2.0, 0.5, 2.0, 2.0, 1.5]
+    reasons = [sustained.reason(result(env_runners={"episode_reward_mean": r})) for r in rewards]
+    assert reasons[:4] == [None] * 4 and reasons[4]
+    stale = tmp_path / "STOP"
+    stale.write_text("left over")
+    criteria = StopCriteria({"stop_file": str(stale)})
+    assert criteria.reason(result()) is None, "a stop file from an earlier run does not stop this one"
+    time.sleep(0.02)
+    stale.write_text("again")
+    os.utime(stale, (time.time() + 5, time.time() + 5))
+    assert criteria.reason(result())
+    fresh = tmp_path / "STOP2"
+    criteria = StopCriteria({"stop_file": str(fresh)})
+    assert criteria.reason(result()) is None
+    fresh.touch()
+    assert criteria.reason(result())
+    assert StopCriteria({}).reason(result(training_iteration=10**6)) is None
+    with pytest.raises(UserError):
+        compile_mapping_function("x = 1")
+
+
+# --- real runs --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped_run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("rllib_shipped")
+    port = find_free_port_block(4)
+    config = shipped_config(directory, port)
+    result = run_isolated([f"--config_file={config}", f"--experiment_dir={directory / 'exp'}"], directory, metrics_env())
+    return directory, port, result
+
+
+def assert_pong_metrics(samples: list) -> None:
+    assert [s["training_iteration"] for s in samples] == [1, 2]
+    for sample in samples:
+        assert set(sample["policies"]) == {"left_policy", "right_policy"}
+        for policy in sample["policies"].values():
+            assert policy["learner"] == policy["learner_stats"]
+            assert {"policy_loss", "vf_loss", "entropy", "kl", "learning_rate"} <= set(policy["learner"])
+    assert samples[-1]["timesteps_total"] == 400 and samples[-1]["num_agent_steps_sampled"] == 800
+
+
+def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run):
+    directory, _, result = shipped_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    samples = metric_lines(result.stdout)
+    assert_pong_metrics(samples)
+    with_episodes = [s for s in samples if s["episodes_this_iter"]]
+    assert with_episodes and {"hits", "misses"} <= set(with_episodes[-1]["policies"]["left_policy"]["custom_metrics"])
+    [trial] = trial_dirs(directory / "exp")
+    assert trial.parent.name.startswith("PPO_") and trial.name.startswith("PPO_godot_")
+    manifest = json.loads((trial / "run_manifest.json").read_text())
+    assert manifest["algorithm"] == "PPO" and manifest["checkpoint_frequency"] == 1 and manifest["checkpoint_index_offset"] == 0
+    assert manifest["trial_dir"] == str(trial) and manifest["created_at"].endswith("Z") and manifest["resume_from"] is None
+    lines = (trial / "result.json").read_text().splitlines()
+    assert [json.loads(line)["training_iteration"] for line in lines] == [1, 2]
+    assert (trial / "progress.csv").is_file() and (trial / "params.json").is_file() and list(trial.glob("events.out.tfevents.*"))
+    assert sorted(p.name for p in trial.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
+    assert all((p / "algorithm_state.pkl").is_file() and (p / "policies" / "left_policy").is_dir() for p in trial.glob("checkpoint_*"))
+
+
+def test_resume_continues_iterations_and_checkpoint_numbers(shipped_run, tmp_path):
+    directory, port, _ = shipped_run
+    [first_trial] = trial_dirs(directory / "exp")
+    before = {p: p.stat().st_mtime_ns for p in first_trial.rglob("*")}
+    config = shipped_config(tmp_path, port, stop={"training_iteration": 4})
+    checkpoint = first_trial / "checkpoint_000001"
+    result = run_isolated([f"--config_file={config}", f"--experiment_dir={directory / 'exp'}", f"--resume={checkpoint}"], tmp_path, metrics_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    samples = metric_lines(result.stdout)
+    assert [s["training_iteration"] for s in samples] == [3, 4]
+    assert samples[0]["timesteps_total"] == 600 and samples[0]["episodes_total"] >= samples[0]["episodes_this_iter"]
+    second = [trial for trial in trial_dirs(directory / "exp") if trial != first_trial][0]
+    assert sorted(p.name for p in second.glob("checkpoint_*")) == ["checkpoint_000002", "checkpoint_000003"]
+    manifest = json.loads((second / "run_manifest.json").read_text())
+    assert manifest["resume_from"] == str(checkpoint) and manifest["checkpoint_index_offset"] == 2
+    assert {p: p.stat().st_mtime_ns for p in first_trial.rglob("*")} == before, "nothing earlier overwritten"
+
+
+def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
+    port = find_free_port_block(4)
+    config = controller_config(tmp_path, port, stop={"training_iteration": 2}, num_workers=1)
+    result = run_isolated([f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"], tmp_path, metrics_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_pong_metrics(metric_lines(result.stdout))
+    assert "minibatch_size" in result.stdout and "num_env_runners" in result.stdout, "effective settings are printed"
+
+
+def test_single_policy_ballchase_with_own_episodes_per_agent(tmp_path):
+    port = find_free_port_block(2)
+    config = controller_config(tmp_path, port, stop={"training_iteration": 2}, env_path=str(SIM_DIR / "BallChase.x86_64"), multiagent=False)
+    args = [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", "n_agents=3"]
+    result = run_isolated(args, tmp_path, metrics_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    samples = metric_lines(result.stdout)
+    assert set(samples[-1]["policies"]) == {"shared_policy"}
+    assert samples[-1]["num_agent_steps_sampled"] == 3 * samples[-1]["num_env_steps_sampled"]
+    assert samples[-1]["episodes_total"] >= 1 and samples[-1]["episode_len_mean"] is not None
+
+
+def test_dqn_off_policy_on_pong(tmp_path):
+    port = find_free_port_block(2)
+    config = controller_config(tmp_path, port, algorithm="DQN", stop={"training_iteration": 2})
+    data = yaml.safe_load(config.read_text())
+    for key in ("lambda", "vf_loss_coeff", "vf_clip_param", "entropy_coeff", "entropy_coeff_schedule", "sgd_minibatch_size", "minibatch_size", "num_sgd_iter"):
+        data["config"].pop(key, None)
+    data["config"].update(num_steps_sampled_before_learning_starts=100)
+    config.write_text(yaml.safe_dump(data))
+    result = run_isolated([f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"], tmp_path, metrics_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    samples = metric_lines(result.stdout)
+    assert [s["training_iteration"] for s in samples] == [1, 2] and set(samples[-1]["policies"]) == {"left_policy", "right_policy"}
+    [trial] = trial_dirs(tmp_path / "exp")
+    assert json.loads((trial / "run_manifest.json").read_text())["algorithm"] == "DQN"
+
+
+def test_sigint_saves_a_final_checkpoint_and_leaves_nothing(tmp_path):
+    port = find_free_port_block(2)
+    config = controller_config(tmp_path, port, stop=None)
+    data = yaml.safe_load(config.read_text())
+    data["checkpoint_frequency"] = 1000
+    config.write_text(yaml.safe_dump(data))
+    process = subprocess.Popen(script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"), cwd=tmp_path, env=metrics_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("@METRIC "):
+                break
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, stderr = process.communicate(timeout=60)
+        assert time.monotonic() - started < 30
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    [trial] = trial_dirs(tmp_path / "exp")
+    assert list(trial.glob("checkpoint_000000/policies/left_policy"))
+    time.sleep(1.0)
+    assert in_session(process.pid) == []
+
+
+def test_crashing_game_is_reported_with_a_checkpoint(tmp_path):
+    port = find_free_port_block(2)
+    config = controller_config(tmp_path, port, stop={"training_iteration": 50})
+    result = run_isolated([f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", "crash_after_steps=500"], tmp_path, metrics_env())
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "Pong.x86_64" in errors[0] and "exit code 3" in errors[0], result.stderr[-3000:]
+    [trial] = trial_dirs(tmp_path / "exp")
+    assert list(trial.glob("checkpoint_*/algorithm_state.pkl"))
+
+
+def test_stop_file_that_appears_stops_the_run(tmp_path):
+    port = find_free_port_block(2)
+    stop_file = tmp_path / "STOP"
+    config = controller_config(tmp_path, port, stop={"stop_file": str(stop_file), "training_iteration": 200})
+    process = subprocess.Popen(script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"), cwd=tmp_path, env=metrics_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("@METRIC "):
+                break
+        stop_file.touch()
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    assert f"Stopping: stop file {stop_file} appeared" in stdout
+
+
+def test_run_on_a_separately_started_ray_head(tmp_path):
+    ray = str(Path(PYTHON).parent / "ray")
+    head_port = find_free_port_block(1)
+    env = dict(os.environ, RAY_ADDRESS="")
+    env.pop("RAY_ADDRESS")
+    started = subprocess.run([ray, "start", "--head", f"--port={head_port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        port = find_free_port_block(2)
+        config = controller_config(tmp_path, port, stop={"training_iteration": 2}, num_workers=1)
+        result = run_script(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", f"--ray_address=127.0.0.1:{head_port}", cwd=tmp_path, env=metrics_env(), timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert_pong_metrics(metric_lines(result.stdout))
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
