@@ -1,0 +1,312 @@
+"""RLlib (old API stack) checkpoints to ONNX files the Godot plugin runs, one file per policy, verified.
+
+Where the checkpoint is: a `checkpoint_<digits>` directory holding `policies/`, `rllib_checkpoint.json`
+or `algorithm_state.pkl`; a trial directory holding several (the highest number, or the requested
+one: `checkpoint_10` and `checkpoint_000010` are both number 10); or a run directory with one trial
+somewhere below it (searched SEARCH_DEPTH levels down). Look-alikes such as
+`checkpoint_000003_backup_1730000000` are never picked. Each policy is `policies/<id>/`, loaded with
+`Policy.from_checkpoint` (no Ray cluster needed).
+
+The file: inputs `obs` [batch, n] (the observation the game sends, its keys flattened and
+concatenated in the game's order, as rllib_env.py trains on) and `state_ins` [batch]; outputs
+`output` and `state_outs` (`state_ins` passed through). `output` is RLlib's action distribution
+input for the policy, the layout the plugin reads (argmax per discrete head; for continuous actions,
+the first half are the means it clamps to [-1, 1], the second half the log standard deviations):
+- PPO, APPO, IMPALA: `policy.model`'s output: Discrete(n) logits [n]; MultiDiscrete logits
+  concatenated per head; Box(k) `[mean_1..mean_k, log_std_1..log_std_k]` [2k].
+- SAC: the same, except that continuous means are squashed as SAC acts (`tanh`, the policy's
+  deterministic action), so the plugin's clamped "mean" is the action SAC takes.
+- DQN: the Q-values [n] (argmax is the greedy action).
+Note: RLlib puts all means before all log_stds, while the plugin reads `[means, log_stds]` per
+action key: games with one continuous action key (or only discrete keys) are read exactly.
+Recurrent policies and observation filters are refused: they need state the plugin cannot feed.
+"""
+
+import logging
+import re
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from godot_rl_cli import onnx_export
+from godot_rl_cli.errors import UserError
+
+CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)")
+CHECKPOINT_FILES = ("rllib_checkpoint.json", "algorithm_state.pkl")
+POLICY_FILES = ("rllib_checkpoint.json", "policy_state.pkl")
+SEARCH_DEPTH = 4
+VERIFY_SAMPLES = 32
+SINGLE_POLICY_ID = "default_policy"
+
+
+# --- finding the checkpoint ------------------------------------------------------------------------
+
+
+def holds_checkpoint(path: Path) -> bool:
+    """A directory with what `algo.save()` writes: `policies/`, `rllib_checkpoint.json` or `algorithm_state.pkl`."""
+    return path.is_dir() and ((path / "policies").is_dir() or any((path / name).is_file() for name in CHECKPOINT_FILES))
+
+
+def checkpoint_number(path: Path) -> Optional[int]:
+    """N for a `checkpoint_<digits>` directory holding a checkpoint, else None (backups, copies, other files)."""
+    match = CHECKPOINT_NAME.fullmatch(path.name)
+    return int(match.group(1)) if match and holds_checkpoint(path) else None
+
+
+def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
+    """Every `checkpoint_<digits>` checkpoint in `root` or up to `depth` levels below it (not inside checkpoints)."""
+    found: List[Path] = []
+    level = [root]
+    for _ in range(depth + 1):
+        children = []
+        for directory in level:
+            try:
+                entries = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+            except OSError:
+                continue
+            for entry in entries:
+                if checkpoint_number(entry) is not None:
+                    found.append(entry)
+                elif not holds_checkpoint(entry):
+                    children.append(entry)
+        level = children
+    return found
+
+
+def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
+    """The checkpoint directory `path` designates (itself, or the chosen one of the single trial below it)."""
+    if not path.exists():
+        raise UserError(f"checkpoint path {path} does not exist", "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them")
+    if not path.is_dir():
+        raise UserError(f"{path} is a file, not an RLlib checkpoint directory", "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them")
+    if holds_checkpoint(path):
+        own = CHECKPOINT_NAME.fullmatch(path.name)
+        if number is not None and (own is None or int(own.group(1)) != number):
+            raise UserError(f"--checkpoint-number {number} was given with the checkpoint {path}", "pass the trial directory holding the checkpoints, or omit --checkpoint-number")
+        return path
+    candidates = find_checkpoints(path)
+    if not candidates:
+        raise UserError(
+            f"no RLlib checkpoint found in {path} or up to {SEARCH_DEPTH} levels below it "
+            "(looked for checkpoint_<number> directories holding policies/, rllib_checkpoint.json or algorithm_state.pkl)",
+            "pass the directory of a run of rllib_training_script.py, or a checkpoint directory",
+        )
+    trials = sorted({candidate.parent for candidate in candidates})
+    if len(trials) > 1:
+        raise UserError(
+            f"{path} holds checkpoints of {len(trials)} trials: {', '.join(str(trial) for trial in trials)}",
+            "pass one of these trial directories",
+        )
+    numbered = sorted((checkpoint_number(candidate), candidate.stat().st_mtime, candidate) for candidate in candidates)
+    if number is None:
+        return numbered[-1][2]
+    chosen = [candidate for found, _, candidate in numbered if found == number]
+    if not chosen:
+        existing = ", ".join(str(found) for found in sorted({found for found, _, _ in numbered}))
+        raise UserError(f"checkpoint number {number} not found in {trials[0]} (it holds checkpoints {existing})", "pass one of those to --checkpoint-number")
+    return chosen[-1]
+
+
+# --- choosing and loading policies -----------------------------------------------------------------
+
+
+def policy_ids(checkpoint: Path) -> List[str]:
+    """The ids of the policies saved in `checkpoint/policies/`, sorted."""
+    folder = checkpoint / "policies"
+    ids = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and any((entry / name).is_file() for name in POLICY_FILES)) if folder.is_dir() else []
+    if not ids:
+        raise UserError(
+            f"checkpoint {checkpoint} holds no policies (no policies/<id>/ folders with policy_state.pkl)",
+            "export a checkpoint written by rllib_training_script.py (RLlib's old API stack); the checkpoint may be incomplete",
+        )
+    return ids
+
+
+def select_policies(available: List[str], policy: Optional[str] = None, single: bool = False) -> List[str]:
+    """The ids to export: `policy`, else the single policy (`single`), else all of them."""
+    if policy is not None:
+        if policy not in available:
+            raise UserError(f"policy {policy!r} is not in the checkpoint (its policies: {', '.join(available)})", "pass one of those to --policy")
+        return [policy]
+    if single:
+        if SINGLE_POLICY_ID in available:
+            return [SINGLE_POLICY_ID]
+        if len(available) == 1:
+            return available
+        raise UserError(
+            f"--no-multiagent needs a single-policy checkpoint, this one holds {len(available)} policies: {', '.join(available)}",
+            "omit --no-multiagent to export them all, or pick one with --policy",
+        )
+    return list(available)
+
+
+def output_paths(output: Path, prefix: str, ids: List[str]) -> Dict[str, Path]:
+    """`<output>/<prefix><id>.onnx` per policy; an `output` ending in .onnx is the file for a single policy."""
+    if output.suffix == ".onnx":
+        if len(ids) != 1:
+            raise UserError(f"output {output} names one file, but {len(ids)} policies are exported ({', '.join(ids)})", "pass an output directory, or one --policy")
+        return {ids[0]: output}
+    if output.exists() and not output.is_dir():
+        raise UserError(f"output directory {output} is a file", "pass a directory for the ONNX files with -o/--output-dir")
+    return {policy_id: output / f"{prefix}{policy_id}.onnx" for policy_id in ids}
+
+
+def load_policy(checkpoint: Path, policy_id: str):
+    """Restore one policy from `checkpoint/policies/<id>`; any failure is a UserError naming it."""
+    from ray.rllib.policy.policy import Policy
+
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            policy = Policy.from_checkpoint(str(checkpoint / "policies" / policy_id))
+    except Exception as error:
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise UserError(f"cannot load policy {policy_id!r} from {checkpoint} ({type(error).__name__}: {detail})", "the checkpoint is corrupt or incomplete; export another one with --checkpoint-number") from None
+    if not isinstance(policy.model, torch.nn.Module):
+        raise UserError(f"policy {policy_id!r} is not a torch policy", "train with framework: torch")
+    return policy
+
+
+# --- the exported graph ----------------------------------------------------------------------------
+
+
+def algorithm_name(policy) -> str:
+    """PPO, APPO, IMPALA, DQN or SAC, from the policy class (PPOTorchPolicy -> PPO)."""
+    return type(policy).__name__.replace("TorchPolicyV2", "").replace("TorchPolicy", "").upper() or type(policy).__name__
+
+
+def check_exportable(policy, policy_id: str) -> None:
+    """Refuse policies whose actions depend on more than the current observation, or on spaces ONNX cannot take."""
+    if policy.is_recurrent():
+        raise UserError(f"policy {policy_id!r} is recurrent (LSTM/attention): its state cannot pass through the plugin's state_ins", "train without use_lstm/use_attention to export for Godot")
+    if policy.config.get("observation_filter", "NoFilter") != "NoFilter":
+        raise UserError(f"policy {policy_id!r} was trained with observation_filter {policy.config['observation_filter']}, which is not part of the policy", "train with observation_filter: NoFilter to export for Godot")
+    if not isinstance(policy.observation_space, spaces.Box):
+        raise UserError(f"policy {policy_id!r} observes a {type(policy.observation_space).__name__} space; only flat Box observations can be exported", "train with rllib_training_script.py, which flattens the game's observations")
+    if not isinstance(policy.action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.Box):
+        raise UserError(f"policy {policy_id!r} acts in a {type(policy.action_space).__name__} space", "use Discrete, MultiDiscrete or Box actions")
+
+
+def squash_bounds(policy) -> Optional[Tuple[float, float]]:
+    """(low, high) of a squashed-Gaussian action distribution (SAC), or None for other distributions."""
+    from ray.rllib.models.torch.torch_action_dist import TorchSquashedGaussian
+
+    dist_class = getattr(policy, "dist_class", None)
+    keywords = getattr(dist_class, "keywords", {}) or {}
+    dist_class = getattr(dist_class, "func", dist_class)
+    if isinstance(dist_class, type) and issubclass(dist_class, TorchSquashedGaussian):
+        return float(keywords.get("low", -1.0)), float(keywords.get("high", 1.0))
+    return None
+
+
+class GodotPolicyGraph(torch.nn.Module):
+    """(obs [batch, n], state_ins [batch]) -> (output, state_outs): the policy's action distribution inputs."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+        self.model = policy.model
+        self.observation_shape = tuple(policy.observation_space.shape)
+        self.q_values = hasattr(policy.model, "get_q_value_distributions")
+        self.sac_head = hasattr(policy.model, "get_action_model_outputs")
+        self.squash = squash_bounds(policy) if self.sac_head else None
+
+    def forward(self, obs: torch.Tensor, state_ins: torch.Tensor):
+        input_dict = {"obs": obs.reshape(-1, *self.observation_shape)}
+        if self.q_values:
+            from ray.rllib.algorithms.dqn.dqn_torch_policy import compute_q_values
+
+            return compute_q_values(self.policy, self.model, input_dict)[0], state_ins
+        model_out, _ = self.model(input_dict, [], None)
+        if not self.sac_head:
+            return model_out, state_ins
+        dist_inputs, _ = self.model.get_action_model_outputs(model_out)
+        if self.squash is None:
+            return dist_inputs, state_ins
+        low, high = self.squash
+        mean, log_std = torch.chunk(dist_inputs, 2, dim=-1)
+        action = torch.clamp((torch.tanh(mean) + 1.0) / 2.0 * (high - low) + low, low, high)  # TorchSquashedGaussian's deterministic sample
+        return torch.cat([action, log_std], dim=-1), state_ins
+
+    def describe_output(self) -> str:
+        space = self.policy.action_space
+        if isinstance(space, spaces.Discrete):
+            return f"{'Q-values' if self.q_values else 'logits'} [{space.n}]"
+        if isinstance(space, spaces.MultiDiscrete):
+            return f"logits per head {[int(size) for size in space.nvec]}"
+        means = "tanh-squashed means" if self.squash else "means"
+        return f"[{means}, log_stds] for {int(np.prod(space.shape))} continuous actions"
+
+
+# --- verification ----------------------------------------------------------------------------------
+
+
+def sample_observations(space: spaces.Box, count: int, seed: int = 0) -> np.ndarray:
+    """`count` observations of `space` as the flat float32 rows the game sends."""
+    space.seed(seed)
+    return np.stack([space.sample() for _ in range(count)]).astype(np.float32).reshape(count, -1)
+
+
+def head_sizes(space: spaces.Space) -> List[int]:
+    return [int(space.n)] if isinstance(space, spaces.Discrete) else [int(size) for size in space.nvec]
+
+
+def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samples: int = VERIFY_SAMPLES) -> float:
+    """Run the written file in onnxruntime on sampled observations and compare with the policy.
+
+    Checks: `output` equals the torch graph (within 1e-5, relative for large values), rows do not
+    depend on the batch size, `state_outs` is `state_ins`, and the game gets the action of
+    `policy.compute_actions(obs, explore=False)`: argmax per discrete head, or (continuous) the first
+    half of `output` within 1e-5. Returns the max absolute error; raises VerificationError on a mismatch.
+    """
+    observations = sample_observations(policy.observation_space, samples)
+    feeds = {"obs": observations, onnx_export.STATE_INPUT: np.arange(samples, dtype=np.float32)}
+    outputs = onnx_export.run_onnx(onnx_path, feeds)
+    onnx_export.check_state_passthrough(outputs, feeds[onnx_export.STATE_INPUT])
+    actual = outputs[onnx_export.ACTION_OUTPUT]
+    with torch.no_grad():
+        reference = graph(torch.from_numpy(observations), torch.zeros(samples))[0].numpy()
+    tolerance = onnx_export.CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
+    error = onnx_export.check_continuous(actual, reference, tolerance, what=f"'{onnx_export.ACTION_OUTPUT}' values")
+    error = max(error, onnx_export.check_batch_sizes(onnx_path, feeds))
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        actions = np.asarray(policy.compute_actions(observations.reshape(samples, *graph.observation_shape), explore=False)[0])
+    space = policy.action_space
+    if isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
+        onnx_export.check_discrete(actual, actions, head_sizes(space))
+        return error
+    size = int(np.prod(space.shape))
+    return max(error, onnx_export.check_continuous(actual[:, :size], actions.reshape(samples, -1), what="action means"))
+
+
+# --- entry points ----------------------------------------------------------------------------------
+
+
+def export_policy(policy, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> onnx_export.ExportSummary:
+    """Export a loaded policy to `output_path` (written atomically), then verify the written file.
+
+    Raises UserError for policies that cannot be exported or bad versions, and
+    onnx_export.VerificationError on a mismatch, in which case the file is removed.
+    """
+    check_exportable(policy, policy_id)
+    graph = GodotPolicyGraph(policy)
+    size = int(np.prod(policy.observation_space.shape))
+    input_names = ["obs", onnx_export.STATE_INPUT]
+    onnx_model = onnx_export.export_module(graph, [torch.zeros(1, size), torch.zeros(1)], input_names, opset, ir_version)
+    summary = onnx_export.ExportSummary.of(onnx_model, Path(output_path), f"RLlib {algorithm_name(policy)} policy {policy_id!r}, output {graph.describe_output()}")
+    check = (lambda path: verify_against_policy(policy, graph, path)) if verify else None
+    summary.max_error = onnx_export.save_verified(onnx_model, Path(output_path), check)
+    summary.verified = verify
+    return summary
+
+
+def export_checkpoint_policy(checkpoint: Path, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> onnx_export.ExportSummary:
+    """Load one policy of `checkpoint` and export it."""
+    return export_policy(load_policy(checkpoint, policy_id), policy_id, output_path, opset=opset, ir_version=ir_version, verify=verify)
