@@ -168,3 +168,77 @@ def test_resume_from_a_truncated_checkpoint_changes_nothing(tmp_path):
     result = run_script(SCRIPT, *training_args(tmp_path, port, 300, f"--resume_model_path={truncated}"), cwd=tmp_path)
     assert result.returncode == 1 and len(error_lines(result.stderr)) == 1 and "truncated.zip" in result.stderr
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+# --- RLlib ---------------------------------------------------------------------------------------------
+
+RLLIB = "rllib_training_script.py"
+PONG = str(SIM_DIR / "Pong.x86_64")
+
+
+def rllib_config(tmp_path: Path, port: int, stop, envs: int = 1, **env_config) -> Path:
+    import yaml
+
+    data = {
+        "algorithm": "PPO", "env_is_multiagent": True, "checkpoint_frequency": 1, "stop": stop,
+        "config": {"env": "godot", "env_config": {"env_path": PONG, "speedup": 8, "port": port, "step_timeout": 3, **env_config},
+                   "num_workers": 0, "num_envs_per_worker": envs, "rollout_fragment_length": 50, "train_batch_size": 100,
+                   "sgd_minibatch_size": 50, "num_sgd_iter": 1, "model": {"fcnet_hiddens": [16]}},
+    }
+    path = tmp_path / "rllib.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def rllib_checkpoints(experiment_dir: Path) -> list:
+    return sorted(experiment_dir.glob("*/*/checkpoint_*"))
+
+
+@pytest.mark.parametrize("fault", ["crash_after_steps", "hang_after_steps"])
+def test_rllib_fault_in_one_of_two_games(tmp_path, fault):
+    port = find_free_port_block(4)
+    rng = random.Random(fault)
+    config = rllib_config(tmp_path, port, {"training_iteration": 100}, envs=2)
+    args = [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", f"{fault}={rng.randint(150, 400)}", "--game_arg", f"fault_seed={port + 1}"]
+    result = run_script(RLLIB, *args, cwd=tmp_path, timeout=180)
+    assert result.returncode == 1
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and f"port {port + 1}" in errors[0], result.stderr[-3000:]
+    assert rllib_checkpoints(tmp_path / "exp"), "the last checkpoint is saved"
+    assert_clean(tmp_path, port, 2)
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """One Ray head for the RLlib SIGINT cycles, so that each cycle does not pay Ray's start-up."""
+    from conftest import PYTHON
+
+    ray = str(Path(PYTHON).parent / "ray")
+    head_port = find_free_port_block(1)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    started = subprocess.run([ray, "start", "--head", f"--port={head_port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert started.returncode == 0, started.stderr[-2000:]
+    yield f"127.0.0.1:{head_port}"
+    subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+
+
+def test_rllib_repeated_sigint_cycles_never_lose_a_checkpoint(tmp_path, ray_head):
+    rng = random.Random(7)
+    port = find_free_port_block(2)
+    for cycle in range(20):
+        directory = tmp_path / f"cycle{cycle}"
+        directory.mkdir()
+        config = rllib_config(directory, port, None)
+        process = start_script(RLLIB, f"--config_file={config}", f"--experiment_dir={directory / 'exp'}", f"--ray_address={ray_head}", cwd=directory)
+        try:
+            wait_for_line(process, "Training policies", timeout=120)
+            time.sleep(rng.uniform(0.0, 2.0))
+            _, stderr = interrupt(process, timeout=60)
+        finally:
+            process.kill()
+        assert process.returncode == 0, f"cycle {cycle}: {stderr[-2000:]}"
+        checkpoints = rllib_checkpoints(directory / "exp")
+        assert checkpoints and all((path / "algorithm_state.pkl").is_file() for path in checkpoints), f"cycle {cycle}"
+        assert all((path / "policies" / "left_policy" / "policy_state.pkl").is_file() for path in checkpoints)
+        assert_clean(directory, port)
