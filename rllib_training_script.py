@@ -8,7 +8,6 @@ import argparse
 import datetime
 import json
 import os
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -17,9 +16,10 @@ REPO_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_DIR))
 
 from godot_rl_cli.errors import UserError, exit_with_error, print_error  # noqa: E402
-from godot_rl_cli.godot_env import GameError, StopRequested, request_stop, stop_all_games, validate_env_path  # noqa: E402
+from godot_rl_cli.godot_env import GameError, StopRequested, stop_all_games, validate_env_path  # noqa: E402
 from godot_rl_cli.rllib_config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path  # noqa: E402
 from godot_rl_cli.sb3_options import key_value  # noqa: E402
+from godot_rl_cli.stop_signals import StopSignals  # noqa: E402
 
 parser = argparse.ArgumentParser(
     description="Train one or more policies for a Godot RL Agents game with Ray RLlib, configured by a YAML file. "
@@ -37,23 +37,7 @@ parser.add_argument("--num_workers", type=int, default=None, help="number of env
 parser.add_argument("--game_arg", type=key_value, action="append", default=[], metavar="KEY=VALUE", help="extra --KEY=VALUE argument for the games (repeatable)")
 args = parser.parse_args()
 
-stop_signals = 0
-
-
-def on_stop_signal(signum, frame) -> None:
-    """First SIGINT/SIGTERM: stop after (or abandon) the iteration and checkpoint. Second: skip the checkpoint."""
-    global stop_signals
-    stop_signals += 1
-    if stop_signals == 1:
-        request_stop()
-        print("Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)", file=sys.stderr, flush=True)
-    else:
-        stop_all_games()
-        raise KeyboardInterrupt
-
-
-signal.signal(signal.SIGINT, on_stop_signal)
-signal.signal(signal.SIGTERM, on_stop_signal)
+signals = StopSignals("Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)")
 
 # Everything that can be checked is checked before Ray starts.
 try:
@@ -142,7 +126,7 @@ try:
         print(f"Resumed from {resume_from} at iteration {algo.iteration}", flush=True)
     stop = StopCriteria(spec.stop)
     print(f"Training policies {', '.join(policy_names)}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True)
-    while stop_signals == 0:
+    while signals.received == 0:
         result = algo.train()
         runners = result.get("env_runners", {})
         print(f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | episodes {result.get('episodes_total')} | "

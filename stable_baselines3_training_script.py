@@ -4,7 +4,6 @@ Exit codes: 0 done or stopped by SIGINT/SIGTERM (model saved); 1 error (model sa
 had started); 2 bad command line; 130 stopped by a second SIGINT (no save).
 """
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from stable_baselines3.common.utils import set_random_seed  # noqa: E402
 from stable_baselines3.common.vec_env import VecMonitor  # noqa: E402
 
 from godot_rl_cli.errors import UserError, exit_with_error, print_error, print_warning  # noqa: E402
-from godot_rl_cli.godot_env import GameError, StopRequested, request_stop, stop_all_games, validate_env_path  # noqa: E402
+from godot_rl_cli.godot_env import GameError, StopRequested, validate_env_path  # noqa: E402
 from godot_rl_cli.sb3_callbacks import (  # noqa: E402
     AtomicCheckpointCallback,
     ControllerMetricsCallback,
@@ -29,27 +28,14 @@ from godot_rl_cli.sb3_inference import run_inference  # noqa: E402
 from godot_rl_cli.sb3_onnx import export_sb3_model  # noqa: E402
 from godot_rl_cli.sb3_options import algorithm_class, check_action_space, hyperparameters, load_model, parse_args  # noqa: E402
 from godot_rl_cli.sb3_policies import check_policy_type, policy_kwargs_for  # noqa: E402
+from godot_rl_cli.stop_signals import StopSignals  # noqa: E402
 
 args = parse_args()
 stopper = StopWhenRequested()
-signals_received = 0
-
-
-def on_stop_signal(signum, frame) -> None:
-    """First SIGINT/SIGTERM: stop after the current step and save. Second: close the games, skip the save."""
-    global signals_received
-    signals_received += 1
-    if signals_received == 1:
-        stopper.requested = True
-        request_stop()
-        print("Stopping: saving the model and closing the game (signal again to skip the save)", file=sys.stderr, flush=True)
-    else:
-        stop_all_games()
-        raise KeyboardInterrupt
-
-
-signal.signal(signal.SIGINT, on_stop_signal)
-signal.signal(signal.SIGTERM, on_stop_signal)
+signals = StopSignals(
+    "Stopping: saving the model and closing the game (signal again to skip the save)",
+    on_first=lambda: setattr(stopper, "requested", True),
+)
 
 experiment_dir = Path(args.experiment_dir).expanduser().absolute()
 final_model_path = Path(args.save_model_path or experiment_dir / f"{args.experiment_name}_final.zip").expanduser().absolute()
