@@ -73,7 +73,7 @@ class IterationStats:
                 self.custom.setdefault(key, []).append(float(value))
 
     def custom_means(self) -> Dict[str, float]:
-        return {key: float(np.mean(values)) for key, values in self.custom.items()}
+        return {key: sum(values) / len(values) for key, values in self.custom.items()}
 
 
 class ControllerMetricsCallback(BaseCallback):
@@ -184,10 +184,10 @@ def iteration_metrics(
 ) -> Dict[str, Any]:
     """The iteration payload for the episodes in `stats` (reward statistics are None when none ended)."""
     rewards, lengths = stats.rewards, stats.lengths
-    reward_mean = float(np.mean(rewards)) if rewards else None
-    reward_min = float(np.min(rewards)) if rewards else None
-    reward_max = float(np.max(rewards)) if rewards else None
-    length_mean = float(np.mean(lengths)) if lengths else None
+    reward_mean = sum(rewards) / len(rewards) if rewards else None
+    reward_min = min(rewards) if rewards else None
+    reward_max = max(rewards) if rewards else None
+    length_mean = sum(lengths) / len(lengths) if lengths else None
     custom = stats.custom_means()
     policy = metrics.policy_metrics(
         reward_mean=reward_mean,
