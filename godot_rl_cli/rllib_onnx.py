@@ -188,6 +188,8 @@ def check_exportable(policy, policy_id: str) -> None:
         raise UserError(f"policy {policy_id!r} was trained with observation_filter {policy.config['observation_filter']}, which is not part of the policy", "train with observation_filter: NoFilter to export for Godot")
     if not isinstance(policy.observation_space, spaces.Box):
         raise UserError(f"policy {policy_id!r} observes a {type(policy.observation_space).__name__} space; only flat Box observations can be exported", "train with rllib_training_script.py, which flattens the game's observations")
+    if policy.config.get("num_atoms", 1) > 1:
+        raise UserError(f"policy {policy_id!r} is a distributional DQN (num_atoms > 1)", "train with num_atoms: 1 to export for Godot")
     if not isinstance(policy.action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.Box):
         raise UserError(f"policy {policy_id!r} acts in a {type(policy.action_space).__name__} space", "use Discrete, MultiDiscrete or Box actions")
 
@@ -218,11 +220,9 @@ class GodotPolicyGraph(torch.nn.Module):
 
     def forward(self, obs: torch.Tensor, state_ins: torch.Tensor):
         input_dict = {"obs": obs.reshape(-1, *self.observation_shape)}
-        if self.q_values:
-            from ray.rllib.algorithms.dqn.dqn_torch_policy import compute_q_values
-
-            return compute_q_values(self.policy, self.model, input_dict)[0], state_ins
         model_out, _ = self.model(input_dict, [], None)
+        if self.q_values:
+            return self._q_values(model_out), state_ins
         if not self.sac_head:
             return model_out, state_ins
         dist_inputs, _ = self.model.get_action_model_outputs(model_out)
@@ -232,6 +232,13 @@ class GodotPolicyGraph(torch.nn.Module):
         mean, log_std = torch.chunk(dist_inputs, 2, dim=-1)
         action = torch.clamp((torch.tanh(mean) + 1.0) / 2.0 * (high - low) + low, low, high)  # TorchSquashedGaussian's deterministic sample
         return torch.cat([action, log_std], dim=-1), state_ins
+
+    def _q_values(self, model_out: torch.Tensor) -> torch.Tensor:
+        """DQN's Q-values as dqn_torch_policy.compute_q_values computes them (no -inf masked actions in Godot games)."""
+        action_scores = self.model.get_q_value_distributions(model_out)[0]
+        if not self.policy.config.get("dueling"):
+            return action_scores
+        return self.model.get_state_value(model_out) + action_scores - action_scores.mean(dim=1, keepdim=True)
 
     def describe_output(self) -> str:
         space = self.policy.action_space
