@@ -8,6 +8,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -109,9 +110,15 @@ last_saved_iteration = None
 
 
 def save_checkpoint() -> None:
+    """Write into a hidden folder, then rename it: a checkpoint_NNNNNN folder is always complete."""
     global checkpoint_index, last_saved_iteration
     path = trial_dir / f"checkpoint_{checkpoint_index:06d}"
-    algo.save(str(path))
+    temporary = trial_dir / f".{path.name}.tmp"
+    try:
+        algo.save(str(temporary))
+        os.rename(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
     print(f"Saved checkpoint {path}", flush=True)
     checkpoint_index += 1
     last_saved_iteration = algo.iteration
@@ -122,7 +129,11 @@ try:
     algo = config.build_algo(logger_creator=lambda algorithm_config: UnifiedLogger(algorithm_config, str(trial_dir), loggers=None))
     algo.callbacks.episodes_offset = episodes_offset
     if resume_from:
-        algo.restore(str(resume_from))
+        try:
+            algo.restore(str(resume_from))
+        except Exception as error:
+            last_saved_iteration = algo.iteration  # nothing trained: nothing to save
+            raise UserError(f"cannot resume from {resume_from} ({type(error).__name__}: {error})".splitlines()[0], "pass an intact checkpoint_NNNNNN directory") from None
         print(f"Resumed from {resume_from} at iteration {algo.iteration}", flush=True)
     stop = StopCriteria(spec.stop)
     print(f"Training policies {', '.join(policy_names)}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True)
@@ -139,6 +150,9 @@ try:
             break
 except StopRequested:
     pass  # SIGINT while a game was being waited for: checkpoint below
+except UserError as error:
+    print_error(error.what, error.how)
+    exit_code = 1
 except KeyboardInterrupt:
     exit_code = 130
 except Exception as error:  # Ray wraps failures of its workers; report the game's own error when there is one

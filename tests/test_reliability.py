@@ -242,3 +242,18 @@ def test_rllib_repeated_sigint_cycles_never_lose_a_checkpoint(tmp_path, ray_head
         assert checkpoints and all((path / "algorithm_state.pkl").is_file() for path in checkpoints), f"cycle {cycle}"
         assert all((path / "policies" / "left_policy" / "policy_state.pkl").is_file() for path in checkpoints)
         assert_clean(directory, port)
+
+
+def test_rllib_resume_from_a_corrupt_checkpoint_is_an_error_and_writes_no_checkpoint(tmp_path):
+    port = find_free_port_block(2)
+    corrupt = tmp_path / "checkpoint_000004"
+    corrupt.mkdir()
+    (corrupt / "rllib_checkpoint.json").write_text("{not json")
+    (corrupt / "algorithm_state.pkl").write_bytes(b"\x80\x04truncated")
+    config = rllib_config(tmp_path, port, {"training_iteration": 1})
+    result = run_script(RLLIB, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", f"--resume={corrupt}", cwd=tmp_path, timeout=180)
+    assert result.returncode == 1
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1 and "cannot resume from" in errors[0], result.stderr[-2000:]
+    assert rllib_checkpoints(tmp_path / "exp") == [] and sorted(p.name for p in corrupt.iterdir()) == ["algorithm_state.pkl", "rllib_checkpoint.json"]
+    assert_clean(tmp_path, port)
