@@ -7,8 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from godot_rl_cli.errors import UserError, exit_with_error, print_error  # noqa: E402
-from godot_rl_cli.onnx_export import VerificationError, check_versions  # noqa: E402
-from godot_rl_cli.rllib_onnx import export_checkpoint_policy, output_paths, policy_ids, resolve_checkpoint, select_policies  # noqa: E402
+from godot_rl_cli.onnx_export import VerificationError  # noqa: E402
+from godot_rl_cli.rllib_onnx import export_checkpoint_policy, output_paths, policy_ids, resolve_checkpoint, select_policies, validate_versions  # noqa: E402
 
 parser = argparse.ArgumentParser(
     description="Export every policy (or one) of an RLlib checkpoint written by rllib_training_script.py (old API stack) "
@@ -19,7 +19,7 @@ parser = argparse.ArgumentParser(
     "Prints each file's path and a one-line summary; exits 1 if any requested policy was not exported.",
 )
 parser.add_argument("checkpoint_path", help="a checkpoint_NNNNNN directory, a trial directory holding several (the latest is used), or a run directory holding one trial")
-parser.add_argument("-o", "--output", "--output-dir", dest="output", default="onnx_exports", help="output directory for the .onnx files (default: ./onnx_exports)")
+parser.add_argument("-o", "--output", "--output-dir", dest="output", default="onnx_exports", metavar="DIR", help="output directory for the .onnx files (default: ./onnx_exports); a path ending in .onnx is the file itself when one policy is exported")
 parser.add_argument("--policy", default=None, metavar="POLICY_ID", help="export only this policy (default: every policy in the checkpoint)")
 parser.add_argument("--checkpoint-number", dest="checkpoint_number", type=int, default=None, metavar="N", help="use checkpoint N of the trial (checkpoint_000010 and checkpoint_10 are both 10; default: the highest)")
 parser.add_argument("--opset", type=int, choices=range(9, 18), default=13, metavar="{9..17}", help="ONNX opset version (default: 13)")
@@ -30,7 +30,7 @@ parser.add_argument("--no-verify", dest="verify", action="store_false", help="sk
 args = parser.parse_args()
 
 try:
-    check_versions(args.opset, args.ir_version)
+    validate_versions(args.opset, args.ir_version)
     checkpoint = resolve_checkpoint(Path(args.checkpoint_path).expanduser().absolute(), args.checkpoint_number)
     chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
     paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)

@@ -22,6 +22,8 @@ action key: games with one continuous action key (or only discrete keys) are rea
 Recurrent policies and observation filters are refused: they need state the plugin cannot feed.
 """
 
+import contextlib
+import io
 import logging
 import re
 import warnings
@@ -41,6 +43,12 @@ POLICY_FILES = ("rllib_checkpoint.json", "policy_state.pkl")
 SEARCH_DEPTH = 4
 VERIFY_SAMPLES = 32
 SINGLE_POLICY_ID = "default_policy"
+
+
+def validate_versions(opset: int, ir_version: int) -> None:
+    """Refuse impossible opset/IR pairs before loading anything; the warning about Godot's limits comes with each export."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        onnx_export.check_versions(opset, ir_version)
 
 
 # --- finding the checkpoint ------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def test_path_forms_pick_the_real_latest_checkpoint(made, tmp_path, form):
     (trial / "checkpoint_000009").mkdir()
     (trial / "checkpoint_000010").write_text("not a directory")
     target = {"checkpoint": trial / "checkpoint_000001", "trial": trial, "run": trial.parent, "experiment": experiment}[form]
-    result = convert(target, "--output", tmp_path / "models", "--policy", "left_policy", cwd=tmp_path)
+    result = convert(target, f"--output={tmp_path / 'models'}", "--policy", "left_policy", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "models" / "left_policy.onnx"]
     assert_computes_model_of(tmp_path / "models" / "left_policy.onnx", trial / "checkpoint_000001", "left_policy")
@@ -263,6 +263,16 @@ def test_policy_and_prefix_name_the_single_file(made, tmp_path):
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "models" / "pong_right_policy.onnx"]
     assert [path.name for path in (tmp_path / "models").iterdir()] == ["pong_right_policy.onnx"]
+
+
+def test_output_paths(tmp_path):
+    assert rllib_onnx.output_paths(tmp_path / "out", "p_", PAIR) == {policy_id: tmp_path / "out" / f"p_{policy_id}.onnx" for policy_id in PAIR}
+    assert rllib_onnx.output_paths(tmp_path / "model.onnx", "", ["left_policy"]) == {"left_policy": tmp_path / "model.onnx"}
+    with pytest.raises(UserError, match="names one file, but 2 policies"):
+        rllib_onnx.output_paths(tmp_path / "model.onnx", "", PAIR)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="is a file"):
+        rllib_onnx.output_paths(tmp_path / "file", "", PAIR)
 
 
 def test_no_multiagent_exports_default_policy_with_means_and_log_stds(made, tmp_path):
