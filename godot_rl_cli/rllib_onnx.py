@@ -255,7 +255,8 @@ class GodotPolicyGraph(torch.nn.Module):
         if isinstance(space, spaces.MultiDiscrete):
             return f"logits per head {[int(size) for size in space.nvec]}"
         means = "tanh-squashed means" if self.squash else "means"
-        return f"[{means}, log_stds] for {int(np.prod(space.shape))} continuous actions"
+        size = int(np.prod(space.shape))
+        return f"[{means}, log_stds] for {size} continuous action{'s' if size > 1 else ''}"
 
 
 # --- verification ----------------------------------------------------------------------------------

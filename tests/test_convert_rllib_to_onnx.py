@@ -103,6 +103,8 @@ def single_agent_configs() -> Dict[str, object]:
         "ppo-box": old_stack(PPOConfig()).environment("one_agent", env_config={"actions": "box"}).training(train_batch_size=200, minibatch_size=100, num_epochs=1),
         "appo-multidiscrete": old_stack(APPOConfig()).environment("one_agent", env_config={"actions": "multidiscrete"}).training(train_batch_size=100),
         "impala-discrete": old_stack(IMPALAConfig()).environment("one_agent", env_config={"actions": "discrete"}).training(train_batch_size=100).resources(num_gpus=0).learners(num_gpus_per_learner=0),
+        "ppo-lstm": old_stack(PPOConfig()).environment("one_agent").training(train_batch_size=200, minibatch_size=100, num_epochs=1, model={"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 5}),
+        "ppo-filtered": old_stack(PPOConfig()).environment("one_agent").training(train_batch_size=200, minibatch_size=100, num_epochs=1).env_runners(observation_filter="MeanStdFilter"),
         "dqn-discrete": off_policy(DQNConfig(), "DQN", "discrete"),
         "sac-box": off_policy(SACConfig(), "SAC", "box"),
     }
@@ -329,11 +331,12 @@ def test_verification_catches_a_file_that_differs_and_removes_it(made, tmp_path)
     assert not path.exists()
 
 
-def test_recurrent_or_filtered_policies_are_refused(made):
-    policy = load(made["ppo-box"], "default_policy")
-    policy.config["observation_filter"] = "MeanStdFilter"
+def test_recurrent_and_filtered_policies_are_refused(made, tmp_path):
+    """An LSTM's state and a MeanStdFilter's statistics are not inputs the plugin can feed: refused, nothing written."""
     with pytest.raises(UserError, match="observation_filter MeanStdFilter"):
-        rllib_onnx.check_exportable(policy, "default_policy")
+        rllib_onnx.export_checkpoint_policy(made["ppo-filtered"], "default_policy", tmp_path / "filtered.onnx")
+    assert_one_error(convert(made["ppo-lstm"], "-o", tmp_path, cwd=tmp_path), "'default_policy' is recurrent")
+    assert list(tmp_path.glob("*.onnx")) == []
 
 
 # --- bad input ---------------------------------------------------------------------------------------
