@@ -172,6 +172,11 @@ def load_policy(checkpoint: Path, policy_id: str):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             policy = Policy.from_checkpoint(str(checkpoint / "policies" / policy_id))
+    except ImportError as error:
+        raise UserError(
+            f"cannot load policy {policy_id!r} from {checkpoint}: it refers to Python code that is not importable here ({error})",
+            "run the converter where the training code is importable (set PYTHONPATH)",
+        ) from None
     except Exception as error:
         detail = (str(error).strip().splitlines() or [""])[0]
         raise UserError(f"cannot load policy {policy_id!r} from {checkpoint} ({type(error).__name__}: {detail})", "the checkpoint is corrupt or incomplete; export another one with --checkpoint-number") from None
