@@ -20,6 +20,8 @@ the first half are the means it clamps to [-1, 1], the second half the log stand
 Note: RLlib puts all means before all log_stds, while the plugin reads `[means, log_stds]` per
 action key: games with one continuous action key (or only discrete keys) are read exactly.
 Recurrent policies and observation filters are refused: they need state the plugin cannot feed.
+RLlib's own `Policy.export_model(onnx=...)` is not used: its graph takes every column of the policy's
+dummy batch (seq_lens, previous actions, ...) as inputs, not the plugin's two.
 """
 
 import contextlib
