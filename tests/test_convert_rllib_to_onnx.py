@@ -237,10 +237,11 @@ def test_trial_directory_exports_every_policy_of_the_latest_checkpoint(made, tmp
 
 @pytest.mark.parametrize("form", ["checkpoint", "trial", "run", "experiment"])
 def test_path_forms_pick_the_real_latest_checkpoint(made, tmp_path, form):
-    """A backup copy with a higher number, an empty checkpoint_ folder and a stray file are never picked."""
+    """A backup copy or a temporary folder with a higher number, an empty checkpoint_ folder and a stray file are never picked."""
     experiment = tmp_path / "exp"
     trial = copy_of(made["pair"], experiment / "PPO_2026-01-01_00-00-00" / "PPO_godot_abcde")
     copy_of(trial / "checkpoint_000000", trial / "checkpoint_000003_backup_1730000000")
+    copy_of(trial / "checkpoint_000000", trial / ".checkpoint_000004.tmp")  # the trainer's checkpoint being written
     (trial / "checkpoint_000009").mkdir()
     (trial / "checkpoint_000010").write_text("not a directory")
     target = {"checkpoint": trial / "checkpoint_000001", "trial": trial, "run": trial.parent, "experiment": experiment}[form]
