@@ -244,7 +244,8 @@ class GodotPolicyGraph(torch.nn.Module):
         if self.squash is None:
             return dist_inputs, state_ins
         low, high = self.squash
-        mean, log_std = torch.chunk(dist_inputs, 2, dim=-1)
+        size = int(np.prod(self.policy.action_space.shape))  # constant slices keep `output`'s width static, which the plugin reads
+        mean, log_std = dist_inputs[:, :size], dist_inputs[:, size:]
         action = torch.clamp((torch.tanh(mean) + 1.0) / 2.0 * (high - low) + low, low, high)  # TorchSquashedGaussian's deterministic sample
         return torch.cat([action, log_std], dim=-1), state_ins
 

@@ -312,6 +312,7 @@ def test_opset_and_ir_version_are_written_exactly(made, tmp_path, opset, ir_vers
 def test_each_algorithm_exports_the_deterministic_action(made, tmp_path, case, layout):
     summary = rllib_onnx.export_checkpoint_policy(made[case], "default_policy", tmp_path / "policy.onnx", opset=13, ir_version=9)
     assert summary.verified and summary.max_error <= 1e-5
+    assert isinstance(summary.outputs["output"][1], int) and summary.outputs["output"][1] > 0, "the plugin reads the output width"
     assert summary.algorithm.startswith(f"RLlib {case.split('-')[0].upper()} policy 'default_policy'") and layout in summary.algorithm
     assert_header(tmp_path / "policy.onnx", 13, 9)
     assert_godot_interface(tmp_path / "policy.onnx", ["obs"])
