@@ -97,7 +97,7 @@ if resume_from:
 print(f"Results and checkpoints: {trial_dir}", flush=True)
 
 ray.init(
-    address=args.ray_address,
+    address=args.ray_address or "local",  # never join a cluster that happens to run here unless asked
     include_dashboard=False if not args.ray_address else None,
     num_cpus=None if args.ray_address else max(2, int(config.num_env_runners) + 1),
     runtime_env={"env_vars": {"PYTHONPATH": str(REPO_DIR)}},

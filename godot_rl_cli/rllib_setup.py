@@ -96,6 +96,8 @@ def build_config(spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv
         .multi_agent(policies=policies, policy_mapping_fn=mapping, policies_to_train=spec.policies_to_train)
         .callbacks(ControllerMetricsCallback)
         .fault_tolerance(restart_failed_env_runners=False)
+        .resources(num_gpus=0)  # IMPALA/APPO otherwise ask for a GPU; a YAML num_gpus still overrides
+        .learners(num_gpus_per_learner=0)
         .debugging(log_level="ERROR")
     )
     if spec.algorithm in OLD_STACK_REPLAY_BUFFERS:  # the new stack's default buffer does not work on the old stack
