@@ -56,11 +56,26 @@ def to_strict_json_value(value: Any, path: str = "") -> Any:
     return _DROPPED
 
 
+def _plain_value(value: Any) -> Any:
+    """json.dumps hook for numpy and torch values; anything else goes to the slow, dropping path."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
 def format_metric_line(payload: Dict[str, Any]) -> str:
-    """The `@METRIC <json>` line for `payload`, with a timestamp added when absent."""
-    data = to_strict_json_value(dict(payload))
+    """The `@METRIC <json>` line for `payload`, with a timestamp added when absent.
+
+    Fast path: plain encoding, which fails on NaN, infinities and unknown types; only then is the payload
+    walked to replace non-finite numbers with null and drop what cannot be encoded."""
+    data = dict(payload)
     data.setdefault("timestamp", utc_timestamp())
-    return PREFIX + json.dumps(data, allow_nan=False, separators=(",", ":"))
+    try:
+        return PREFIX + json.dumps(data, allow_nan=False, separators=(",", ":"), default=_plain_value)
+    except (ValueError, TypeError):
+        return PREFIX + json.dumps(to_strict_json_value(data), allow_nan=False, separators=(",", ":"))
 
 
 def emit_metric(payload: Dict[str, Any]) -> None:
