@@ -113,7 +113,7 @@ def test_repeated_sigint_cycles_never_lose_a_model(tmp_path):
         process = start_script(SCRIPT, *args, cwd=directory, env=env)
         try:
             wait_for_line(process, "Game ready", timeout=60)
-            time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(rng.uniform(0.0, 1.0))
             _, stderr = interrupt(process, timeout=30)
         finally:
             process.kill()
@@ -233,7 +233,7 @@ def test_rllib_repeated_sigint_cycles_never_lose_a_checkpoint(tmp_path, ray_head
         process = start_script(RLLIB, f"--config_file={config}", f"--experiment_dir={directory / 'exp'}", f"--ray_address={ray_head}", cwd=directory)
         try:
             wait_for_line(process, "Training policies", timeout=120)
-            time.sleep(rng.uniform(0.0, 2.0))
+            time.sleep(rng.uniform(0.0, 1.0))
             _, stderr = interrupt(process, timeout=60)
         finally:
             process.kill()
