@@ -438,13 +438,13 @@ class RobustGodotEnv(GodotEnv):
         details = []
         if self.proc is not None:
             try:
-                code = self.proc.wait(timeout=1.0)
-                details.append(f"exit code {code}")
+                details.append(describe_exit(self.proc.wait(timeout=1.0)))
             except subprocess.TimeoutExpired:
                 details.append("still running")
             time.sleep(0.05)  # let the output relay catch the last lines
-            if self.game_output:
-                details.append("last output: " + " | ".join(list(self.game_output)[-5:]))
+            last_lines = [line for line in self.game_output if line.strip()][-5:]
+            if last_lines:
+                details.append("last output: " + " | ".join(last_lines))
         suffix = f" ({'; '.join(details)})" if details else ""
         return error_class(f"{self.describe()} {what}{suffix}")
 
@@ -452,6 +452,16 @@ class RobustGodotEnv(GodotEnv):
     def _raise_if_stop_requested() -> None:
         if _stop_requested.is_set():
             raise StopRequested()
+
+
+def describe_exit(code: int) -> str:
+    """`exit code N`, or the signal that killed the process (Popen reports it as -N)."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _frame(string: str) -> bytes:
