@@ -14,6 +14,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecMonitor, unwrap_vec_wrapper
 
 from godot_rl_cli import metrics
 
@@ -81,7 +82,9 @@ class ControllerMetricsCallback(BaseCallback):
 
     An iteration is one rollout and update for PPO/A2C, and `OFF_POLICY_ITERATION_STEPS` env
     steps for off-policy algorithms. Counters continue across resumes: the episode count is kept
-    on the model (`controller_episodes_total`), so it is saved with it.
+    on the model (`controller_episodes_total`), so it is saved with it. The env must be wrapped in
+    a VecMonitor: its episode counter tells, at the cost of one attribute read per step, when
+    finished episodes are to be collected.
     """
 
     def __init__(self, policy_name: str, checkpoint_counter: "AtomicCheckpointCallback | None" = None, restarts: Callable[[], int] = lambda: 0):
@@ -97,6 +100,8 @@ class ControllerMetricsCallback(BaseCallback):
         self.training_started_at = time.monotonic()
         self.last_summary_at = 0.0
         self.since_summary = IterationStats()
+        self.monitor: Optional[VecMonitor] = None
+        self.episodes_seen = 0
 
     def _steps_per_iteration(self) -> int:
         if isinstance(self.model, OnPolicyAlgorithm):
@@ -105,6 +110,10 @@ class ControllerMetricsCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.on_policy = isinstance(self.model, OnPolicyAlgorithm)
+        self.monitor = unwrap_vec_wrapper(self.training_env, VecMonitor)
+        if self.monitor is None:
+            raise ValueError("ControllerMetricsCallback needs the training env wrapped in a VecMonitor")
+        self.episodes_seen = self.monitor.episode_count
         self.iteration = self.model.num_timesteps // self._steps_per_iteration()
         self.steps_at_iteration_start = self.model.num_timesteps
         if not hasattr(self.model, "controller_episodes_total"):
@@ -121,18 +130,21 @@ class ControllerMetricsCallback(BaseCallback):
             self.pending = True
 
     def _on_step(self) -> bool:
-        dones = self.locals["dones"]
-        if dones.any():
-            infos = self.locals["infos"]
-            for index in np.flatnonzero(dones):
-                if "episode" in infos[index]:
-                    self.stats.add_episode(infos[index])
-                    self.since_summary.add_episode(infos[index])
-                    self.model.controller_episodes_total += 1
+        if self.monitor.episode_count != self.episodes_seen:
+            self.episodes_seen = self.monitor.episode_count
+            self._collect_finished_episodes()
         if not self.on_policy:
             if self.model.num_timesteps - self.steps_at_iteration_start >= OFF_POLICY_ITERATION_STEPS:
                 self._report()
         return True
+
+    def _collect_finished_episodes(self) -> None:
+        infos = self.locals["infos"]
+        for index in np.flatnonzero(self.locals["dones"]):
+            if "episode" in infos[index]:
+                self.stats.add_episode(infos[index])
+                self.since_summary.add_episode(infos[index])
+                self.model.controller_episodes_total += 1
 
     def _on_training_end(self) -> None:
         if self.pending or self.model.num_timesteps > self.steps_at_iteration_start:
