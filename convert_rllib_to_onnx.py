@@ -14,8 +14,8 @@ parser = argparse.ArgumentParser(
     description="Export every policy (or one) of an RLlib checkpoint written by rllib_training_script.py (old API stack) "
     "to <output-dir>/<prefix><policy_id>.onnx, with the names the Godot plugin expects (inputs 'obs' [batch, n], the "
     "game's observation keys flattened in the game's order, and 'state_ins'; outputs 'output' and 'state_outs'; dynamic "
-    "batch axis), and check each file against the policy with onnxruntime. 'output' is RLlib's action distribution input: "
-    "discrete logits per head (Q-values for DQN), or [means, log_stds] for continuous actions. "
+    "batch axis), and check each file against the policy with onnxruntime. 'output' is what the plugin acts on: "
+    "discrete logits per head (Q-values for DQN), or the means of continuous actions. "
     "Prints each file's path and a one-line summary; exits 1 if any requested policy was not exported.",
 )
 parser.add_argument("checkpoint_path", help="a checkpoint_NNNNNN directory, a trial directory holding several (the latest is used), or a run directory holding one trial")

@@ -9,16 +9,14 @@ somewhere below it (searched SEARCH_DEPTH levels down). Look-alikes such as
 
 The file: inputs `obs` [batch, n] (the observation the game sends, its keys flattened and
 concatenated in the game's order, as rllib_env.py trains on) and `state_ins` [batch]; outputs
-`output` and `state_outs` (`state_ins` passed through). `output` is RLlib's action distribution
-input for the policy, the layout the plugin reads (argmax per discrete head; for continuous actions,
-the first half are the means it clamps to [-1, 1], the second half the log standard deviations):
-- PPO, APPO, IMPALA: `policy.model`'s output: Discrete(n) logits [n]; MultiDiscrete logits
-  concatenated per head; Box(k) `[mean_1..mean_k, log_std_1..log_std_k]` [2k].
-- SAC: the same, except that continuous means are squashed as SAC acts (`tanh`, the policy's
-  deterministic action), so the plugin's clamped "mean" is the action SAC takes.
-- DQN: the Q-values [n] (argmax is the greedy action).
-Note: RLlib puts all means before all log_stds, while the plugin reads `[means, log_stds]` per
-action key: games with one continuous action key (or only discrete keys) are read exactly.
+`output` and `state_outs` (`state_ins` passed through). `output` is what the plugin reads to act:
+- Discrete and MultiDiscrete actions (PPO, APPO, IMPALA): `policy.model`'s logits, concatenated per
+  head (the plugin takes the argmax per head); DQN: the Q-values [n] (argmax is the greedy action).
+- Box(k) actions: the k action means only (SAC's squashed with `tanh`, the action SAC takes), which
+  the plugin clamps to [-1, 1]. RLlib's distribution input is `[all means, all log_stds]`, but the
+  plugin reads `[mean, log_std]` per action key, so with two or more continuous keys that layout would
+  be misread; an output exactly as wide as the continuous actions makes the plugin read means only,
+  key after key, which is right for any number of keys.
 Recurrent policies and observation filters are refused: they need state the plugin cannot feed.
 RLlib's own `Policy.export_model(onnx=...)` is not used: its graph takes every column of the policy's
 dummy batch (seq_lens, previous actions, ...) as inputs, not the plugin's two.
@@ -232,22 +230,21 @@ class GodotPolicyGraph(torch.nn.Module):
         self.q_values = hasattr(policy.model, "get_q_value_distributions")
         self.sac_head = hasattr(policy.model, "get_action_model_outputs")
         self.squash = squash_bounds(policy) if self.sac_head else None
+        self.continuous_size = int(np.prod(policy.action_space.shape)) if isinstance(policy.action_space, spaces.Box) else None
 
     def forward(self, obs: torch.Tensor, state_ins: torch.Tensor):
         input_dict = {"obs": obs.reshape(-1, *self.observation_shape)}
         model_out, _ = self.model(input_dict, [], None)
         if self.q_values:
             return self._q_values(model_out), state_ins
-        if not self.sac_head:
-            return model_out, state_ins
-        dist_inputs, _ = self.model.get_action_model_outputs(model_out)
-        if self.squash is None:
+        dist_inputs = self.model.get_action_model_outputs(model_out)[0] if self.sac_head else model_out
+        if self.continuous_size is None:
             return dist_inputs, state_ins
+        means = dist_inputs[:, : self.continuous_size]  # a constant slice keeps `output`'s width static, which the plugin reads
+        if self.squash is None:
+            return means, state_ins
         low, high = self.squash
-        size = int(np.prod(self.policy.action_space.shape))  # constant slices keep `output`'s width static, which the plugin reads
-        mean, log_std = dist_inputs[:, :size], dist_inputs[:, size:]
-        action = torch.clamp((torch.tanh(mean) + 1.0) / 2.0 * (high - low) + low, low, high)  # TorchSquashedGaussian's deterministic sample
-        return torch.cat([action, log_std], dim=-1), state_ins
+        return torch.clamp((torch.tanh(means) + 1.0) / 2.0 * (high - low) + low, low, high), state_ins  # TorchSquashedGaussian's deterministic sample
 
     def _q_values(self, model_out: torch.Tensor) -> torch.Tensor:
         """DQN's Q-values as dqn_torch_policy.compute_q_values computes them (no -inf masked actions in Godot games)."""
@@ -263,8 +260,7 @@ class GodotPolicyGraph(torch.nn.Module):
         if isinstance(space, spaces.MultiDiscrete):
             return f"logits per head {[int(size) for size in space.nvec]}"
         means = "tanh-squashed means" if self.squash else "means"
-        size = int(np.prod(space.shape))
-        return f"[{means}, log_stds] for {size} continuous action{'s' if size > 1 else ''}"
+        return f"{means} of {self.continuous_size} continuous action{'s' if self.continuous_size > 1 else ''}"
 
 
 # --- verification ----------------------------------------------------------------------------------
@@ -285,8 +281,8 @@ def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samp
 
     Checks: `output` equals the torch graph (within 1e-5, relative for large values), rows do not
     depend on the batch size, `state_outs` is `state_ins`, and the game gets the action of
-    `policy.compute_actions(obs, explore=False)`: argmax per discrete head, or (continuous) the first
-    half of `output` within 1e-5. Returns the max absolute error; raises VerificationError on a mismatch.
+    `policy.compute_actions(obs, explore=False)`: argmax per discrete head, or (continuous) `output`
+    within 1e-5. Returns the max absolute error; raises VerificationError on a mismatch.
     """
     observations = sample_observations(policy.observation_space, samples)
     feeds = {"obs": observations, onnx_export.STATE_INPUT: np.arange(samples, dtype=np.float32)}
@@ -306,8 +302,7 @@ def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samp
     if isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
         onnx_export.check_discrete(actual, actions, head_sizes(space))
         return error
-    size = int(np.prod(space.shape))
-    return max(error, onnx_export.check_continuous(actual[:, :size], actions.reshape(samples, -1), what="action means"))
+    return max(error, onnx_export.check_continuous(actual, actions.reshape(samples, -1), what="action means"))
 
 
 # --- entry points ----------------------------------------------------------------------------------

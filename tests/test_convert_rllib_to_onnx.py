@@ -167,16 +167,18 @@ def run_file(path: Path, obs: np.ndarray) -> np.ndarray:
 
 
 def assert_computes_model_of(path: Path, checkpoint: Path, policy_id: str) -> None:
-    """The file's output is `policy.model`'s output (RLlib's logits) of this very checkpoint's policy."""
+    """The file's output is `policy.model`'s output of this very checkpoint's policy (logits, or the means of a Box)."""
     policy = load(checkpoint, policy_id)
     obs = observations(size=policy.observation_space.shape[0])
     with torch.no_grad():
         expected = policy.model({"obs": torch.from_numpy(obs)}, [], None)[0].numpy()
+    if isinstance(policy.action_space, spaces.Box):
+        expected = expected[:, : policy.action_space.shape[0]]
     np.testing.assert_allclose(run_file(path, obs), expected, atol=1e-5)
 
 
 def assert_acts_like(path: Path, checkpoint: Path, policy_id: str) -> None:
-    """The game's action from the file (argmax per head, or the first half clamped) is the policy's deterministic action."""
+    """The game's action from the file (argmax per head, or the means) is the policy's deterministic action."""
     policy = load(checkpoint, policy_id)
     obs = observations(size=policy.observation_space.shape[0])
     output = run_file(path, obs)
@@ -184,8 +186,8 @@ def assert_acts_like(path: Path, checkpoint: Path, policy_id: str) -> None:
     space = policy.action_space
     if isinstance(space, spaces.Box):
         size = space.shape[0]
-        assert output.shape == (len(obs), 2 * size), "[means, log_stds]"
-        np.testing.assert_allclose(output[:, :size], actions, atol=1e-5)
+        assert output.shape == (len(obs), size), "means only, so the plugin reads them key after key"
+        np.testing.assert_allclose(output, actions, atol=1e-5)
         return
     sizes = [int(space.n)] if isinstance(space, spaces.Discrete) else list(space.nvec)
     assert output.shape == (len(obs), sum(sizes))
@@ -278,13 +280,13 @@ def test_output_paths(tmp_path):
         rllib_onnx.output_paths(tmp_path / "file", "", PAIR)
 
 
-def test_no_multiagent_exports_default_policy_with_means_and_log_stds(made, tmp_path):
+def test_no_multiagent_exports_default_policy_with_action_means(made, tmp_path):
     checkpoint = made["ppo-box"]
     result = convert(checkpoint, "--no-multiagent", "-o", tmp_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     path = tmp_path / "default_policy.onnx"
     assert exported(result) == [path]
-    assert "[means, log_stds] for 2 continuous actions" in result.stdout
+    assert "means of 2 continuous actions" in result.stdout
     assert_godot_interface(path, ["obs"])
     assert_computes_model_of(path, checkpoint, "default_policy")
     assert_acts_like(path, checkpoint, "default_policy")
@@ -303,11 +305,11 @@ def test_opset_and_ir_version_are_written_exactly(made, tmp_path, opset, ir_vers
 
 
 @pytest.mark.parametrize("case, layout", [
-    ("ppo-box", "[means, log_stds] for 2 continuous actions"),
+    ("ppo-box", "means of 2 continuous actions"),
     ("appo-multidiscrete", "logits per head [3, 2]"),
     ("impala-discrete", "logits [4]"),
     ("dqn-discrete", "Q-values [4]"),
-    ("sac-box", "[tanh-squashed means, log_stds] for 2 continuous actions"),
+    ("sac-box", "tanh-squashed means of 2 continuous actions"),
 ])
 def test_each_algorithm_exports_the_deterministic_action(made, tmp_path, case, layout):
     summary = rllib_onnx.export_checkpoint_policy(made[case], "default_policy", tmp_path / "policy.onnx", opset=13, ir_version=9)
@@ -450,6 +452,6 @@ def test_single_policy_ballchase_run_of_the_training_script(tmp_path):
     [path] = exported(result)
     assert path == tmp_path / "onnx_exports" / "shared_policy.onnx"
     session = assert_godot_interface(path, ["obs"])
-    assert session.get_inputs()[0].shape[1] == 4 and session.get_outputs()[0].shape[1] == 4, "obs size 4; [means, log_stds] of move (2)"
+    assert session.get_inputs()[0].shape[1] == 4 and session.get_outputs()[0].shape[1] == 2, "obs size 4; the means of move (2)"
     [checkpoint] = sorted((tmp_path / "exp").glob("*/*/checkpoint_*"))[-1:]
     assert_acts_like(path, checkpoint, "shared_policy")
