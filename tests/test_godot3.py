@@ -186,19 +186,24 @@ def test_sb3_sigint_saves_the_model_and_stops_the_engines(tmp_path, game_path):
     assert_no_engine_left(port, 2)
 
 
-def test_sb3_killed_engine_is_reported_and_the_model_saved(tmp_path, game_path):
-    port = find_free_port_block(4)
-    process = start_script(SB3, *sb3_args(tmp_path, game_path, port, 10_000_000), cwd=tmp_path)
+def kill_engine_during_training(script: str, args: list, cwd: Path, engine_port: int) -> tuple:
+    """Start a trainer, SIGKILL the engine on `engine_port` once training runs; returns (exit code, stderr, seconds to exit)."""
+    process = start_script(script, *args, cwd=cwd, env=dict(os.environ, CONTROLLER_METRICS="1"))
     try:
-        wait_for_line(process, "iteration 1 ", timeout=60)
-        [engine] = engine_pids(port + 1)
+        wait_for_line(process, "@METRIC ", timeout=120)
+        [engine] = engine_pids(engine_port)
         os.kill(engine, signal.SIGKILL)
         killed = time.monotonic()
         _, stderr = process.communicate(timeout=60)
-        assert time.monotonic() - killed < 15
+        return process.returncode, stderr, time.monotonic() - killed
     finally:
         process.kill()
-    assert process.returncode == 1
+
+
+def test_sb3_killed_engine_is_reported_and_the_model_saved(tmp_path, game_path):
+    port = find_free_port_block(4)
+    returncode, stderr, seconds = kill_engine_during_training(SB3, sb3_args(tmp_path, game_path, port, 10_000_000), tmp_path, port + 1)
+    assert returncode == 1 and seconds < 15
     errors = [line for line in stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and "BallChase2D.x86_64" in errors[0] and f"port {port + 1}" in errors[0], stderr[-3000:]
     assert "killed by SIGKILL" in errors[0] and "BallChase2D: connected" in errors[0], "exit status and last output of the engine"
@@ -251,4 +256,15 @@ def test_rllib_sigint_checkpoints_and_stops_the_engine(tmp_path, game_path):
         process.kill()
     assert process.returncode == 0, stderr[-3000:]
     assert list((tmp_path / "exp").glob("*/*/checkpoint_*/policies/policy_1"))
+    assert_no_engine_left(port, 1)
+
+
+def test_rllib_killed_engine_is_reported_with_a_checkpoint(tmp_path, game_path):
+    port = find_free_port_block(2)
+    config = rllib_config(tmp_path, game_path, port, iterations=1000)
+    returncode, stderr, seconds = kill_engine_during_training(RLLIB, [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"], tmp_path, port)
+    assert returncode == 1 and seconds < 30
+    errors = [line for line in stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "BallChase2D.x86_64" in errors[0] and "killed by SIGKILL" in errors[0], stderr[-3000:]
+    assert list((tmp_path / "exp").glob("*/*/checkpoint_*/policies/policy_0"))
     assert_no_engine_left(port, 1)
