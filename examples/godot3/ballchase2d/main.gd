@@ -20,3 +20,6 @@ func _ready() -> void:
 		add_child(player)
 		players.append(player)
 	$Sync.start(players, arguments)
+
+func _draw() -> void:
+	draw_rect(Rect2(-320, -320, 640, 640), Color(0.8, 0.8, 0.8), false, 4.0)

@@ -18,6 +18,7 @@ var _reward := 0.0
 var _ticks := 0
 var _targets_reached := 0
 var _last_distance := 0.0
+var _drawn := OS.get_name() != "Server"
 
 func setup(rng: RandomNumberGenerator, policy: String) -> void:
 	_rng = rng
@@ -51,6 +52,13 @@ func _physics_process(_delta: float) -> void:
 	_ticks += 1
 	if _ticks >= EPISODE_TICKS:
 		done = true
+	if _drawn:
+		update()
+
+# Drawn only by a Godot 3 build with a renderer (GODOT3=godot3, --viz); the headless server skips it.
+func _draw() -> void:
+	draw_circle(Vector2.ZERO, 16.0, Color(0.3, 0.6, 1.0))
+	draw_circle(_target - position, 8.0, Color(1.0, 0.8, 0.2))
 
 func get_obs_space() -> Dictionary:
 	return {"obs": {"size": [6], "space": "box"}}
