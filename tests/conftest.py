@@ -3,6 +3,7 @@
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,12 @@ def find_free_port_block(count: int = 1) -> int:
         if _ports_free(start, count):
             return start
     raise RuntimeError(f"no block of {count} free ports found")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_in_pytest_tmp(tmp_path_factory) -> None:
+    """SB3 models trained in-process without TensorBoard create SB3-<date> log folders in the temp dir: keep them in pytest's."""
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tempdir"))
 
 
 @pytest.fixture
