@@ -21,7 +21,7 @@ from godot_rl_cli.errors import UserError, print_warning
 
 ALGORITHMS = ("PPO", "APPO", "IMPALA", "DQN", "SAC")
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
-ENV_CONFIG_KEYS = {"env_path", "action_repeat", "show_window", "speedup", "seed", "port", "framerate", "connect_timeout", "step_timeout", "game_args"}
+ENV_CONFIG_KEYS = {"env_path", "action_repeat", "show_window", "speedup", "seed", "port", "framerate", "connect_timeout", "step_timeout", "game_args", "max_env_restarts"}
 STOP_KEYS = {"time_total_s", "timesteps_total", "training_iteration", "episode_reward_mean", "sustained_episode_reward_mean", "stop_file"}
 
 # Legacy key -> the AlgorithmConfig attribute Ray 2.48 reads (it ignores or rejects the old names).
@@ -88,6 +88,9 @@ def load_run_spec(path: str) -> RunSpec:
         value = settings.pop(key, None)
         if key == "framework" and value not in (None, "torch"):
             print_warning(f"framework {value!r} ignored: {reason}")
+    if settings.get("restart_failed_sub_environments"):
+        raise UserError("restart_failed_sub_environments does not work with Godot games on Ray 2.48's old API stack (Ray hands the error on as an observation)",
+                        "set max_env_restarts: N in env_config instead")
     spec.settings = settings
     return spec
 

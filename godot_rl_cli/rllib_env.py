@@ -8,6 +8,8 @@ Godot's agents all act every step, report `done` per step and are reset by the g
   a new id (`"<index>#<n>"`, mapped to the same policy); the env-level episode ends, without resetting
   the game, once every agent has finished an episode, so episode statistics are reported.
 Observations are the game's keys flattened and concatenated in the order the game sends them.
+With `max_env_restarts: N` in env_config, a game that crashes or hangs is relaunched (at most N times
+per env instance): the episode in progress ends truncated at its last observation, and training goes on.
 """
 
 from typing import Any, Dict, List, Tuple, Union
@@ -16,7 +18,8 @@ import numpy as np
 from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from godot_rl_cli.godot_env import RobustGodotEnv
+from godot_rl_cli.errors import print_warning
+from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RobustGodotEnv
 from godot_rl_cli.spaces import ActionEncoder, flat_action_space
 
 AgentId = Union[int, str]
@@ -51,7 +54,10 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         super().__init__()
         port = game_port(env_config)
         first = getattr(env_config, "worker_index", 0) == int(env_config.get("_first_worker", 0)) and getattr(env_config, "vector_index", 0) == 0
-        self.game = start_game(env_config, port, bool(env_config.get("show_window")) and first)
+        self.start_game = lambda: start_game(env_config, port, bool(env_config.get("show_window")) and first)
+        self.game = self.start_game()
+        self.max_env_restarts = int(env_config.get("max_env_restarts") or 0)
+        self.env_restarts = 0
         self.shared_episode = bool(env_config.get("_env_is_multiagent", True))
         count = self.game.num_envs
         self.encoder = ActionEncoder(self.game.action_spaces[0])
@@ -81,8 +87,11 @@ class GodotMultiAgentEnv(MultiAgentEnv):
 
     def step(self, action_dict: Dict[AgentId, Any]):
         actions = np.stack([np.asarray(action_dict.get(agent_id, self.noop[i])).reshape(self.noop[i].shape) for i, agent_id in enumerate(self.ids)])
-        self.game._send_as_json({"type": "action", "action": self.encoder.encode(actions)})
-        observations, rewards, dones, _, infos = self.game.step_recv()
+        try:
+            self.game._send_as_json({"type": "action", "action": self.encoder.encode(actions)})
+            observations, rewards, dones, _, infos = self.game.step_recv()
+        except (GameDiedError, GameHungError) as error:
+            return self._restart_game(error)
         self.last_obs = [self._flatten(observation) for observation in observations]
         obs, reward, terminated, info = {}, {}, {}, {}
         for i, agent_id in enumerate(self.ids):
@@ -99,6 +108,20 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         terminated["__all__"] = everyone_done and self.shared_episode
         truncated = {"__all__": everyone_done and not self.shared_episode}
         return obs, reward, terminated, truncated, info
+
+    def _restart_game(self, error: GameError):
+        """Relaunch a crashed or hung game; the episode in progress ends, truncated at its last observation."""
+        if self.env_restarts >= self.max_env_restarts:
+            raise error
+        self.env_restarts += 1
+        print_warning(f"{error}; restarting it ({self.env_restarts} of max_env_restarts {self.max_env_restarts})")
+        self.game.close()
+        self.game = self.start_game()
+        self.game_was_reset = False
+        active = [i for i in range(len(self.ids)) if not (self.shared_episode and self.finished[i])]
+        obs = {self.ids[i]: self.last_obs[i] for i in active}
+        reward = {self.ids[i]: 0.0 for i in active}
+        return obs, reward, {"__all__": False}, {"__all__": True}, {}
 
     def close(self) -> None:
         self.game.close()

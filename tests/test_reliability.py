@@ -208,6 +208,23 @@ def test_rllib_fault_in_one_of_two_games(tmp_path, fault):
     assert_clean(tmp_path, port, 2)
 
 
+@pytest.mark.parametrize("max_env_restarts, iterations, returncode", [(5, 3, 0), (1, 100, 1)])
+def test_rllib_max_env_restarts_relaunches_crashed_games(tmp_path, max_env_restarts, iterations, returncode):
+    port = find_free_port_block(2)
+    config = rllib_config(tmp_path, port, {"training_iteration": iterations}, max_env_restarts=max_env_restarts)
+    env = dict(os.environ, CONTROLLER_METRICS="1")
+    result = run_script(RLLIB, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", "crash_after_steps=100", cwd=tmp_path, env=env, timeout=180)
+    assert result.returncode == returncode, result.stderr[-3000:]
+    restarts = [line for line in result.stderr.splitlines() if line.startswith("WARNING:") and "restarting it" in line]
+    assert "exit code 3" in restarts[0] and f"of max_env_restarts {max_env_restarts}" in restarts[0]
+    if returncode == 0:
+        assert len(restarts) >= 2 and [sample["training_iteration"] for sample in metric_lines(result.stdout)] == [1, 2, 3]
+    else:
+        assert len(restarts) == 1 and len(error_lines(result.stderr)) == 1 and "simulated engine crash" in error_lines(result.stderr)[0]
+    assert rllib_checkpoints(tmp_path / "exp")
+    assert_clean(tmp_path, port)
+
+
 @pytest.fixture(scope="module")
 def ray_head():
     """One Ray head for the RLlib SIGINT cycles, so that each cycle does not pay Ray's start-up."""

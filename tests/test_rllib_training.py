@@ -118,6 +118,7 @@ def test_legacy_keys_are_translated_and_unknown_keys_warned(tmp_path, capsys):
         ("env_config: {env_path: /nonexistent/Game.x86_64}\n", "does not exist"),
         ("stop: {iterations: 3}\nenv_config: {env_path: x}\n", "unknown stop criteria iterations"),
         ("multiagent:\n  policies: [a]\n  policy_mapping_fn: 'def policy_mapping_fn(agent_id:\\n  return 1'\nenv_config: {env_path: PONG}\n", "policy_mapping_fn does not compile"),
+        ("restart_failed_sub_environments: true\nenv_config: {env_path: PONG}\n", "restart_failed_sub_environments does not work .* max_env_restarts"),
     ],
 )
 def test_config_errors_are_one_line_and_before_ray(tmp_path, content, message):
