@@ -309,6 +309,8 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     torch.set_num_threads(1)
+    sb3_logs = tempfile.TemporaryDirectory(prefix="bench-sb3-logs-")
+    os.environ["SB3_LOGDIR"] = sb3_logs.name  # SB3 otherwise makes a /tmp/SB3-<date> folder for every model without TensorBoard
     configurations = [(1, 0), (16, 0), (64, 0), (1, 0.5), (16, 0.5), (64, 0.5)]
     started = time.perf_counter()
     sections = {
@@ -331,6 +333,7 @@ def main() -> None:
     for title, rows in sections.items():
         lines += ["", f"## {title}", ""] + rows
     Path(args.output).write_text("\n".join(lines) + "\n")
+    sb3_logs.cleanup()
     print(f"Results written to {args.output}")
 
 
