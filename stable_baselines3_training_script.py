@@ -117,7 +117,7 @@ try:
         checkpoints = (
             AtomicCheckpointCallback(experiment_dir, args.save_checkpoint_frequency) if args.save_checkpoint_frequency else None
         )
-        callbacks = [stopper, ControllerMetricsCallback(env.policy_name, checkpoints, lambda: env.env_restarts)] + ([checkpoints] if checkpoints else [])
+        callbacks = [stopper, ControllerMetricsCallback(env.policy_name, checkpoints, lambda: env.restarts.used)] + ([checkpoints] if checkpoints else [])
         rollout_size = getattr(model, "n_steps", 1) * env.num_envs
         started = time.monotonic()
         model.learn(

@@ -35,7 +35,7 @@ from gymnasium import spaces
 from godot_rl.core.godot_env import GodotEnv
 from godot_rl.core.utils import ActionSpaceProcessor
 
-from godot_rl_cli.errors import UserError
+from godot_rl_cli.errors import UserError, print_warning
 
 GAME_SUFFIX = ".x86_64"
 POLL_INTERVAL_S = 0.2
@@ -66,6 +66,22 @@ class GameHungError(GameError):
 
 class GameProtocolError(GameError):
     """The game sent something that breaks the protocol (bad framing, bad JSON, NaN reward...)."""
+
+
+class RestartBudget:
+    """How many crashed or hung games may still be relaunched; each relaunch is announced on stderr."""
+
+    def __init__(self, limit: int, setting: str):
+        self.limit = limit
+        self.setting = setting
+        self.used = 0
+
+    def spend(self, error: GameError) -> None:
+        """Count one relaunch for `error`, or raise it when the budget is used up."""
+        if self.used >= self.limit:
+            raise error
+        self.used += 1
+        print_warning(f"{error}; restarting it ({self.used} of {self.setting} {self.limit})")
 
 
 class StopRequested(Exception):

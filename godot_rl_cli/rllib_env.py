@@ -12,14 +12,14 @@ With `max_env_restarts: N` in env_config, a game that crashes or hangs is relaun
 per env instance): the episode in progress ends truncated at its last observation, and training goes on.
 """
 
+import functools
 from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np
 from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from godot_rl_cli.errors import print_warning
-from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RobustGodotEnv
+from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RestartBudget, RobustGodotEnv
 from godot_rl_cli.spaces import ActionEncoder, flat_action_space
 
 AgentId = Union[int, str]
@@ -54,10 +54,9 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         super().__init__()
         port = game_port(env_config)
         first = getattr(env_config, "worker_index", 0) == int(env_config.get("_first_worker", 0)) and getattr(env_config, "vector_index", 0) == 0
-        self.start_game = lambda: start_game(env_config, port, bool(env_config.get("show_window")) and first)
-        self.game = self.start_game()
-        self.max_env_restarts = int(env_config.get("max_env_restarts") or 0)
-        self.env_restarts = 0
+        self.launch_game = functools.partial(start_game, env_config, port, bool(env_config.get("show_window")) and first)
+        self.game = self.launch_game()
+        self.restarts = RestartBudget(int(env_config.get("max_env_restarts") or 0), "max_env_restarts")
         self.shared_episode = bool(env_config.get("_env_is_multiagent", True))
         count = self.game.num_envs
         self.encoder = ActionEncoder(self.game.action_spaces[0])
@@ -111,12 +110,9 @@ class GodotMultiAgentEnv(MultiAgentEnv):
 
     def _restart_game(self, error: GameError):
         """Relaunch a crashed or hung game; the episode in progress ends, truncated at its last observation."""
-        if self.env_restarts >= self.max_env_restarts:
-            raise error
-        self.env_restarts += 1
-        print_warning(f"{error}; restarting it ({self.env_restarts} of max_env_restarts {self.max_env_restarts})")
+        self.restarts.spend(error)
         self.game.close()
-        self.game = self.start_game()
+        self.game = self.launch_game()
         self.game_was_reset = False
         active = [i for i in range(len(self.ids)) if not (self.shared_episode and self.finished[i])]
         obs = {self.ids[i]: self.last_obs[i] for i in active}

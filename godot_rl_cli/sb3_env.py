@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from godot_rl_cli.errors import UserError, print_warning
-from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RobustGodotEnv
+from godot_rl_cli.errors import UserError
+from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RestartBudget, RobustGodotEnv
 from godot_rl_cli.spaces import ActionEncoder, flat_action_space
 
 
@@ -30,8 +30,7 @@ class GodotVecEnv(VecEnv):
     ):
         if env_path is None and n_parallel > 1:
             raise UserError("--n_parallel > 1 needs --env_path", "in-editor training runs a single game")
-        self.max_env_restarts = max_env_restarts
-        self.env_restarts = 0
+        self.restarts = RestartBudget(max_env_restarts, "--max_env_restarts")
         self._game_settings = [
             dict(env_path=env_path, port=port + index, seed=seed + index, show_window=show_window and index == 0, **env_kwargs)
             for index in range(n_parallel)
@@ -109,10 +108,7 @@ class GodotVecEnv(VecEnv):
 
     def _restart_game(self, index: int, error: GameError) -> tuple:
         """Relaunch a crashed or hung game (ML-Agents style): its agents' episodes end, training goes on."""
-        if self.env_restarts >= self.max_env_restarts:
-            raise error
-        self.env_restarts += 1
-        print_warning(f"{error}; restarting it ({self.env_restarts} of --max_env_restarts {self.max_env_restarts})")
+        self.restarts.spend(error)
         self.games[index].close()
         self.games[index] = RobustGodotEnv(**self._game_settings[index])
         obs, _ = self.games[index].reset()
