@@ -3,14 +3,13 @@
 import json
 import math
 import socket
-import struct
-import subprocess
 import time
 
 import numpy as np
 import pytest
 from conftest import SIM_DIR, find_free_port_block
 from godot_rl.core.godot_env import GodotEnv
+from wire_helpers import RawTrainer
 
 
 def game_path(name: str) -> str:
@@ -106,61 +105,8 @@ def test_action_repeat_and_speedup_are_read():
     assert positions[8] == pytest.approx(positions[1] * 8, rel=0.01)
 
 
-class RawTrainer:
-    """A minimal trainer side on a real socket, for faults godot-rl's GodotEnv cannot survive."""
-
-    def __init__(self, name: str, **game_args):
-        self.port = find_free_port_block(1)
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        args = [game_path(name), f"--port={self.port}", "--env_seed=0"] + [f"--{k}={v}" for k, v in game_args.items()]
-        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE)
-        self.listener.settimeout(10)
-        self.conn = None
-
-    def connect(self, timeout: float = 10) -> None:
-        self.listener.settimeout(timeout)
-        self.conn, _ = self.listener.accept()
-        self.conn.settimeout(5)
-        for message in ({"type": "handshake", "major_version": "0", "minor_version": "7"}, {"type": "env_info"}):
-            self.send(message)
-        self.receive()
-        self.send({"type": "reset"})
-        self.receive()
-
-    def send(self, message: dict) -> None:
-        body = json.dumps(message).encode()
-        self.conn.sendall(struct.pack("<I", len(body)) + body)
-
-    def receive_raw(self) -> bytes:
-        header = self._exactly(4)
-        return self._exactly(struct.unpack("<I", header)[0])
-
-    def receive(self) -> dict:
-        return json.loads(self.receive_raw())
-
-    def _exactly(self, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = self.conn.recv(size - len(data))
-            if not chunk:
-                raise ConnectionError("game closed the connection")
-            data += chunk
-        return data
-
-    def step(self) -> None:
-        self.send({"type": "action", "action": [{"move": [0.5, 0.5]}]})
-
-    def close(self) -> None:
-        if self.conn:
-            self.conn.close()
-        self.listener.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
 def test_crash_after_steps_exits_3_and_closes_socket():
-    trainer = RawTrainer("BallChase", crash_after_steps=5)
+    trainer = RawTrainer(game_path("BallChase"), crash_after_steps=5)
     try:
         trainer.connect()
         for _ in range(5):
@@ -176,7 +122,7 @@ def test_crash_after_steps_exits_3_and_closes_socket():
 
 
 def test_hang_after_steps_stops_answering():
-    trainer = RawTrainer("BallChase", hang_after_steps=2)
+    trainer = RawTrainer(game_path("BallChase"), hang_after_steps=2)
     try:
         trainer.connect()
         for _ in range(2):
@@ -192,7 +138,7 @@ def test_hang_after_steps_stops_answering():
 
 
 def test_never_connect():
-    trainer = RawTrainer("BallChase", never_connect=1)
+    trainer = RawTrainer(game_path("BallChase"), never_connect=1)
     try:
         with pytest.raises(socket.timeout):
             trainer.connect(timeout=2)
@@ -202,7 +148,7 @@ def test_never_connect():
 
 
 def test_bad_json_after_steps():
-    trainer = RawTrainer("BallChase", bad_json_after_steps=1)
+    trainer = RawTrainer(game_path("BallChase"), bad_json_after_steps=1)
     try:
         trainer.connect()
         trainer.step()
@@ -215,7 +161,7 @@ def test_bad_json_after_steps():
 
 
 def test_nan_reward_after_steps():
-    trainer = RawTrainer("BallChase", nan_reward_after_steps=1)
+    trainer = RawTrainer(game_path("BallChase"), nan_reward_after_steps=1)
     try:
         trainer.connect()
         trainer.step()
@@ -229,7 +175,7 @@ def test_nan_reward_after_steps():
 def test_step_cost_slows_each_physics_tick():
     timings = {}
     for cost in (0, 2):
-        trainer = RawTrainer("BallChase", step_cost_ms=cost, action_repeat=4)
+        trainer = RawTrainer(game_path("BallChase"), step_cost_ms=cost, action_repeat=4)
         try:
             trainer.connect()
             started = time.perf_counter()
@@ -243,7 +189,7 @@ def test_step_cost_slows_each_physics_tick():
 
 
 def test_game_quits_when_trainer_goes_away():
-    trainer = RawTrainer("Pong")
+    trainer = RawTrainer(game_path("Pong"))
     try:
         trainer.connect()
         trainer.conn.close()
@@ -254,7 +200,7 @@ def test_game_quits_when_trainer_goes_away():
 
 
 def test_close_message_quits_with_code_0():
-    trainer = RawTrainer("BallChaseDiscrete")
+    trainer = RawTrainer(game_path("BallChaseDiscrete"))
     try:
         trainer.connect()
         trainer.send({"type": "close"})

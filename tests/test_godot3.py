@@ -3,12 +3,9 @@
 Under CI=true a missing godot3-server fails these tests (.ci/run installs it); elsewhere they are skipped.
 """
 
-import json
 import os
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import time
 import zipfile
@@ -20,6 +17,7 @@ import yaml
 from conftest import IN_CI, REPO_ROOT, find_free_port_block
 from onnx_helpers import assert_godot_interface
 from script_helpers import interrupt, metric_lines, processes_matching, run_script, script_command, start_script, wait_for_line
+from wire_helpers import RawTrainer
 
 GODOT3_DIR = REPO_ROOT / "examples" / "godot3"
 SB3 = "stable_baselines3_training_script.py"
@@ -69,52 +67,14 @@ def sb3_args(tmp_path: Path, game_path: str, port: int, timesteps: int, n_parall
             f"--n_parallel={n_parallel}", f"--port={port}", "--speedup=8", "--framerate=2000"]
 
 
-class Trainer:
-    """The trainer's side of the wire protocol, over a real socket, to drive the game directly."""
-
-    def __init__(self, connection: socket.socket):
-        self.connection = connection
-        connection.settimeout(20)
-
-    def send(self, message: dict) -> None:
-        body = json.dumps(message).encode()
-        self.connection.sendall(struct.pack("<I", len(body)) + body)
-
-    def receive(self) -> dict:
-        size = struct.unpack("<I", self._read(4))[0]
-        return json.loads(self._read(size).decode("utf-8"))
-
-    def _read(self, count: int) -> bytes:
-        data = b""
-        while len(data) < count:
-            chunk = self.connection.recv(count - len(data))
-            assert chunk, "the game closed the connection"
-            data += chunk
-        return data
-
-
-def launch_with_listener(game_path: str, *game_args: str):
-    port = find_free_port_block(1)
-    listener = socket.create_server(("127.0.0.1", port))
-    game = subprocess.Popen([game_path, f"--port={port}", "--env_seed=7", "--fixed-fps", "2000", *game_args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    listener.settimeout(30)
-    connection, _ = listener.accept()
-    listener.close()
-    return game, Trainer(connection)
-
-
 def test_game_speaks_the_plugin_protocol_and_quits_when_the_trainer_goes_away(game_path):
-    game, trainer = launch_with_listener(game_path, "--n_agents=3", "--policy_mode=split", "--action_repeat=4")
+    trainer = RawTrainer(game_path, "--fixed-fps", "2000", env_seed=7, n_agents=3, policy_mode="split", action_repeat=4)
     try:
-        trainer.send({"type": "handshake", "major_version": "0", "minor_version": "7"})
-        trainer.send({"type": "env_info"})
-        info = trainer.receive()
+        info, reset = trainer.connect(timeout=30)
         assert info["type"] == "env_info" and info["n_agents"] == 3
         assert info["agent_policy_names"] == ["policy_0", "policy_1", "policy_2"]
         assert info["observation_space"] == [{"obs": {"size": [6], "space": "box"}}] * 3
         assert info["action_space"] == [{"move": {"size": 2, "action_type": "continuous"}}] * 3
-        trainer.send({"type": "reset"})
-        reset = trainer.receive()
         assert reset["type"] == "reset" and len(reset["obs"]) == 3 and all(len(obs["obs"]) == 6 for obs in reset["obs"])
         start = [obs["obs"][2] for obs in reset["obs"]]
         total_reward = 0.0
@@ -132,22 +92,22 @@ def test_game_speaks_the_plugin_protocol_and_quits_when_the_trainer_goes_away(ga
         trainer.send({"type": "call", "method": "get_info"})
         call = trainer.receive()
         assert call["type"] == "call" and call["returns"][1]["distance"] == pytest.approx(step["info"][1]["distance"])
-        trainer.connection.close()
-        assert game.wait(timeout=10) == 0, "the game quits when the trainer goes away"
-        assert b"the trainer went away" in game.stdout.read()
+        trainer.conn.close()
+        trainer.conn = None
+        assert trainer.proc.wait(timeout=10) == 0, "the game quits when the trainer goes away"
+        assert b"the trainer went away" in trainer.proc.stdout.read()
     finally:
-        game.kill()
+        trainer.close()
 
 
 def test_game_quits_on_close(game_path):
-    game, trainer = launch_with_listener(game_path)
+    trainer = RawTrainer(game_path, "--fixed-fps", "2000")
     try:
-        trainer.send({"type": "handshake", "major_version": "0", "minor_version": "7"})
+        trainer.connect(timeout=30)
         trainer.send({"type": "close"})
-        assert game.wait(timeout=10) == 0
+        assert trainer.proc.wait(timeout=10) == 0
     finally:
-        game.kill()
-        trainer.connection.close()
+        trainer.close()
 
 
 def test_sb3_trains_two_real_games_with_metrics_and_onnx(tmp_path, game_path):
