@@ -7,8 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from godot_rl_cli.errors import UserError, exit_with_error, print_error  # noqa: E402
-from godot_rl_cli.onnx_export import VerificationError  # noqa: E402
-from godot_rl_cli.rllib_onnx import export_checkpoint_policy, output_paths, policy_ids, resolve_checkpoint, select_policies, validate_versions  # noqa: E402
+from godot_rl_cli.onnx.recipe import VerificationError  # noqa: E402
+from godot_rl_cli.onnx.rllib import export_checkpoint_policy, output_paths, policy_ids, resolve_checkpoint, select_policies, validate_versions  # noqa: E402
 
 parser = argparse.ArgumentParser(
     description="Export every policy (or one) of an RLlib checkpoint written by rllib_training_script.py (old API stack) "

@@ -7,8 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from godot_rl_cli.errors import UserError, exit_with_error  # noqa: E402
-from godot_rl_cli.onnx_export import VerificationError  # noqa: E402
-from godot_rl_cli.sb3_onnx import ALGORITHMS, convert_sb3_file  # noqa: E402
+from godot_rl_cli.onnx.recipe import VerificationError  # noqa: E402
+from godot_rl_cli.onnx.sb3 import ALGORITHMS, convert_sb3_file  # noqa: E402
 
 parser = argparse.ArgumentParser(
     description="Export a Stable-Baselines3 model to ONNX with the names the Godot plugin expects "

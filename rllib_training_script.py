@@ -17,10 +17,10 @@ REPO_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_DIR))
 
 from godot_rl_cli.errors import UserError, exit_with_error, print_error  # noqa: E402
-from godot_rl_cli.godot_env import GameError, StopRequested, stop_all_games, validate_env_path  # noqa: E402
-from godot_rl_cli.rllib_config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path  # noqa: E402
-from godot_rl_cli.sb3_options import key_value  # noqa: E402
-from godot_rl_cli.stop_signals import StopSignals  # noqa: E402
+from godot_rl_cli.game.env import GameError, StopRequested, stop_all_games, validate_env_path  # noqa: E402
+from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path  # noqa: E402
+from godot_rl_cli.sb3.options import key_value  # noqa: E402
+from godot_rl_cli.signals import StopSignals  # noqa: E402
 
 parser = argparse.ArgumentParser(
     description="Train one or more policies for a Godot RL Agents game with Ray RLlib, configured by a YAML file. "
@@ -58,7 +58,7 @@ try:
         raise UserError(f"--resume {args.resume} is not an RLlib checkpoint (no algorithm_state.pkl or rllib_checkpoint.json)", "pass a checkpoint_NNNNNN directory")
     mapping_function = compile_mapping_function(spec.mapping_source) if spec.mapping_source else None
 
-    from godot_rl_cli.rllib_setup import build_config, probe_game  # noqa: E402  (imports Ray)
+    from godot_rl_cli.rllib.setup import build_config, probe_game  # noqa: E402  (imports Ray)
 
     game = probe_game(env_config)
     config, policy_names = build_config(spec, env_config, game, mapping_function)
@@ -73,7 +73,7 @@ except (StopRequested, KeyboardInterrupt):
 import ray  # noqa: E402
 from ray.tune.logger import UnifiedLogger  # noqa: E402
 
-from godot_rl_cli.rllib_callbacks import last_result  # noqa: E402
+from godot_rl_cli.rllib.callbacks import last_result  # noqa: E402
 
 experiment_dir = Path(args.experiment_dir).expanduser().absolute()
 started = datetime.datetime.now(datetime.timezone.utc)
@@ -156,7 +156,7 @@ except UserError as error:
 except KeyboardInterrupt:
     exit_code = 130
 except Exception as error:  # Ray wraps failures of its workers; report the game's own error when there is one
-    from godot_rl_cli.rllib_setup import find_game_error
+    from godot_rl_cli.rllib.setup import find_game_error
 
     game_error = find_game_error(error)
     print_error(str(game_error) if game_error else f"training failed: {type(error).__name__}: {error}".splitlines()[0], "the last checkpoint is saved" if algo else None)

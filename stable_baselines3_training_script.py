@@ -15,20 +15,20 @@ from stable_baselines3.common.utils import set_random_seed  # noqa: E402
 from stable_baselines3.common.vec_env import VecMonitor  # noqa: E402
 
 from godot_rl_cli.errors import UserError, exit_with_error, print_error, print_warning  # noqa: E402
-from godot_rl_cli.godot_env import GameError, StopRequested, validate_env_path  # noqa: E402
-from godot_rl_cli.sb3_callbacks import (  # noqa: E402
+from godot_rl_cli.game.env import GameError, StopRequested, validate_env_path  # noqa: E402
+from godot_rl_cli.sb3.callbacks import (  # noqa: E402
     AtomicCheckpointCallback,
     ControllerMetricsCallback,
     StopWhenRequested,
     save_model_atomically,
 )
-from godot_rl_cli.onnx_export import VerificationError  # noqa: E402
-from godot_rl_cli.sb3_env import GodotVecEnv  # noqa: E402
-from godot_rl_cli.sb3_inference import run_inference  # noqa: E402
-from godot_rl_cli.sb3_onnx import export_sb3_model  # noqa: E402
-from godot_rl_cli.sb3_options import algorithm_class, check_action_space, hyperparameters, load_model, parse_args  # noqa: E402
-from godot_rl_cli.sb3_policies import check_policy_type, policy_kwargs_for  # noqa: E402
-from godot_rl_cli.stop_signals import StopSignals  # noqa: E402
+from godot_rl_cli.onnx.recipe import VerificationError  # noqa: E402
+from godot_rl_cli.sb3.vec_env import GodotVecEnv  # noqa: E402
+from godot_rl_cli.sb3.inference import run_inference  # noqa: E402
+from godot_rl_cli.onnx.sb3 import export_sb3_model  # noqa: E402
+from godot_rl_cli.sb3.options import algorithm_class, check_action_space, hyperparameters, load_model, parse_args  # noqa: E402
+from godot_rl_cli.sb3.policies import check_policy_type, policy_kwargs_for  # noqa: E402
+from godot_rl_cli.signals import StopSignals  # noqa: E402
 
 args = parse_args()
 stopper = StopWhenRequested()

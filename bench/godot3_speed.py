@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 
-from godot_rl_cli.sb3_env import GodotVecEnv  # noqa: E402
+from godot_rl_cli.sb3.vec_env import GodotVecEnv  # noqa: E402
 
 GAME = str(REPO_ROOT / "examples" / "godot3" / "BallChase2D.x86_64")
 SPEEDUPS = (1, 8, 32)

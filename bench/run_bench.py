@@ -31,8 +31,8 @@ from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList  # noqa: E402
 from stable_baselines3.common.vec_env import VecMonitor  # noqa: E402
 
-from godot_rl_cli.sb3_callbacks import ControllerMetricsCallback  # noqa: E402
-from godot_rl_cli.sb3_env import GodotVecEnv  # noqa: E402
+from godot_rl_cli.sb3.callbacks import ControllerMetricsCallback  # noqa: E402
+from godot_rl_cli.sb3.vec_env import GodotVecEnv  # noqa: E402
 
 BALLCHASE = str(REPO_ROOT / "examples" / "sim" / "BallChase.x86_64")
 REPEATS = 2
@@ -236,7 +236,7 @@ def bench_check_py_env() -> List[str]:
 
 
 def bench_onnx() -> List[str]:
-    from godot_rl_cli.sb3_onnx import export_sb3_model
+    from godot_rl_cli.onnx.sb3 import export_sb3_model
 
     env = VecMonitor(ours_env(1, 0)())
     try:

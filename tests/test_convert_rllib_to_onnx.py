@@ -18,9 +18,10 @@ from onnx_helpers import assert_godot_interface, assert_header
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from script_helpers import run_script
 
-from godot_rl_cli import onnx_export, rllib_onnx
+from godot_rl_cli.onnx import recipe as onnx_export
+from godot_rl_cli.onnx import rllib as rllib_onnx
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.onnx_export import VerificationError
+from godot_rl_cli.onnx.recipe import VerificationError
 
 SCRIPT = "convert_rllib_to_onnx.py"
 PAIR = ["left_policy", "right_policy"]
@@ -89,7 +90,7 @@ def single_agent_configs() -> Dict[str, object]:
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.algorithms.sac import SACConfig
 
-    from godot_rl_cli.rllib_setup import OLD_STACK_REPLAY_BUFFERS
+    from godot_rl_cli.rllib.setup import OLD_STACK_REPLAY_BUFFERS
 
     def off_policy(config, name: str, actions: str):
         return (

@@ -13,10 +13,11 @@ from onnx_helpers import assert_godot_interface, assert_header
 from script_helpers import run_script
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 
-from godot_rl_cli import onnx_export, sb3_onnx
+from godot_rl_cli.onnx import recipe as onnx_export
+from godot_rl_cli.onnx import sb3 as sb3_onnx
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.onnx_export import VerificationError
-from godot_rl_cli.sb3_policies import GRNExtractor, SmallImageCNN
+from godot_rl_cli.onnx.recipe import VerificationError
+from godot_rl_cli.sb3.policies import GRNExtractor, SmallImageCNN
 
 SCRIPT = "convert_sb3_to_onnx.py"
 

@@ -13,7 +13,7 @@ from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
 from script_helpers import metric_lines, run_script, script_command
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.rllib_config import StopCriteria, compile_mapping_function, load_run_spec
+from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec
 
 SCRIPT = "rllib_training_script.py"
 PONG = str(SIM_DIR / "Pong.x86_64")
@@ -99,7 +99,7 @@ def test_both_yaml_shapes_are_read(tmp_path):
 def test_legacy_keys_are_translated_and_unknown_keys_warned(tmp_path, capsys):
     from ray.rllib.algorithms.ppo import PPOConfig
 
-    from godot_rl_cli.rllib_config import apply_settings
+    from godot_rl_cli.rllib.config import apply_settings
 
     config = PPOConfig().api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
     effective = apply_settings(config, {"sgd_minibatch_size": 64, "num_sgd_iter": 3, "num_workers": 2, "num_envs_per_worker": 2, "lambda": 0.9,

@@ -19,8 +19,8 @@ import numpy as np
 from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RestartBudget, RobustGodotEnv
-from godot_rl_cli.spaces import ActionEncoder, flat_action_space
+from godot_rl_cli.game.env import GameDiedError, GameError, GameHungError, RestartBudget, RobustGodotEnv
+from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
 AgentId = Union[int, str]
 GAME_SETTINGS = ("env_path", "show_window", "framerate", "action_repeat", "speedup", "connect_timeout", "step_timeout")

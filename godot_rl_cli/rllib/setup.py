@@ -19,11 +19,11 @@ from ray.rllib.utils.replay_buffers import MultiAgentPrioritizedReplayBuffer, Mu
 from ray.tune.registry import register_env
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.godot_env import GameError, RobustGodotEnv
-from godot_rl_cli.rllib_callbacks import ControllerMetricsCallback
-from godot_rl_cli.rllib_config import RunSpec, apply_settings
-from godot_rl_cli.rllib_env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
-from godot_rl_cli.spaces import flat_action_space
+from godot_rl_cli.game.env import GameError, RobustGodotEnv
+from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
+from godot_rl_cli.rllib.config import RunSpec, apply_settings
+from godot_rl_cli.rllib.env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
+from godot_rl_cli.game.spaces import flat_action_space
 
 
 

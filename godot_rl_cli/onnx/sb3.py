@@ -32,7 +32,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from stable_baselines3.sac.policies import SACPolicy
 from stable_baselines3.td3.policies import TD3Policy
 
-from godot_rl_cli import onnx_export
+from godot_rl_cli.onnx import recipe
 from godot_rl_cli.errors import UserError
 
 ALGORITHMS = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3, "ddpg": DDPG}
@@ -302,35 +302,35 @@ def verify_against_policy(model: BaseAlgorithm, graph: GodotPolicyGraph, onnx_pa
     depend on the batch size (1 and 5), `state_outs` is `state_ins`, and the game gets SB3's
     deterministic action: argmax per head for discrete actions; for continuous actions the
     distribution's mean (PPO/A2C, clipped like SB3 clips) or the exact predicted action (SAC/TD3/DDPG).
-    Returns the max absolute error; raises onnx_export.VerificationError on any mismatch.
+    Returns the max absolute error; raises recipe.VerificationError on any mismatch.
     """
     layout = graph.layout
     observations = sample_observations(layout.space, samples)
     feeds = layout.onnx_inputs(observations)
-    feeds[onnx_export.STATE_INPUT] = np.arange(samples, dtype=np.float32)
-    outputs = onnx_export.run_onnx(onnx_path, feeds)
-    onnx_export.check_state_passthrough(outputs, feeds[onnx_export.STATE_INPUT])
-    actual = outputs[onnx_export.ACTION_OUTPUT]
+    feeds[recipe.STATE_INPUT] = np.arange(samples, dtype=np.float32)
+    outputs = recipe.run_onnx(onnx_path, feeds)
+    recipe.check_state_passthrough(outputs, feeds[recipe.STATE_INPUT])
+    actual = outputs[recipe.ACTION_OUTPUT]
     with torch.no_grad():
         reference = graph(*[torch.from_numpy(feeds[name]) for name in layout.input_names], torch.zeros(samples))[0].numpy()
-    tolerance = onnx_export.CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
-    error = onnx_export.check_continuous(actual, reference, tolerance, what=f"'{onnx_export.ACTION_OUTPUT}' values")
-    error = max(error, onnx_export.check_batch_sizes(onnx_path, feeds))
+    tolerance = recipe.CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
+    error = recipe.check_continuous(actual, reference, tolerance, what=f"'{recipe.ACTION_OUTPUT}' values")
+    error = max(error, recipe.check_batch_sizes(onnx_path, feeds))
 
     actions, _ = model.predict(observations, deterministic=True)
     action_space = model.action_space
     if isinstance(action_space, spaces.Discrete | spaces.MultiDiscrete):
-        onnx_export.check_discrete(actual, actions, head_sizes(action_space))
+        recipe.check_discrete(actual, actions, head_sizes(action_space))
         return error
     if graph.algo in ("ppo", "a2c"):
         with torch.no_grad():
             observation_tensor, _ = model.policy.obs_to_tensor(observations)
             mean = model.policy.get_distribution(observation_tensor).mode().cpu().numpy()
-        error = max(error, onnx_export.check_continuous(actual, mean, what="action means"))
+        error = max(error, recipe.check_continuous(actual, mean, what="action means"))
         game_action = np.clip(actual, action_space.low, action_space.high)
     else:
         game_action = actual
-    return max(error, onnx_export.check_continuous(game_action, actions, what="actions"))
+    return max(error, recipe.check_continuous(game_action, actions, what="actions"))
 
 
 # --- entry points ---------------------------------------------------------------------------------
@@ -345,10 +345,10 @@ def export_sb3_model(
     ir_version: int = 9,
     use_obs_array: bool = False,
     verify: bool = True,
-) -> onnx_export.ExportSummary:
+) -> recipe.ExportSummary:
     """Export a loaded SB3 model to `output_path` (written atomically), then verify the written file.
 
-    Raises UserError for unsupported models or versions, and onnx_export.VerificationError on a
+    Raises UserError for unsupported models or versions, and recipe.VerificationError on a
     mismatch, in which case the output file is removed.
     """
     algo = algo or algorithm_of(model)
@@ -357,11 +357,11 @@ def export_sb3_model(
     model.policy.to("cpu")
     graph = GodotPolicyGraph(model, algo, layout)
     example = [torch.zeros((1, *shape), dtype=torch.float32) for shape in layout.input_shapes()]
-    input_names = layout.input_names + [onnx_export.STATE_INPUT]
-    onnx_model = onnx_export.export_module(graph, example + [torch.zeros(1)], input_names, opset, ir_version)
-    summary = onnx_export.ExportSummary.of(onnx_model, Path(output_path), algo.upper())
+    input_names = layout.input_names + [recipe.STATE_INPUT]
+    onnx_model = recipe.export_module(graph, example + [torch.zeros(1)], input_names, opset, ir_version)
+    summary = recipe.ExportSummary.of(onnx_model, Path(output_path), algo.upper())
     check = (lambda path: verify_against_policy(model, graph, path)) if verify else None
-    summary.max_error = onnx_export.save_verified(onnx_model, Path(output_path), check)
+    summary.max_error = recipe.save_verified(onnx_model, Path(output_path), check)
     summary.verified = verify
     return summary
 
@@ -375,7 +375,7 @@ def convert_sb3_file(
     ir_version: int = 9,
     use_obs_array: bool = False,
     verify: bool = True,
-) -> onnx_export.ExportSummary:
+) -> recipe.ExportSummary:
     """Load `model_path` (detecting the algorithm unless given) and export it; default output: beside it, `.onnx`."""
     model_path = with_zip_suffix(Path(model_path))
     model, algo = load_sb3_model(model_path, algo)

@@ -11,8 +11,8 @@ from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from godot_rl_cli.errors import UserError, print_warning
-from godot_rl_cli.godot_env import GodotEnv
-from godot_rl_cli.sb3_policies import POLICY_TYPES, parse_int_list
+from godot_rl_cli.game.env import GodotEnv
+from godot_rl_cli.sb3.policies import POLICY_TYPES, parse_int_list
 
 ALGORITHMS: Dict[str, type] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "dqn": DQN}
 

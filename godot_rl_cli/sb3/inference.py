@@ -8,7 +8,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from godot_rl_cli import metrics
-from godot_rl_cli.sb3_callbacks import IterationStats, human_summary, iteration_metrics
+from godot_rl_cli.sb3.callbacks import IterationStats, human_summary, iteration_metrics
 
 INFERENCE_ITERATION_STEPS = 1000
 

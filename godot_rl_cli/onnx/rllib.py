@@ -8,7 +8,7 @@ somewhere below it (searched SEARCH_DEPTH levels down). Look-alikes such as
 `Policy.from_checkpoint` (no Ray cluster needed).
 
 The file: inputs `obs` [batch, n] (the observation the game sends, its keys flattened and
-concatenated in the game's order, as rllib_env.py trains on) and `state_ins` [batch]; outputs
+concatenated in the game's order, as godot_rl_cli.rllib.env trains on) and `state_ins` [batch]; outputs
 `output` and `state_outs` (`state_ins` passed through). `output` is what the plugin reads to act:
 - Discrete and MultiDiscrete actions (PPO, APPO, IMPALA): `policy.model`'s logits, concatenated per
   head (the plugin takes the argmax per head); DQN: the Q-values [n] (argmax is the greedy action).
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from godot_rl_cli import onnx_export
+from godot_rl_cli.onnx import recipe
 from godot_rl_cli.errors import UserError
 
 CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)")
@@ -48,7 +48,7 @@ SINGLE_POLICY_ID = "default_policy"
 def validate_versions(opset: int, ir_version: int) -> None:
     """Refuse impossible opset/IR pairs before loading anything; the warning about Godot's limits comes with each export."""
     with contextlib.redirect_stderr(io.StringIO()):
-        onnx_export.check_versions(opset, ir_version)
+        recipe.check_versions(opset, ir_version)
 
 
 # --- finding the checkpoint ------------------------------------------------------------------------
@@ -285,47 +285,47 @@ def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samp
     within 1e-5. Returns the max absolute error; raises VerificationError on a mismatch.
     """
     observations = sample_observations(policy.observation_space, samples)
-    feeds = {"obs": observations, onnx_export.STATE_INPUT: np.arange(samples, dtype=np.float32)}
-    outputs = onnx_export.run_onnx(onnx_path, feeds)
-    onnx_export.check_state_passthrough(outputs, feeds[onnx_export.STATE_INPUT])
-    actual = outputs[onnx_export.ACTION_OUTPUT]
+    feeds = {"obs": observations, recipe.STATE_INPUT: np.arange(samples, dtype=np.float32)}
+    outputs = recipe.run_onnx(onnx_path, feeds)
+    recipe.check_state_passthrough(outputs, feeds[recipe.STATE_INPUT])
+    actual = outputs[recipe.ACTION_OUTPUT]
     with torch.no_grad():
         reference = graph(torch.from_numpy(observations), torch.zeros(samples))[0].numpy()
-    tolerance = onnx_export.CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
-    error = onnx_export.check_continuous(actual, reference, tolerance, what=f"'{onnx_export.ACTION_OUTPUT}' values")
-    error = max(error, onnx_export.check_batch_sizes(onnx_path, feeds))
+    tolerance = recipe.CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
+    error = recipe.check_continuous(actual, reference, tolerance, what=f"'{recipe.ACTION_OUTPUT}' values")
+    error = max(error, recipe.check_batch_sizes(onnx_path, feeds))
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         actions = np.asarray(policy.compute_actions(observations.reshape(samples, *graph.observation_shape), explore=False)[0])
     space = policy.action_space
     if isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
-        onnx_export.check_discrete(actual, actions, head_sizes(space))
+        recipe.check_discrete(actual, actions, head_sizes(space))
         return error
-    return max(error, onnx_export.check_continuous(actual, actions.reshape(samples, -1), what="action means"))
+    return max(error, recipe.check_continuous(actual, actions.reshape(samples, -1), what="action means"))
 
 
 # --- entry points ----------------------------------------------------------------------------------
 
 
-def export_policy(policy, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> onnx_export.ExportSummary:
+def export_policy(policy, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> recipe.ExportSummary:
     """Export a loaded policy to `output_path` (written atomically), then verify the written file.
 
     Raises UserError for policies that cannot be exported or bad versions, and
-    onnx_export.VerificationError on a mismatch, in which case the file is removed.
+    recipe.VerificationError on a mismatch, in which case the file is removed.
     """
     check_exportable(policy, policy_id)
     graph = GodotPolicyGraph(policy)
     size = int(np.prod(policy.observation_space.shape))
-    input_names = ["obs", onnx_export.STATE_INPUT]
-    onnx_model = onnx_export.export_module(graph, [torch.zeros(1, size), torch.zeros(1)], input_names, opset, ir_version)
-    summary = onnx_export.ExportSummary.of(onnx_model, Path(output_path), f"RLlib {algorithm_name(policy)} policy {policy_id!r}, output {graph.describe_output()}")
+    input_names = ["obs", recipe.STATE_INPUT]
+    onnx_model = recipe.export_module(graph, [torch.zeros(1, size), torch.zeros(1)], input_names, opset, ir_version)
+    summary = recipe.ExportSummary.of(onnx_model, Path(output_path), f"RLlib {algorithm_name(policy)} policy {policy_id!r}, output {graph.describe_output()}")
     check = (lambda path: verify_against_policy(policy, graph, path)) if verify else None
-    summary.max_error = onnx_export.save_verified(onnx_model, Path(output_path), check)
+    summary.max_error = recipe.save_verified(onnx_model, Path(output_path), check)
     summary.verified = verify
     return summary
 
 
-def export_checkpoint_policy(checkpoint: Path, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> onnx_export.ExportSummary:
+def export_checkpoint_policy(checkpoint: Path, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> recipe.ExportSummary:
     """Load one policy of `checkpoint` and export it."""
     return export_policy(load_policy(checkpoint, policy_id), policy_id, output_path, opset=opset, ir_version=ir_version, verify=verify)

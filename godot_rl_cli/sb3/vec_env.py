@@ -11,8 +11,8 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.godot_env import GameDiedError, GameError, GameHungError, RestartBudget, RobustGodotEnv
-from godot_rl_cli.spaces import ActionEncoder, flat_action_space
+from godot_rl_cli.game.env import GameDiedError, GameError, GameHungError, RestartBudget, RobustGodotEnv
+from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
 
 class GodotVecEnv(VecEnv):
