@@ -3,16 +3,23 @@
 import argparse
 import json
 import sys
-from pathlib import Path
+from typing import List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from godot_rl_cli.env_check import all_available, check_environment
 
-from godot_rl_cli.env_check import all_available, check_environment  # noqa: E402
 
-parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--no-cache", dest="use_cache", action="store_false", help="import everything again instead of using the cached answer")
-args = parser.parse_args()
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
+    parser.add_argument(
+        "--no-cache", dest="use_cache", action="store_false",
+        help="import everything again instead of using the cached answer",
+    )
+    args = parser.parse_args(argv)
 
-result = check_environment(use_cache=args.use_cache)
-print(json.dumps(result, indent=2, sort_keys=True))
-sys.exit(0 if all_available(result) else 1)
+    result = check_environment(use_cache=args.use_cache)
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0 if all_available(result) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

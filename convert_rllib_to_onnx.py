@@ -3,57 +3,97 @@
 import argparse
 import sys
 from pathlib import Path
+from typing import List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from godot_rl_cli.errors import UserError, exit_with_error, print_error
+from godot_rl_cli.onnx.options import add_version_arguments
 
-from godot_rl_cli.errors import UserError, exit_with_error, print_error  # noqa: E402
-from godot_rl_cli.onnx.recipe import VerificationError  # noqa: E402
-from godot_rl_cli.onnx.rllib import export_checkpoint_policy, output_paths, policy_ids, resolve_checkpoint, select_policies, validate_versions  # noqa: E402
 
-parser = argparse.ArgumentParser(
-    description="Export every policy (or one) of an RLlib checkpoint written by rllib_training_script.py (old API stack) "
-    "to <output-dir>/<prefix><policy_id>.onnx, with the names the Godot plugin expects (inputs 'obs' [batch, n], the "
-    "game's observation keys flattened in the game's order, and 'state_ins'; outputs 'output' and 'state_outs'; dynamic "
-    "batch axis), and check each file against the policy with onnxruntime. 'output' is what the plugin acts on: "
-    "discrete logits per head (Q-values for DQN), or the means of continuous actions. "
-    "Prints each file's path and a one-line summary; exits 1 if any requested policy was not exported.",
-)
-parser.add_argument("checkpoint_path", help="a checkpoint_NNNNNN directory, a trial directory holding several (the latest is used), or a run directory holding one trial")
-parser.add_argument("-o", "--output", "--output-dir", dest="output", default="onnx_exports", metavar="DIR", help="output directory for the .onnx files (default: ./onnx_exports); a path ending in .onnx is the file itself when one policy is exported")
-parser.add_argument("--policy", default=None, metavar="POLICY_ID", help="export only this policy (default: every policy in the checkpoint)")
-parser.add_argument("--checkpoint-number", dest="checkpoint_number", type=int, default=None, metavar="N", help="use checkpoint N of the trial (checkpoint_000010 and checkpoint_10 are both 10; default: the highest)")
-parser.add_argument("--opset", type=int, choices=range(9, 18), default=13, metavar="{9..17}", help="ONNX opset version (default: 13)")
-parser.add_argument("--ir-version", dest="ir_version", type=int, default=9, metavar="N", help="ONNX IR version written in the files (default: 9, the newest the Godot plugin loads; opset 9 needs >= 4, 13 needs >= 7, 15-17 need >= 8)")
-parser.add_argument("--no-multiagent", dest="single_policy", action="store_true", help="the checkpoint holds a single policy (default_policy): export it, and fail if there are several")
-parser.add_argument("--prefix", default="", help="prefix of the output file names (default: none)")
-parser.add_argument("--no-verify", dest="verify", action="store_false", help="skip the onnxruntime comparison with each policy")
-args = parser.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Export every policy (or one) of an RLlib checkpoint written by rllib_training_script.py (old API "
+        "stack) to <output-dir>/<prefix><policy_id>.onnx, with the names the Godot plugin expects (inputs 'obs' "
+        "[batch, n], the game's observation keys flattened in the game's order, and 'state_ins'; outputs 'output' "
+        "and 'state_outs'; dynamic batch axis), and check each file against the policy with onnxruntime. 'output' "
+        "is what the plugin acts on: discrete logits per head (Q-values for DQN), or the means of continuous "
+        "actions. Prints each file's path and a one-line summary; exits 1 if any requested policy was not exported.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "checkpoint_path",
+        help="a checkpoint_NNNNNN directory, a trial directory holding several (the latest is used), or a run "
+        "directory holding one trial",
+    )
+    parser.add_argument(
+        "-o", "--output", "--output-dir", dest="output", default="onnx_exports", metavar="DIR",
+        help="output directory for the .onnx files (default: ./onnx_exports); a path ending in .onnx is the file "
+        "itself when one policy is exported",
+    )
+    parser.add_argument(
+        "--policy", default=None, metavar="POLICY_ID",
+        help="export only this policy (default: every policy in the checkpoint)",
+    )
+    parser.add_argument(
+        "--checkpoint-number", dest="checkpoint_number", type=int, default=None, metavar="N",
+        help="use checkpoint N of the trial (checkpoint_000010 and checkpoint_10 are both 10; default: the highest)",
+    )
+    add_version_arguments(parser, "each policy")
+    parser.add_argument(
+        "--no-multiagent", dest="single_policy", action="store_true",
+        help="the checkpoint holds a single policy (default_policy): export it, and fail if there are several",
+    )
+    parser.add_argument("--prefix", default="", help="prefix of the output file names (default: none)")
+    return parser
 
-try:
-    validate_versions(args.opset, args.ir_version)
-    checkpoint = resolve_checkpoint(Path(args.checkpoint_path).expanduser().absolute(), args.checkpoint_number)
-    chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
-    paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)
-except UserError as error:
-    exit_with_error(error.what, error.how)
 
-failed = []
-for policy_id, path in paths.items():
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from godot_rl_cli.onnx.recipe import VerificationError
+    from godot_rl_cli.onnx.rllib import (
+        export_checkpoint_policy,
+        output_paths,
+        policy_ids,
+        select_policies,
+        validate_versions,
+    )
+    from godot_rl_cli.rllib.layout import resolve_checkpoint
+
     try:
-        summary = export_checkpoint_policy(checkpoint, policy_id, path, opset=args.opset, ir_version=args.ir_version, verify=args.verify)
+        validate_versions(args.opset, args.ir_version)
+        checkpoint = resolve_checkpoint(Path(args.checkpoint_path).expanduser().absolute(), args.checkpoint_number)
+        chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
+        paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)
     except UserError as error:
-        print_error(error.what, error.how)
-    except VerificationError as error:
-        print_error(f"policy {policy_id!r}: verification failed, output file removed: {error}", "report this checkpoint; --no-verify skips the check")
-    except OSError as error:
-        print_error(f"policy {policy_id!r}: cannot write the ONNX file: {error}", "check the output directory and its permissions")
-    except Exception as error:  # torch.onnx and onnx.checker raise many types; any of them fails this policy only
-        print_error(f"policy {policy_id!r}: export failed: {type(error).__name__}: {error}", "this policy's layers may not be exportable to ONNX at this opset; try a higher --opset")
-    else:
-        print(summary.path)
-        print(summary, flush=True)
-        continue
-    failed.append(policy_id)
+        exit_with_error(error.what, error.how)
 
-if failed:
-    sys.exit(1)
+    failed = []
+    for policy_id, path in paths.items():
+        try:
+            summary = export_checkpoint_policy(
+                checkpoint, policy_id, path, opset=args.opset, ir_version=args.ir_version, verify=args.verify
+            )
+        except UserError as error:
+            print_error(error.what, error.how)
+        except VerificationError as error:
+            print_error(
+                f"policy {policy_id!r}: verification failed, output file removed: {error}",
+                "report this checkpoint; --no-verify skips the check",
+            )
+        except OSError as error:
+            print_error(f"policy {policy_id!r}: cannot write the ONNX file: {error}", "check the output directory and its permissions")
+        except Exception as error:  # torch.onnx and onnx.checker raise many types; any of them fails this policy only
+            print_error(
+                f"policy {policy_id!r}: export failed: {type(error).__name__}: {error}",
+                "this policy's layers may not be exportable to ONNX at this opset; try a higher --opset",
+            )
+        else:
+            print(summary.path)
+            print(summary, flush=True)
+            continue
+        failed.append(policy_id)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,42 +11,23 @@ import random
 import signal
 import sys
 import time
-from pathlib import Path
+from typing import List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from godot_rl_cli import metrics  # noqa: E402
-from godot_rl_cli.errors import print_error, print_warning  # noqa: E402
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
+from godot_rl_cli import metrics
+from godot_rl_cli.cli_types import int_in_range, non_negative_float
+from godot_rl_cli.errors import print_error, print_warning
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
-
-
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-parser.add_argument("--iterations", type=positive_int, default=20, help="iterations to simulate")
-parser.add_argument("--interval", type=non_negative_float, default=0.5, help="seconds between iterations")
-parser.add_argument("--policies", type=positive_int, default=2, help="number of policies in each metric line")
-parser.add_argument("--seed", type=int, default=0, help="seed of the simulated numbers")
-parser.add_argument("--fail-at", dest="fail_at", type=positive_int, default=None, help="after iteration N print an ERROR line and exit 1")
-args = parser.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument("--iterations", type=int_in_range(1), default=20, help="iterations to simulate")
+    parser.add_argument("--interval", type=non_negative_float, default=0.5, help="seconds between iterations")
+    parser.add_argument("--policies", type=int_in_range(1), default=2, help="number of policies in each metric line")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated numbers")
+    parser.add_argument("--fail-at", dest="fail_at", type=int_in_range(1), default=None, help="after iteration N print an ERROR line and exit 1")
+    return parser
 
 
 def on_sigint(signum, frame) -> None:
@@ -54,61 +35,68 @@ def on_sigint(signum, frame) -> None:
     sys.exit(130)
 
 
-signal.signal(signal.SIGINT, on_sigint)
-rng = random.Random(args.seed)
-policy_names = [f"policy_{index + 1}" for index in range(args.policies)]
-steps_per_iteration, episodes_total, timesteps_total = 4000, 0, 0
-started = time.monotonic()
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGINT, on_sigint)
+    rng = random.Random(args.seed)
+    policy_names = [f"policy_{index + 1}" for index in range(args.policies)]
+    steps_per_iteration, episodes_total, timesteps_total = 4000, 0, 0
+    started = time.monotonic()
 
-print(f"Demo training run: {args.iterations} iterations, {args.policies} policies, seed {args.seed}", flush=True)
-for iteration in range(1, args.iterations + 1):
-    iteration_started = time.monotonic()
-    time.sleep(args.interval)
-    progress = iteration / args.iterations
-    timesteps_total += steps_per_iteration
-    episodes_this_iter = 15 + rng.randint(0, 10)
-    episodes_total += episodes_this_iter
-    policies = {}
-    for index, name in enumerate(policy_names):
-        reward_mean = 10.0 + 80.0 * (1 - math.exp(-3 * progress)) + index * 5 + rng.gauss(0, 2)
-        policies[name] = metrics.policy_metrics(
-            reward_mean=reward_mean,
-            reward_min=reward_mean - 20 - rng.random() * 5,
-            reward_max=reward_mean + 20 + rng.random() * 5,
-            episode_len_mean=200.0 - 100 * progress + rng.gauss(0, 3),
-            completed_episodes=episodes_this_iter // args.policies,
-            learner_stats={
-                "policy_loss": -0.05 * (1 - progress) + rng.gauss(0, 0.002),
-                "vf_loss": 2.0 * math.exp(-2 * progress) + rng.random() * 0.05,
-                "entropy": 1.4 - 0.8 * progress,
-                "kl": 0.01 + rng.random() * 0.005,
-                "learning_rate": 3e-4,
-            },
-            custom_metrics={"hits": 5.0 + 20 * progress + rng.random(), "distance": 3.0 - 2 * progress},
+    print(f"Demo training run: {args.iterations} iterations, {args.policies} policies, seed {args.seed}", flush=True)
+    for iteration in range(1, args.iterations + 1):
+        iteration_started = time.monotonic()
+        time.sleep(args.interval)
+        progress = iteration / args.iterations
+        timesteps_total += steps_per_iteration
+        episodes_this_iter = 15 + rng.randint(0, 10)
+        episodes_total += episodes_this_iter
+        policies = {}
+        for index, name in enumerate(policy_names):
+            reward_mean = 10.0 + 80.0 * (1 - math.exp(-3 * progress)) + index * 5 + rng.gauss(0, 2)
+            policies[name] = metrics.policy_metrics(
+                reward_mean=reward_mean,
+                reward_min=reward_mean - 20 - rng.random() * 5,
+                reward_max=reward_mean + 20 + rng.random() * 5,
+                episode_len_mean=200.0 - 100 * progress + rng.gauss(0, 3),
+                completed_episodes=episodes_this_iter // args.policies,
+                learner_stats={
+                    "policy_loss": -0.05 * (1 - progress) + rng.gauss(0, 0.002),
+                    "vf_loss": 2.0 * math.exp(-2 * progress) + rng.random() * 0.05,
+                    "entropy": 1.4 - 0.8 * progress,
+                    "kl": 0.01 + rng.random() * 0.005,
+                    "learning_rate": 3e-4,
+                },
+                custom_metrics={"hits": 5.0 + 20 * progress + rng.random(), "distance": 3.0 - 2 * progress},
+            )
+        reward_means = [policy["reward_mean"] for policy in policies.values()]
+        now = time.monotonic()
+        payload = metrics.iteration_payload(
+            training_iteration=iteration,
+            timesteps_total=timesteps_total,
+            episodes_total=episodes_total,
+            episodes_this_iter=episodes_this_iter,
+            episode_reward_mean=sum(reward_means) / len(reward_means),
+            episode_reward_min=min(policy["reward_min"] for policy in policies.values()),
+            episode_reward_max=max(policy["reward_max"] for policy in policies.values()),
+            episode_len_mean=sum(policy["episode_len_mean"] for policy in policies.values()) / len(policies),
+            time_this_iter_s=now - iteration_started,
+            time_total_s=now - started,
+            env_steps_this_iter=steps_per_iteration,
+            custom_metrics={"goals_scored": float(iteration * 3), "shots_taken": float(iteration * 7)},
+            policies=policies,
+            checkpoints=iteration // 5,
         )
-    reward_means = [policy["reward_mean"] for policy in policies.values()]
-    now = time.monotonic()
-    payload = metrics.iteration_payload(
-        training_iteration=iteration,
-        timesteps_total=timesteps_total,
-        episodes_total=episodes_total,
-        episodes_this_iter=episodes_this_iter,
-        episode_reward_mean=sum(reward_means) / len(reward_means),
-        episode_reward_min=min(policy["reward_min"] for policy in policies.values()),
-        episode_reward_max=max(policy["reward_max"] for policy in policies.values()),
-        episode_len_mean=sum(policy["episode_len_mean"] for policy in policies.values()) / len(policies),
-        time_this_iter_s=now - iteration_started,
-        time_total_s=now - started,
-        env_steps_this_iter=steps_per_iteration,
-        custom_metrics={"goals_scored": float(iteration * 3), "shots_taken": float(iteration * 7)},
-        policies=policies,
-        checkpoints=iteration // 5,
-    )
-    print(f"Iteration {iteration}: timesteps {timesteps_total}, reward mean {payload['episode_reward_mean']:.2f}", flush=True)
-    metrics.emit_metric(payload)
-    if iteration % 5 == 3:
-        print_warning(f"simulated warning at iteration {iteration}: environment slow to respond")
-    if args.fail_at is not None and iteration >= args.fail_at:
-        print_error(f"simulated failure after iteration {iteration}", "this is demo.py --fail-at")
-        sys.exit(1)
-print("Demo finished.", flush=True)
+        print(f"Iteration {iteration}: timesteps {timesteps_total}, reward mean {payload['episode_reward_mean']:.2f}", flush=True)
+        metrics.emit_metric(payload)
+        if iteration % 5 == 3:
+            print_warning(f"simulated warning at iteration {iteration}: environment slow to respond")
+        if args.fail_at is not None and iteration >= args.fail_at:
+            print_error(f"simulated failure after iteration {iteration}", "this is demo.py --fail-at")
+            return 1
+    print("Demo finished.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,177 +5,200 @@ by SIGINT/SIGTERM (final checkpoint saved); 1 error; 2 bad command line; 130 sec
 """
 
 import argparse
-import datetime
-import json
 import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
+from typing import List, Optional
 
-REPO_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(REPO_DIR))
+from godot_rl_cli.cli_types import int_in_range, key_value
+from godot_rl_cli.errors import UserError, exit_with_error, print_error
+from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
+from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path
+from godot_rl_cli.rllib.layout import Trial, is_resumable, last_result, next_checkpoint_index
+from godot_rl_cli.threads import add_thread_argument
 
-from godot_rl_cli.errors import UserError, exit_with_error, print_error  # noqa: E402
-from godot_rl_cli.game.env import GameError, StopRequested, stop_all_games, validate_env_path  # noqa: E402
-from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path  # noqa: E402
-from godot_rl_cli.sb3.options import key_value  # noqa: E402
-from godot_rl_cli.signals import StopSignals  # noqa: E402
-
-parser = argparse.ArgumentParser(
-    description="Train one or more policies for a Godot RL Agents game with Ray RLlib, configured by a YAML file. "
-    "With CONTROLLER_METRICS set, one '@METRIC {json}' line per iteration goes to stdout. Ctrl+C (SIGINT) saves a "
-    "final checkpoint, closes the games and shuts Ray down; a second Ctrl+C skips the checkpoint.",
-    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-)
-parser.add_argument("--config_file", default="rllib_config.yaml", help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)")
-parser.add_argument("--experiment_dir", default="logs/rllib", help="directory for results and checkpoints")
-parser.add_argument("--resume", "--restore", dest="resume", default=None, help="continue from this checkpoint directory (checkpoint_NNNNNN)")
-parser.add_argument("--ray_address", default=os.environ.get("RAY_ADDRESS"), help="join this Ray cluster instead of starting a local one (also RAY_ADDRESS)")
-parser.add_argument("--env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path")
-parser.add_argument("--seed", type=int, default=None, help="seed for RLlib and the games; overrides the YAML")
-parser.add_argument("--num_workers", type=int, default=None, help="number of env runner processes; overrides the YAML (0: sample in this process)")
-parser.add_argument("--game_arg", type=key_value, action="append", default=[], metavar="KEY=VALUE", help="extra --KEY=VALUE argument for the games (repeatable)")
-args = parser.parse_args()
-
-signals = StopSignals("Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)")
-
-# Everything that can be checked is checked before Ray starts.
-try:
-    spec = load_run_spec(args.config_file)
-    env_config = dict(spec.env_config)
-    env_path = resolve_env_path(env_config, args.env_path)
-    if not env_path:
-        raise UserError(f"no env_path in {args.config_file}", "set env_config.env_path or pass --env_path")
-    env_config["env_path"] = validate_env_path(env_path)
-    env_config["game_args"] = {**(env_config.get("game_args") or {}), **dict(args.game_arg)}
-    if args.seed is not None:
-        env_config["seed"] = args.seed
-    if args.num_workers is not None:
-        spec.settings["num_workers"] = args.num_workers
-    resume_from = Path(args.resume).expanduser().absolute() if args.resume else None
-    if resume_from and not ((resume_from / "algorithm_state.pkl").is_file() or (resume_from / "rllib_checkpoint.json").is_file()):
-        raise UserError(f"--resume {args.resume} is not an RLlib checkpoint (no algorithm_state.pkl or rllib_checkpoint.json)", "pass a checkpoint_NNNNNN directory")
-    mapping_function = compile_mapping_function(spec.mapping_source) if spec.mapping_source else None
-
-    from godot_rl_cli.rllib.setup import build_config, probe_game  # noqa: E402  (imports Ray)
-
-    game = probe_game(env_config)
-    config, policy_names = build_config(spec, env_config, game, mapping_function)
-except UserError as error:
-    exit_with_error(error.what, error.how)
-except GameError as error:
-    exit_with_error(str(error), "check that the game starts on its own and uses the Godot RL Agents plugin")
-except (StopRequested, KeyboardInterrupt):
-    print("Stopped before training started.", file=sys.stderr)
-    sys.exit(0)
-
-import ray  # noqa: E402
-from ray.tune.logger import UnifiedLogger  # noqa: E402
-
-from godot_rl_cli.rllib.callbacks import last_result  # noqa: E402
-
-experiment_dir = Path(args.experiment_dir).expanduser().absolute()
-started = datetime.datetime.now(datetime.timezone.utc)
-experiment_tag = f"{spec.algorithm}_{started:%Y-%m-%d_%H-%M-%S}"
-trial_dir = experiment_dir / experiment_tag / f"{spec.algorithm}_godot_{uuid.uuid4().hex[:5]}"
-trial_dir.mkdir(parents=True)
-checkpoint_index = 0
-episodes_offset = 0
-if resume_from:
-    checkpoint_index = int(resume_from.name.rsplit("_", 1)[-1]) + 1 if resume_from.name.rsplit("_", 1)[-1].isdigit() else 0
-    episodes_offset = int(last_result(resume_from.parent).get("episodes_total", 0))
-(trial_dir / "run_manifest.json").write_text(json.dumps({
-    "algorithm": spec.algorithm,
-    "experiment_tag": experiment_tag,
-    "created_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-    "resume_from": str(resume_from) if resume_from else None,
-    "checkpoint_frequency": spec.checkpoint_frequency,
-    "checkpoint_index_offset": checkpoint_index,
-    "trial_dir": str(trial_dir),
-}, indent=2))
-print(f"Results and checkpoints: {trial_dir}", flush=True)
-
-ray.init(
-    address=args.ray_address or "local",  # never join a cluster that happens to run here unless asked
-    include_dashboard=False if not args.ray_address else None,
-    num_cpus=None if args.ray_address else max(2, int(config.num_env_runners) + 1),
-    runtime_env={"env_vars": {"PYTHONPATH": str(REPO_DIR)}},
-    log_to_driver=True,
-    configure_logging=False,
-)
-exit_code = 0
-algo = None
-last_saved_iteration = None
+PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
-def save_checkpoint() -> None:
-    """Write into a hidden folder, then rename it: a checkpoint_NNNNNN folder is always complete."""
-    global checkpoint_index, last_saved_iteration
-    path = trial_dir / f"checkpoint_{checkpoint_index:06d}"
-    temporary = trial_dir / f".{path.name}.tmp"
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train one or more policies for a Godot RL Agents game with Ray RLlib, configured by a YAML "
+        "file. With CONTROLLER_METRICS set, one '@METRIC {json}' line per iteration goes to stdout. Ctrl+C "
+        "(SIGINT) saves a final checkpoint, closes the games and shuts Ray down; a second Ctrl+C skips the "
+        "checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--config_file",
+        default="rllib_config.yaml",
+        help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)",
+    )
+    parser.add_argument("--experiment_dir", default="logs/rllib", help="directory for results and checkpoints")
+    parser.add_argument(
+        "--resume", "--restore", dest="resume", default=None,
+        help="continue from this checkpoint directory (checkpoint_NNNNNN)",
+    )
+    parser.add_argument(
+        "--ray_address", default=os.environ.get("RAY_ADDRESS"),
+        help="join this Ray cluster instead of starting a local one (also RAY_ADDRESS)",
+    )
+    parser.add_argument("--env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path")
+    parser.add_argument("--seed", type=int, default=None, help="seed for RLlib and the games; overrides the YAML")
+    parser.add_argument(
+        "--num_workers", type=int_in_range(0), default=None,
+        help="number of env runner processes; overrides the YAML (0: sample in this process)",
+    )
+    parser.add_argument(
+        "--game_arg", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+        help="extra --KEY=VALUE argument for the games (repeatable)",
+    )
+    add_thread_argument(parser)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from godot_rl_cli.signals import StopSignals
+    from godot_rl_cli.threads import configure_torch_threads
+
+    threads = configure_torch_threads(args.torch_threads)
+    signals = StopSignals("Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)")
+
+    # Everything that can be checked is checked before Ray starts.
     try:
-        algo.save(str(temporary))
-        os.rename(temporary, path)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    print(f"Saved checkpoint {path}", flush=True)
-    checkpoint_index += 1
-    last_saved_iteration = algo.iteration
-    algo.callbacks.checkpoints_saved += 1
+        spec = load_run_spec(args.config_file)
+        env_config = dict(spec.env_config)
+        env_path = resolve_env_path(env_config, args.env_path)
+        if not env_path:
+            raise UserError(f"no env_path in {args.config_file}", "set env_config.env_path or pass --env_path")
+        env_config["env_path"] = validate_env_path(env_path)
+        env_config["game_args"] = {**(env_config.get("game_args") or {}), **dict(args.game_arg)}
+        if args.seed is not None:
+            env_config["seed"] = args.seed
+        if args.num_workers is not None:
+            spec.settings["num_workers"] = args.num_workers
+        resume_from = Path(args.resume).expanduser().absolute() if args.resume else None
+        if resume_from and not is_resumable(resume_from):
+            raise UserError(
+                f"--resume {args.resume} is not an RLlib checkpoint (no algorithm_state.pkl or rllib_checkpoint.json)",
+                "pass a checkpoint_NNNNNN directory",
+            )
+        mapping_function = compile_mapping_function(spec.mapping_source) if spec.mapping_source else None
 
+        from godot_rl_cli.rllib.setup import build_config, probe_game  # imports Ray
 
-try:
-    algo = config.build_algo(logger_creator=lambda algorithm_config: UnifiedLogger(algorithm_config, str(trial_dir), loggers=None))
-    algo.callbacks.episodes_offset = episodes_offset
-    if resume_from:
-        try:
-            algo.restore(str(resume_from))
-        except Exception as error:
-            last_saved_iteration = algo.iteration  # nothing trained: nothing to save
-            raise UserError(f"cannot resume from {resume_from} ({type(error).__name__}: {error})".splitlines()[0], "pass an intact checkpoint_NNNNNN directory") from None
-        print(f"Resumed from {resume_from} at iteration {algo.iteration}", flush=True)
-    stop = StopCriteria(spec.stop)
-    print(f"Training policies {', '.join(policy_names)}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True)
-    while signals.received == 0:
-        result = algo.train()
-        runners = result.get("env_runners", {})
-        print(f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | episodes {result.get('episodes_total')} | "
-              f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | {result.get('time_this_iter_s', 0):.1f} s", flush=True)
-        if result["training_iteration"] % spec.checkpoint_frequency == 0:
-            save_checkpoint()
-        reason = stop.reason(result)
-        if reason:
-            print(f"Stopping: {reason}", flush=True)
-            break
-except StopRequested:
-    pass  # SIGINT while a game was being waited for: checkpoint below
-except UserError as error:
-    print_error(error.what, error.how)
-    exit_code = 1
-except KeyboardInterrupt:
-    exit_code = 130
-except Exception as error:  # Ray wraps failures of its workers; report the game's own error when there is one
+        game = probe_game(env_config)
+        config, policy_names = build_config(spec, env_config, game, mapping_function)
+    except UserError as error:
+        exit_with_error(error.what, error.how)
+    except GameError as error:
+        exit_with_error(str(error), "check that the game starts on its own and uses the Godot RL Agents plugin")
+    except (StopRequested, KeyboardInterrupt):
+        print("Stopped before training started.", file=sys.stderr)
+        return 0
+
+    import ray
+    from ray.tune.logger import UnifiedLogger
+
     from godot_rl_cli.rllib.setup import find_game_error
 
-    game_error = find_game_error(error)
-    print_error(str(game_error) if game_error else f"training failed: {type(error).__name__}: {error}".splitlines()[0], "the last checkpoint is saved" if algo else None)
-    exit_code = 1
+    trial = Trial.create(Path(args.experiment_dir).expanduser().absolute(), spec.algorithm)
+    checkpoint_index = next_checkpoint_index(resume_from)
+    episodes_offset = int(last_result(resume_from.parent).get("episodes_total", 0)) if resume_from else 0
+    trial.write_manifest(
+        resume_from=str(resume_from) if resume_from else None,
+        checkpoint_frequency=spec.checkpoint_frequency,
+        checkpoint_index_offset=checkpoint_index,
+    )
+    print(f"Results and checkpoints: {trial.directory}", flush=True)
+    print(f"Torch threads for the learner: {threads}", flush=True)
 
-try:
-    if algo is not None and exit_code != 130 and last_saved_iteration != algo.iteration:
-        save_checkpoint()
-except KeyboardInterrupt:
-    exit_code = 130
-except Exception as error:
-    print_error(f"saving the final checkpoint failed: {error}", "check free disk space")
-    exit_code = 1
-finally:
-    if algo is not None:
-        try:
-            algo.stop()
-        except Exception:
-            pass
-    stop_all_games()
-    ray.shutdown()
-sys.exit(exit_code)
+    ray.init(
+        address=args.ray_address or "local",  # never join a cluster that happens to run here unless asked
+        include_dashboard=False if not args.ray_address else None,
+        num_cpus=None if args.ray_address else max(2, int(config.num_env_runners) + 1),
+        runtime_env={"env_vars": {"PYTHONPATH": str(PACKAGE_ROOT)}},
+        log_to_driver=True,
+        configure_logging=False,
+    )
+    exit_code = 0
+    algo = None
+    last_saved_iteration = None
+
+    def save_checkpoint() -> None:
+        nonlocal checkpoint_index, last_saved_iteration
+        path = trial.save_checkpoint(algo, checkpoint_index)
+        print(f"Saved checkpoint {path}", flush=True)
+        checkpoint_index += 1
+        last_saved_iteration = algo.iteration
+        algo.callbacks.checkpoints_saved += 1
+
+    try:
+        algo = config.build_algo(
+            logger_creator=lambda algorithm_config: UnifiedLogger(algorithm_config, str(trial.directory), loggers=None)
+        )
+        algo.callbacks.episodes_offset = episodes_offset
+        if resume_from:
+            try:
+                algo.restore(str(resume_from))
+            except Exception as error:
+                last_saved_iteration = algo.iteration  # nothing trained: nothing to save
+                raise UserError(
+                    f"cannot resume from {resume_from} ({type(error).__name__}: {error})".splitlines()[0],
+                    "pass an intact checkpoint_NNNNNN directory",
+                ) from None
+            print(f"Resumed from {resume_from} at iteration {algo.iteration}", flush=True)
+        stop = StopCriteria(spec.stop)
+        print(f"Training policies {', '.join(policy_names)}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True)
+        while signals.received == 0:
+            result = algo.train()
+            runners = result.get("env_runners", {})
+            print(
+                f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | "
+                f"episodes {result.get('episodes_total')} | "
+                f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
+                f"{result.get('time_this_iter_s', 0):.1f} s",
+                flush=True,
+            )
+            if result["training_iteration"] % spec.checkpoint_frequency == 0:
+                save_checkpoint()
+            reason = stop.reason(result)
+            if reason:
+                print(f"Stopping: {reason}", flush=True)
+                break
+    except StopRequested:
+        pass  # SIGINT while a game was being waited for: checkpoint below
+    except UserError as error:
+        print_error(error.what, error.how)
+        exit_code = 1
+    except KeyboardInterrupt:
+        exit_code = 130
+    except Exception as error:  # Ray wraps failures of its workers; report the game's own error when there is one
+        game_error = find_game_error(error)
+        what = str(game_error) if game_error else f"training failed: {type(error).__name__}: {error}".splitlines()[0]
+        print_error(what, "the last checkpoint is saved" if algo else None)
+        exit_code = 1
+
+    try:
+        if algo is not None and exit_code != 130 and last_saved_iteration != algo.iteration:
+            save_checkpoint()
+    except KeyboardInterrupt:
+        exit_code = 130
+    except Exception as error:
+        print_error(f"saving the final checkpoint failed: {error}", "check free disk space")
+        exit_code = 1
+    finally:
+        if algo is not None:
+            try:
+                algo.stop()
+            except Exception:
+                pass
+        stop_all_games()
+        ray.shutdown()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

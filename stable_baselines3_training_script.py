@@ -7,153 +7,172 @@ had started); 2 bad command line; 130 stopped by a second SIGINT (no save).
 import sys
 import time
 from pathlib import Path
+from typing import List, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from godot_rl_cli.errors import UserError, exit_with_error, print_error, print_warning
+from godot_rl_cli.game import GameError, GameSettings, StopRequested, validate_env_path
+from godot_rl_cli.sb3.options import parse_args
 
-from stable_baselines3.common.callbacks import CallbackList  # noqa: E402
-from stable_baselines3.common.utils import set_random_seed  # noqa: E402
-from stable_baselines3.common.vec_env import VecMonitor  # noqa: E402
 
-from godot_rl_cli.errors import UserError, exit_with_error, print_error, print_warning  # noqa: E402
-from godot_rl_cli.game.env import GameError, StopRequested, validate_env_path  # noqa: E402
-from godot_rl_cli.sb3.callbacks import (  # noqa: E402
-    AtomicCheckpointCallback,
-    ControllerMetricsCallback,
-    StopWhenRequested,
-    save_model_atomically,
-)
-from godot_rl_cli.onnx.recipe import VerificationError  # noqa: E402
-from godot_rl_cli.sb3.vec_env import GodotVecEnv  # noqa: E402
-from godot_rl_cli.sb3.inference import run_inference  # noqa: E402
-from godot_rl_cli.onnx.sb3 import export_sb3_model  # noqa: E402
-from godot_rl_cli.sb3.options import algorithm_class, check_action_space, hyperparameters, load_model, parse_args  # noqa: E402
-from godot_rl_cli.sb3.policies import check_policy_type, policy_kwargs_for  # noqa: E402
-from godot_rl_cli.signals import StopSignals  # noqa: E402
+def final_model_path(args) -> Path:
+    path = Path(args.save_model_path or Path(args.experiment_dir) / f"{args.experiment_name}_final.zip")
+    path = path.expanduser().absolute()
+    return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
 
-args = parse_args()
-stopper = StopWhenRequested()
-signals = StopSignals(
-    "Stopping: saving the model and closing the game (signal again to skip the save)",
-    on_first=lambda: setattr(stopper, "requested", True),
-)
 
-experiment_dir = Path(args.experiment_dir).expanduser().absolute()
-final_model_path = Path(args.save_model_path or experiment_dir / f"{args.experiment_name}_final.zip").expanduser().absolute()
-if final_model_path.suffix != ".zip":
-    final_model_path = final_model_path.with_name(final_model_path.name + ".zip")
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
 
-# Check everything that can be checked before a game starts.
-env = None
-model = None
-try:
-    if args.env_path:
-        args.env_path = validate_env_path(args.env_path)
-    check_policy_type(args.policy_type)
-    if args.resume_model_path:
-        model = load_model(args.algo, args.resume_model_path, args.device)
-    set_random_seed(args.seed)
-    env = GodotVecEnv(
-        env_path=args.env_path,
-        n_parallel=args.n_parallel,
-        port=args.port,
-        seed=args.seed,
-        show_window=args.viz,
-        speedup=args.speedup,
-        action_repeat=args.action_repeat,
-        framerate=args.framerate,
-        connect_timeout=args.connect_timeout,
-        step_timeout=args.step_timeout,
-        game_args=dict(args.game_arg),
-        max_env_restarts=args.max_env_restarts,
+    from godot_rl_cli.threads import configure_torch_threads
+
+    threads = configure_torch_threads(args.torch_threads)
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from godot_rl_cli.onnx.recipe import VerificationError
+    from godot_rl_cli.onnx.sb3 import export_sb3_model
+    from godot_rl_cli.sb3.callbacks import (
+        AtomicCheckpointCallback,
+        ControllerMetricsCallback,
+        StopWhenRequested,
+        save_model_atomically,
     )
-    check_action_space(args.algo, env.action_space)
-except UserError as error:
-    if env is not None:
-        env.close()
-    exit_with_error(error.what, error.how)
-except GameError as error:
-    exit_with_error(str(error), "check that the game starts on its own and uses the Godot RL Agents plugin")
-except (StopRequested, KeyboardInterrupt):
-    if env is not None:
-        env.close()
-    print("Stopped before training started; nothing to save.", file=sys.stderr)
-    sys.exit(0)
+    from godot_rl_cli.sb3.inference import run_inference
+    from godot_rl_cli.sb3.model import algorithm_class, check_action_space, hyperparameters, load_model
+    from godot_rl_cli.sb3.policies import check_policy_type, policy_kwargs_for
+    from godot_rl_cli.sb3.vec_env import GodotVecEnv
+    from godot_rl_cli.signals import StopSignals
 
-print(f"Game ready: {env.num_envs} agent(s) in {args.n_parallel} process(es), policy '{env.policy_name}', "
-      f"observations {env.observation_space}, actions {env.action_space}", flush=True)
-monitored_env = VecMonitor(env)
-exit_code = 0
-training_started = False
-try:
-    if model is None:
-        model = algorithm_class(args.algo)(
-            "MultiInputPolicy",
-            monitored_env,
-            policy_kwargs=policy_kwargs_for(
-                args.policy_type, args.policy_hidden_layers, env.observation_space, args.cnn_channels, args.grn_hidden_size
-            ),
-            tensorboard_log=str(experiment_dir),
-            seed=args.seed,
-            device=args.device,
-            verbose=1,
-            **hyperparameters(args, env.num_envs),
-        )
-        model.controller_algo = args.algo  # saved in the zip's metadata, read by convert_sb3_to_onnx.py
-    else:
-        saved_arch = model.policy_kwargs.get("net_arch")
-        if saved_arch is not None and list(saved_arch) != list(args.policy_hidden_layers):
-            print_warning(f"resuming keeps the saved network {saved_arch}; --policy-hidden-layers {args.policy_hidden_layers} ignored")
-        try:
-            model.set_env(monitored_env)
-        except ValueError as error:
-            raise UserError(f"the model {args.resume_model_path} does not fit this game ({error})", "resume with the game it was trained on") from None
-        model.tensorboard_log = str(experiment_dir)
+    stopper = StopWhenRequested()
+    StopSignals(
+        "Stopping: saving the model and closing the game (signal again to skip the save)",
+        on_first=lambda: setattr(stopper, "requested", True),
+    )
+    experiment_dir = Path(args.experiment_dir).expanduser().absolute()
+    model_path = final_model_path(args)
 
-    if args.inference:
-        episodes = run_inference(model, monitored_env, args.timesteps, env.policy_name, lambda: stopper.requested)
-        print(f"Inference finished: {episodes} episode(s).", flush=True)
-    else:
-        training_started = True
-        checkpoints = (
-            AtomicCheckpointCallback(experiment_dir, args.save_checkpoint_frequency) if args.save_checkpoint_frequency else None
-        )
-        callbacks = [stopper, ControllerMetricsCallback(env.policy_name, checkpoints, lambda: env.restarts.used)] + ([checkpoints] if checkpoints else [])
-        rollout_size = getattr(model, "n_steps", 1) * env.num_envs
-        started = time.monotonic()
-        model.learn(
-            total_timesteps=args.timesteps,
-            callback=CallbackList(callbacks),
-            reset_num_timesteps=args.resume_model_path is None,
-            tb_log_name=args.experiment_name,
-            log_interval=max(1, 2048 // rollout_size),
-        )
-        print(f"Training finished: {model.num_timesteps} steps in total, {time.monotonic() - started:.1f} s.", flush=True)
-except UserError as error:
-    print_error(error.what, error.how)
-    exit_code = 1
-except StopRequested:
-    pass  # SIGINT while waiting for the game: save below
-except GameError as error:
-    print_error(str(error), "the model trained so far is saved" if training_started else None)
-    exit_code = 1
-except OSError as error:
-    print_error(f"writing a file failed: {error}", "check free disk space and permissions of the experiment directory")
-    exit_code = 1
-except KeyboardInterrupt:
-    exit_code = 130
+    # Check everything that can be checked before a game starts.
+    env = None
+    model = None
+    try:
+        if args.env_path:
+            args.env_path = validate_env_path(args.env_path)
+        check_policy_type(args.policy_type)
+        if args.resume_model_path:
+            model = load_model(args.algo, args.resume_model_path, args.device)
+        set_random_seed(args.seed)
+        env = GodotVecEnv(GameSettings.from_args(args), args.n_parallel)
+        check_action_space(args.algo, env.action_space)
+    except UserError as error:
+        if env is not None:
+            env.close()
+        exit_with_error(error.what, error.how)
+    except GameError as error:
+        exit_with_error(str(error), "check that the game starts on its own and uses the Godot RL Agents plugin")
+    except (StopRequested, KeyboardInterrupt):
+        if env is not None:
+            env.close()
+        print("Stopped before training started; nothing to save.", file=sys.stderr)
+        return 0
 
-try:
-    if training_started and exit_code != 130:
-        save_model_atomically(model, final_model_path)
-        print(f"Model saved to {final_model_path}", flush=True)
-        if args.onnx_export_path and exit_code == 0:
-            summary = export_sb3_model(model, Path(args.onnx_export_path).expanduser().absolute(), algo=args.algo)
-            print(f"ONNX model exported: {summary}", flush=True)
-except KeyboardInterrupt:
-    exit_code = 130
-except (OSError, UserError, VerificationError, ValueError, RuntimeError) as error:
-    print_error(f"saving failed: {error}", "check free disk space and permissions of the output paths")
-    exit_code = 1
-finally:
-    monitored_env.close()
-sys.exit(exit_code)
+    print(
+        f"Game ready: {env.num_envs} agent(s) in {args.n_parallel} process(es), policy '{env.policy_name}', "
+        f"observations {env.observation_space}, actions {env.action_space}; torch threads {threads}",
+        flush=True,
+    )
+    monitored_env = VecMonitor(env)
+    exit_code = 0
+    training_started = False
+    try:
+        if model is None:
+            model = algorithm_class(args.algo)(
+                "MultiInputPolicy",
+                monitored_env,
+                policy_kwargs=policy_kwargs_for(
+                    args.policy_type,
+                    args.policy_hidden_layers,
+                    env.observation_space,
+                    args.cnn_channels,
+                    args.grn_hidden_size,
+                ),
+                tensorboard_log=str(experiment_dir),
+                seed=args.seed,
+                device=args.device,
+                verbose=1,
+                **hyperparameters(args, env.num_envs),
+            )
+            model.controller_algo = args.algo  # saved in the zip's metadata, read by convert_sb3_to_onnx.py
+        else:
+            saved_arch = model.policy_kwargs.get("net_arch")
+            if saved_arch is not None and list(saved_arch) != list(args.policy_hidden_layers):
+                print_warning(
+                    f"resuming keeps the saved network {saved_arch}; "
+                    f"--policy-hidden-layers {args.policy_hidden_layers} ignored"
+                )
+            try:
+                model.set_env(monitored_env)
+            except ValueError as error:
+                raise UserError(
+                    f"the model {args.resume_model_path} does not fit this game ({error})",
+                    "resume with the game it was trained on",
+                ) from None
+            model.tensorboard_log = str(experiment_dir)
+
+        if args.inference:
+            episodes = run_inference(model, monitored_env, args.timesteps, env.policy_name, lambda: stopper.requested)
+            print(f"Inference finished: {episodes} episode(s).", flush=True)
+        else:
+            training_started = True
+            checkpoints = (
+                AtomicCheckpointCallback(experiment_dir, args.save_checkpoint_frequency)
+                if args.save_checkpoint_frequency
+                else None
+            )
+            metrics = ControllerMetricsCallback(env.policy_name, checkpoints, lambda: env.restarts.used)
+            callbacks = [stopper, metrics] + ([checkpoints] if checkpoints else [])
+            rollout_size = getattr(model, "n_steps", 1) * env.num_envs
+            started = time.monotonic()
+            model.learn(
+                total_timesteps=args.timesteps,
+                callback=CallbackList(callbacks),
+                reset_num_timesteps=args.resume_model_path is None,
+                tb_log_name=args.experiment_name,
+                log_interval=max(1, 2048 // rollout_size),
+            )
+            elapsed = time.monotonic() - started
+            print(f"Training finished: {model.num_timesteps} steps in total, {elapsed:.1f} s.", flush=True)
+    except UserError as error:
+        print_error(error.what, error.how)
+        exit_code = 1
+    except StopRequested:
+        pass  # SIGINT while waiting for the game: save below
+    except GameError as error:
+        print_error(str(error), "the model trained so far is saved" if training_started else None)
+        exit_code = 1
+    except OSError as error:
+        print_error(f"writing a file failed: {error}", "check free disk space and permissions of the experiment directory")
+        exit_code = 1
+    except KeyboardInterrupt:
+        exit_code = 130
+
+    try:
+        if training_started and exit_code != 130:
+            save_model_atomically(model, model_path)
+            print(f"Model saved to {model_path}", flush=True)
+            if args.onnx_export_path and exit_code == 0:
+                onnx_path = Path(args.onnx_export_path).expanduser().absolute()
+                summary = export_sb3_model(model, onnx_path, algo=args.algo)
+                print(f"ONNX model exported: {summary}", flush=True)
+    except KeyboardInterrupt:
+        exit_code = 130
+    except (OSError, UserError, VerificationError, ValueError, RuntimeError) as error:
+        print_error(f"saving failed: {error}", "check free disk space and permissions of the output paths")
+        exit_code = 1
+    finally:
+        monitored_env.close()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,7 +4,7 @@ import signal
 import sys
 from typing import Callable, Optional
 
-from godot_rl_cli.game.env import request_stop, stop_all_games
+from godot_rl_cli.game.process import request_stop, stop_all_games
 
 
 class StopSignals:

@@ -13,7 +13,7 @@ from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
 from script_helpers import processes_matching
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game.env import (
+from godot_rl_cli.game import (
     GameConnectError,
     GameDiedError,
     GameHungError,
@@ -137,7 +137,7 @@ def test_game_dies_with_a_killed_trainer():
         f"""
         import sys, time
         sys.path.insert(0, {str(REPO_ROOT)!r})
-        from godot_rl_cli.game.env import RobustGodotEnv
+        from godot_rl_cli.game import RobustGodotEnv
         env = RobustGodotEnv(env_path={BALLCHASE!r}, port={port})
         print("ready", flush=True)
         time.sleep(60)

@@ -4,12 +4,12 @@ Godot's plugin runs models with ONNX Runtime 1.15 from C#: IR version <= 9, opse
 `obs` (or one per observation key) and `state_ins`, outputs `output` and `state_outs`.
 torch >= 2.9 defaults to the dynamo exporter, which needs onnxscript; the legacy exporter
 (`dynamo=False`) is used with explicit names and a dynamic batch axis.
-Nothing here knows about Stable-Baselines3 or RLlib. A converter:
-    model = export_module(wrapper, example_inputs, input_names + [STATE_INPUT], opset, ir_version)
-    summary = ExportSummary.of(model, path, "PPO")
-    summary.max_error = save_verified(model, path, lambda written: <compare run_onnx(written, feeds)
-        with the policy using check_continuous / check_discrete / check_state_passthrough>)
-    summary.verified = True; print(summary.path); print(summary)
+Nothing here knows about Stable-Baselines3 or RLlib. The recipe both converters follow:
+    summary = export_verified(graph, example_inputs, input_names, path, label, opset, ir_version,
+                              verify=lambda written: <check_graph_parity(written, graph, feeds), then the
+                              framework's own action check with check_discrete / check_continuous>)
+trace (legacy exporter) -> convert opset and set IR version -> onnx.checker -> atomic write ->
+onnxruntime parity on the written file (the file is removed when it fails).
 """
 
 import io
@@ -35,6 +35,7 @@ BATCH_AXIS = "batch_size"
 GODOT_MAX_IR_VERSION = 9
 GODOT_MAX_OPSET = 19
 CONTINUOUS_TOLERANCE = 1e-5
+VERIFY_SAMPLES = 32
 
 
 class VerificationError(Exception):
@@ -178,6 +179,27 @@ def save_verified(model: onnx.ModelProto, path: Path, verify: Optional[Callable[
         raise
 
 
+def export_verified(
+    graph: torch.nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    input_names: List[str],
+    path: Path,
+    label: str,
+    opset: int,
+    ir_version: int,
+    verify: Optional[Callable[[Path], float]],
+) -> ExportSummary:
+    """The whole recipe: export `graph(*inputs, state_ins)`, write it atomically, verify the written file.
+
+    `example_inputs` and `input_names` are the observation inputs; `state_ins` is added to both.
+    """
+    model = export_module(graph, list(example_inputs) + [torch.zeros(1)], input_names + [STATE_INPUT], opset, ir_version)
+    summary = ExportSummary.of(model, Path(path), label)
+    summary.max_error = save_verified(model, Path(path), verify)
+    summary.verified = verify is not None
+    return summary
+
+
 # --- verification with onnxruntime ---------------------------------------------------------------
 
 
@@ -238,3 +260,38 @@ def check_batch_sizes(model_path: Path, feeds: Dict[str, np.ndarray], batch_size
         for name, value in part.items():
             error = max(error, check_continuous(value, full[name][:size], what=f"'{name}' values at batch size {size}"))
     return error
+
+
+def sample_observations(space, count: int, seed: int = 0):
+    """`count` seeded samples of a gymnasium space, stacked (a dict of stacked arrays for Dict spaces)."""
+    from gymnasium import spaces
+
+    space.seed(seed)
+    samples = [space.sample() for _ in range(count)]
+    if isinstance(space, spaces.Dict):
+        return {key: np.stack([sample[key] for sample in samples]) for key in space.spaces}
+    return np.stack(samples)
+
+
+def head_sizes(action_space) -> List[int]:
+    """Sizes of the discrete action heads of a Discrete or MultiDiscrete space."""
+    if hasattr(action_space, "nvec"):
+        return [int(size) for size in action_space.nvec]
+    return [int(action_space.n)]
+
+
+def check_graph_parity(model_path: Path, graph: torch.nn.Module, feeds: Dict[str, np.ndarray], graph_inputs: Sequence[str]) -> tuple:
+    """Run the written file on `feeds` and compare it with the torch graph it was traced from.
+
+    Checks that `state_outs` is `state_ins`, that `output` equals the graph's (within 1e-5, relative for
+    large values) and that rows do not depend on the batch size. Returns (`output`, max error).
+    """
+    outputs = run_onnx(model_path, feeds)
+    check_state_passthrough(outputs, feeds[STATE_INPUT])
+    actual = outputs[ACTION_OUTPUT]
+    with torch.no_grad():
+        tensors = [torch.from_numpy(feeds[name]) for name in graph_inputs]
+        reference = graph(*tensors, torch.zeros(len(actual)))[0].numpy()
+    tolerance = CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
+    error = check_continuous(actual, reference, tolerance, what=f"'{ACTION_OUTPUT}' values")
+    return actual, max(error, check_batch_sizes(model_path, feeds))

@@ -1,11 +1,7 @@
 """RLlib (old API stack) checkpoints to ONNX files the Godot plugin runs, one file per policy, verified.
 
-Where the checkpoint is: a `checkpoint_<digits>` directory holding `policies/`, `rllib_checkpoint.json`
-or `algorithm_state.pkl`; a trial directory holding several (the highest number, or the requested
-one: `checkpoint_10` and `checkpoint_000010` are both number 10); or a run directory with one trial
-somewhere below it (searched SEARCH_DEPTH levels down). Look-alikes such as
-`checkpoint_000003_backup_1730000000` are never picked. Each policy is `policies/<id>/`, loaded with
-`Policy.from_checkpoint` (no Ray cluster needed).
+Which checkpoint a path designates is `godot_rl_cli.rllib.layout`'s to say. Each policy is
+`policies/<id>/`, loaded with `Policy.from_checkpoint` (no Ray cluster needed).
 
 The file: inputs `obs` [batch, n] (the observation the game sends, its keys flattened and
 concatenated in the game's order, as godot_rl_cli.rllib.env trains on) and `state_ins` [batch]; outputs
@@ -25,7 +21,6 @@ dummy batch (seq_lens, previous actions, ...) as inputs, not the plugin's two.
 import contextlib
 import io
 import logging
-import re
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -34,14 +29,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from godot_rl_cli import algorithms
+from godot_rl_cli.algorithms import ALGORITHMS, RLLIB_ALGORITHMS
 from godot_rl_cli.onnx import recipe
 from godot_rl_cli.errors import UserError
 
-CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)")
-CHECKPOINT_FILES = ("rllib_checkpoint.json", "algorithm_state.pkl")
 POLICY_FILES = ("rllib_checkpoint.json", "policy_state.pkl")
-SEARCH_DEPTH = 4
-VERIFY_SAMPLES = 32
 SINGLE_POLICY_ID = "default_policy"
 
 
@@ -49,74 +42,6 @@ def validate_versions(opset: int, ir_version: int) -> None:
     """Refuse impossible opset/IR pairs before loading anything; the warning about Godot's limits comes with each export."""
     with contextlib.redirect_stderr(io.StringIO()):
         recipe.check_versions(opset, ir_version)
-
-
-# --- finding the checkpoint ------------------------------------------------------------------------
-
-
-def holds_checkpoint(path: Path) -> bool:
-    """A directory with what `algo.save()` writes: `policies/`, `rllib_checkpoint.json` or `algorithm_state.pkl`."""
-    return path.is_dir() and ((path / "policies").is_dir() or any((path / name).is_file() for name in CHECKPOINT_FILES))
-
-
-def checkpoint_number(path: Path) -> Optional[int]:
-    """N for a `checkpoint_<digits>` directory holding a checkpoint, else None (backups, copies, other files)."""
-    match = CHECKPOINT_NAME.fullmatch(path.name)
-    return int(match.group(1)) if match and holds_checkpoint(path) else None
-
-
-def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
-    """Every `checkpoint_<digits>` checkpoint in `root` or up to `depth` levels below it (not inside checkpoints)."""
-    found: List[Path] = []
-    level = [root]
-    for _ in range(depth + 1):
-        children = []
-        for directory in level:
-            try:
-                entries = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-            except OSError:
-                continue
-            for entry in entries:
-                if checkpoint_number(entry) is not None:
-                    found.append(entry)
-                elif not holds_checkpoint(entry):
-                    children.append(entry)
-        level = children
-    return found
-
-
-def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
-    """The checkpoint directory `path` designates (itself, or the chosen one of the single trial below it)."""
-    if not path.exists():
-        raise UserError(f"checkpoint path {path} does not exist", "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them")
-    if not path.is_dir():
-        raise UserError(f"{path} is a file, not an RLlib checkpoint directory", "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them")
-    if holds_checkpoint(path):
-        own = CHECKPOINT_NAME.fullmatch(path.name)
-        if number is not None and (own is None or int(own.group(1)) != number):
-            raise UserError(f"--checkpoint-number {number} was given with the checkpoint {path}", "pass the trial directory holding the checkpoints, or omit --checkpoint-number")
-        return path
-    candidates = find_checkpoints(path)
-    if not candidates:
-        raise UserError(
-            f"no RLlib checkpoint found in {path} or up to {SEARCH_DEPTH} levels below it "
-            "(looked for checkpoint_<number> directories holding policies/, rllib_checkpoint.json or algorithm_state.pkl)",
-            "pass the directory of a run of rllib_training_script.py, or a checkpoint directory",
-        )
-    trials = sorted({candidate.parent for candidate in candidates})
-    if len(trials) > 1:
-        raise UserError(
-            f"{path} holds checkpoints of {len(trials)} trials: {', '.join(str(trial) for trial in trials)}",
-            "pass one of these trial directories",
-        )
-    numbered = sorted((checkpoint_number(candidate), candidate.stat().st_mtime, candidate) for candidate in candidates)
-    if number is None:
-        return numbered[-1][2]
-    chosen = [candidate for found, _, candidate in numbered if found == number]
-    if not chosen:
-        existing = ", ".join(str(found) for found in sorted({found for found, _, _ in numbered}))
-        raise UserError(f"checkpoint number {number} not found in {trials[0]} (it holds checkpoints {existing})", "pass one of those to --checkpoint-number")
-    return chosen[-1]
 
 
 # --- choosing and loading policies -----------------------------------------------------------------
@@ -195,6 +120,8 @@ def algorithm_name(policy) -> str:
 
 def check_exportable(policy, policy_id: str) -> None:
     """Refuse policies whose actions depend on more than the current observation, or on spaces ONNX cannot take."""
+    if algorithm_name(policy).lower() not in ALGORITHMS:
+        raise UserError(f"policy {policy_id!r} comes from {algorithm_name(policy)}, which this exporter does not know", f"train with one of {', '.join(RLLIB_ALGORITHMS)}")
     if policy.is_recurrent():
         raise UserError(f"policy {policy_id!r} is recurrent (LSTM/attention): its state cannot pass through the plugin's state_ins", "train without use_lstm/use_attention to export for Godot")
     if policy.config.get("observation_filter", "NoFilter") != "NoFilter":
@@ -227,8 +154,9 @@ class GodotPolicyGraph(torch.nn.Module):
         self.policy = policy
         self.model = policy.model
         self.observation_shape = tuple(policy.observation_space.shape)
-        self.q_values = hasattr(policy.model, "get_q_value_distributions")
-        self.sac_head = hasattr(policy.model, "get_action_model_outputs")
+        output = ALGORITHMS[algorithm_name(policy).lower()].onnx_output
+        self.q_values = output == algorithms.Q_VALUES
+        self.sac_head = output == algorithms.SQUASHED_MEAN
         self.squash = squash_bounds(policy) if self.sac_head else None
         self.continuous_size = int(np.prod(policy.action_space.shape)) if isinstance(policy.action_space, spaces.Box) else None
 
@@ -266,17 +194,7 @@ class GodotPolicyGraph(torch.nn.Module):
 # --- verification ----------------------------------------------------------------------------------
 
 
-def sample_observations(space: spaces.Box, count: int, seed: int = 0) -> np.ndarray:
-    """`count` observations of `space` as the flat float32 rows the game sends."""
-    space.seed(seed)
-    return np.stack([space.sample() for _ in range(count)]).astype(np.float32).reshape(count, -1)
-
-
-def head_sizes(space: spaces.Space) -> List[int]:
-    return [int(space.n)] if isinstance(space, spaces.Discrete) else [int(size) for size in space.nvec]
-
-
-def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samples: int = VERIFY_SAMPLES) -> float:
+def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samples: int = recipe.VERIFY_SAMPLES) -> float:
     """Run the written file in onnxruntime on sampled observations and compare with the policy.
 
     Checks: `output` equals the torch graph (within 1e-5, relative for large values), rows do not
@@ -284,23 +202,16 @@ def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samp
     `policy.compute_actions(obs, explore=False)`: argmax per discrete head, or (continuous) `output`
     within 1e-5. Returns the max absolute error; raises VerificationError on a mismatch.
     """
-    observations = sample_observations(policy.observation_space, samples)
+    observations = recipe.sample_observations(policy.observation_space, samples).astype(np.float32).reshape(samples, -1)
     feeds = {"obs": observations, recipe.STATE_INPUT: np.arange(samples, dtype=np.float32)}
-    outputs = recipe.run_onnx(onnx_path, feeds)
-    recipe.check_state_passthrough(outputs, feeds[recipe.STATE_INPUT])
-    actual = outputs[recipe.ACTION_OUTPUT]
-    with torch.no_grad():
-        reference = graph(torch.from_numpy(observations), torch.zeros(samples))[0].numpy()
-    tolerance = recipe.CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
-    error = recipe.check_continuous(actual, reference, tolerance, what=f"'{recipe.ACTION_OUTPUT}' values")
-    error = max(error, recipe.check_batch_sizes(onnx_path, feeds))
+    actual, error = recipe.check_graph_parity(onnx_path, graph, feeds, ["obs"])
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         actions = np.asarray(policy.compute_actions(observations.reshape(samples, *graph.observation_shape), explore=False)[0])
     space = policy.action_space
     if isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
-        recipe.check_discrete(actual, actions, head_sizes(space))
+        recipe.check_discrete(actual, actions, recipe.head_sizes(space))
         return error
     return max(error, recipe.check_continuous(actual, actions.reshape(samples, -1), what="action means"))
 
@@ -317,14 +228,9 @@ def export_policy(policy, policy_id: str, output_path: Path, *, opset: int = 13,
     check_exportable(policy, policy_id)
     graph = GodotPolicyGraph(policy)
     size = int(np.prod(policy.observation_space.shape))
-    input_names = ["obs", recipe.STATE_INPUT]
-    onnx_model = recipe.export_module(graph, [torch.zeros(1, size), torch.zeros(1)], input_names, opset, ir_version)
-    summary = recipe.ExportSummary.of(onnx_model, Path(output_path), f"RLlib {algorithm_name(policy)} policy {policy_id!r}, output {graph.describe_output()}")
+    label = f"RLlib {algorithm_name(policy)} policy {policy_id!r}, output {graph.describe_output()}"
     check = (lambda path: verify_against_policy(policy, graph, path)) if verify else None
-    summary.max_error = recipe.save_verified(onnx_model, Path(output_path), check)
-    summary.verified = verify
-    return summary
-
+    return recipe.export_verified(graph, [torch.zeros(1, size)], ["obs"], Path(output_path), label, opset, ir_version, check)
 
 def export_checkpoint_policy(checkpoint: Path, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> recipe.ExportSummary:
     """Load one policy of `checkpoint` and export it."""

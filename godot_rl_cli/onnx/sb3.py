@@ -24,20 +24,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
-from stable_baselines3.dqn.policies import DQNPolicy
-from stable_baselines3.sac.policies import SACPolicy
-from stable_baselines3.td3.policies import TD3Policy
 
+from godot_rl_cli import algorithms
+from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.onnx import recipe
 from godot_rl_cli.errors import UserError
 
-ALGORITHMS = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC, "td3": TD3, "ddpg": DDPG}
-POLICY_CLASSES = {"ppo": ActorCriticPolicy, "a2c": ActorCriticPolicy, "dqn": DQNPolicy, "sac": SACPolicy, "td3": TD3Policy, "ddpg": TD3Policy}
-VERIFY_SAMPLES = 32
+ALGORITHMS = {name: algorithms.sb3_class(name) for name in SB3_ALGORITHMS}  # name -> SB3 class, from the table
 PASS_ALGO = "pass --algo ppo|a2c|dqn|sac|td3|ddpg"
 
 
@@ -122,8 +117,9 @@ def _load_as(model_path: Path, algo: str) -> BaseAlgorithm:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = ALGORITHMS[algo].load(model_path, device="cpu")
-    if not isinstance(model.policy, POLICY_CLASSES[algo]):
-        raise TypeError(f"the policy is a {type(model.policy).__name__}, not a {POLICY_CLASSES[algo].__name__}")
+    policy_class = algorithms.sb3_policy_class(algo)
+    if not isinstance(model.policy, policy_class):
+        raise TypeError(f"the policy is a {type(model.policy).__name__}, not a {policy_class.__name__}")
     return model
 
 
@@ -238,7 +234,9 @@ class GodotPolicyGraph(torch.nn.Module):
         self.policy = model.policy
         self.algo = algo
         self.layout = layout
-        self.action_bounds = _non_unit_bounds(model.action_space) if algo in ("sac", "td3", "ddpg") else None
+        self.output = algorithms.ALGORITHMS[algo].onnx_output
+        acts_directly = self.output in (algorithms.SQUASHED_MEAN, algorithms.DETERMINISTIC_ACTOR)
+        self.action_bounds = _non_unit_bounds(model.action_space) if acts_directly else None
 
     def forward(self, *tensors: torch.Tensor):
         *observation_tensors, state_ins = tensors
@@ -247,12 +245,12 @@ class GodotPolicyGraph(torch.nn.Module):
 
     def _action_output(self, observation) -> torch.Tensor:
         policy = self.policy
-        if self.algo in ("ppo", "a2c"):
+        if self.output == algorithms.DISTRIBUTION:
             features = policy.extract_features(observation, policy.pi_features_extractor)
             return policy.action_net(policy.mlp_extractor.forward_actor(features))
-        if self.algo == "dqn":
+        if self.output == algorithms.Q_VALUES:
             return policy.q_net(observation)
-        if self.algo == "sac":
+        if self.output == algorithms.SQUASHED_MEAN:
             mean_actions, _, _ = policy.actor.get_action_dist_params(observation)
             action = torch.tanh(mean_actions)
         else:
@@ -280,22 +278,7 @@ def check_exportable(model: BaseAlgorithm, algo: str) -> None:
 # --- verification ---------------------------------------------------------------------------------
 
 
-def sample_observations(space: spaces.Space, count: int, seed: int = 0):
-    """`count` samples of `space`, stacked (a dict of stacked arrays for Dict spaces)."""
-    space.seed(seed)
-    samples = [space.sample() for _ in range(count)]
-    if isinstance(space, spaces.Dict):
-        return {key: np.stack([sample[key] for sample in samples]) for key in space.spaces}
-    return np.stack(samples)
-
-
-def head_sizes(action_space: spaces.Space) -> List[int]:
-    if isinstance(action_space, spaces.Discrete):
-        return [int(action_space.n)]
-    return [int(size) for size in action_space.nvec]
-
-
-def verify_against_policy(model: BaseAlgorithm, graph: GodotPolicyGraph, onnx_path: Path, samples: int = VERIFY_SAMPLES) -> float:
+def verify_against_policy(model: BaseAlgorithm, graph: GodotPolicyGraph, onnx_path: Path, samples: int = recipe.VERIFY_SAMPLES) -> float:
     """Run the written file in onnxruntime on sampled observations and compare with the SB3 policy.
 
     Checks: `output` equals the torch graph (within 1e-5, relative for large values), rows do not
@@ -305,24 +288,17 @@ def verify_against_policy(model: BaseAlgorithm, graph: GodotPolicyGraph, onnx_pa
     Returns the max absolute error; raises recipe.VerificationError on any mismatch.
     """
     layout = graph.layout
-    observations = sample_observations(layout.space, samples)
+    observations = recipe.sample_observations(layout.space, samples)
     feeds = layout.onnx_inputs(observations)
     feeds[recipe.STATE_INPUT] = np.arange(samples, dtype=np.float32)
-    outputs = recipe.run_onnx(onnx_path, feeds)
-    recipe.check_state_passthrough(outputs, feeds[recipe.STATE_INPUT])
-    actual = outputs[recipe.ACTION_OUTPUT]
-    with torch.no_grad():
-        reference = graph(*[torch.from_numpy(feeds[name]) for name in layout.input_names], torch.zeros(samples))[0].numpy()
-    tolerance = recipe.CONTINUOUS_TOLERANCE * max(1.0, float(np.max(np.abs(reference))))
-    error = recipe.check_continuous(actual, reference, tolerance, what=f"'{recipe.ACTION_OUTPUT}' values")
-    error = max(error, recipe.check_batch_sizes(onnx_path, feeds))
+    actual, error = recipe.check_graph_parity(onnx_path, graph, feeds, layout.input_names)
 
     actions, _ = model.predict(observations, deterministic=True)
     action_space = model.action_space
     if isinstance(action_space, spaces.Discrete | spaces.MultiDiscrete):
-        recipe.check_discrete(actual, actions, head_sizes(action_space))
+        recipe.check_discrete(actual, actions, recipe.head_sizes(action_space))
         return error
-    if graph.algo in ("ppo", "a2c"):
+    if graph.output == algorithms.DISTRIBUTION:
         with torch.no_grad():
             observation_tensor, _ = model.policy.obs_to_tensor(observations)
             mean = model.policy.get_distribution(observation_tensor).mode().cpu().numpy()
@@ -357,14 +333,8 @@ def export_sb3_model(
     model.policy.to("cpu")
     graph = GodotPolicyGraph(model, algo, layout)
     example = [torch.zeros((1, *shape), dtype=torch.float32) for shape in layout.input_shapes()]
-    input_names = layout.input_names + [recipe.STATE_INPUT]
-    onnx_model = recipe.export_module(graph, example + [torch.zeros(1)], input_names, opset, ir_version)
-    summary = recipe.ExportSummary.of(onnx_model, Path(output_path), algo.upper())
     check = (lambda path: verify_against_policy(model, graph, path)) if verify else None
-    summary.max_error = recipe.save_verified(onnx_model, Path(output_path), check)
-    summary.verified = verify
-    return summary
-
+    return recipe.export_verified(graph, example, layout.input_names, Path(output_path), algo.upper(), opset, ir_version, check)
 
 def convert_sb3_file(
     model_path: Path,

@@ -95,15 +95,3 @@ def iteration_payload(result: Dict[str, Any], checkpoints: int = 0) -> Dict[str,
         policies=policies,
         checkpoints=checkpoints,
     )
-
-
-def last_result(trial_dir: Path) -> Dict[str, Any]:
-    """The last line of a trial's result.json, or {}."""
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return {}
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    try:
-        return json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        return {}

@@ -17,11 +17,12 @@ from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
+from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError, print_warning
+from godot_rl_cli.game.settings import FIELD_NAMES
 
-ALGORITHMS = ("PPO", "APPO", "IMPALA", "DQN", "SAC")
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
-ENV_CONFIG_KEYS = {"env_path", "action_repeat", "show_window", "speedup", "seed", "port", "framerate", "connect_timeout", "step_timeout", "game_args", "max_env_restarts"}
+ENV_CONFIG_KEYS = set(FIELD_NAMES)
 STOP_KEYS = {"time_total_s", "timesteps_total", "training_iteration", "episode_reward_mean", "sustained_episode_reward_mean", "stop_file"}
 
 # Legacy key -> the AlgorithmConfig attribute Ray 2.48 reads (it ignores or rejects the old names).
@@ -69,8 +70,8 @@ def load_run_spec(path: str) -> RunSpec:
     settings = dict(data["config"]) if isinstance(data.get("config"), dict) else {k: v for k, v in data.items() if k not in RUN_KEYS}
     spec = RunSpec(source=source)
     spec.algorithm = str(data.get("algorithm") or settings.pop("algorithm", "PPO")).upper()
-    if spec.algorithm not in ALGORITHMS:
-        raise UserError(f"unknown algorithm {spec.algorithm!r} in {path}", f"use one of {', '.join(ALGORITHMS)}")
+    if spec.algorithm not in RLLIB_ALGORITHMS:
+        raise UserError(f"unknown algorithm {spec.algorithm!r} in {path}", f"use one of {', '.join(RLLIB_ALGORITHMS)}")
     spec.env_is_multiagent = bool(data.get("env_is_multiagent", True))
     spec.checkpoint_frequency = int(data.get("checkpoint_frequency") or 10)
     spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)

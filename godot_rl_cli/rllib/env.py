@@ -12,6 +12,7 @@ With `max_env_restarts: N` in env_config, a game that crashes or hangs is relaun
 per env instance): the episode in progress ends truncated at its last observation, and training goes on.
 """
 
+import dataclasses
 import functools
 from typing import Any, Dict, List, Tuple, Union
 
@@ -19,11 +20,11 @@ import numpy as np
 from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from godot_rl_cli.game.env import GameDiedError, GameError, GameHungError, RestartBudget, RobustGodotEnv
+from godot_rl_cli.game import GameDiedError, GameError, GameHungError, GameSettings, RestartBudget, RobustGodotEnv
+from godot_rl_cli.game.settings import DEFAULT_PORT
 from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
 AgentId = Union[int, str]
-GAME_SETTINGS = ("env_path", "show_window", "framerate", "action_repeat", "speedup", "connect_timeout", "step_timeout")
 
 
 def agent_index(agent_id: AgentId) -> int:
@@ -35,7 +36,7 @@ def game_port(env_config: Any) -> int:
     """Unique per worker and per vectorised env: base port + worker index * envs per worker + vector index."""
     worker = getattr(env_config, "worker_index", 0)
     vector = getattr(env_config, "vector_index", 0)
-    return int(env_config.get("port", RobustGodotEnv.DEFAULT_PORT)) + worker * int(env_config.get("_envs_per_worker", 1)) + vector
+    return int(env_config.get("port", DEFAULT_PORT)) + worker * int(env_config.get("_envs_per_worker", 1)) + vector
 
 
 def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
@@ -44,9 +45,8 @@ def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
 
 
 def start_game(env_config: Any, port: int, show_window: bool) -> RobustGodotEnv:
-    settings = {key: env_config[key] for key in GAME_SETTINGS if env_config.get(key) is not None}
-    settings["show_window"] = show_window
-    return RobustGodotEnv(port=port, seed=int(env_config.get("seed", 0)) + port, game_args=dict(env_config.get("game_args") or {}), **settings)
+    settings = GameSettings.from_env_config(env_config)
+    return RobustGodotEnv.from_settings(dataclasses.replace(settings, port=port, seed=settings.seed + port, show_window=show_window))
 
 
 class GodotMultiAgentEnv(MultiAgentEnv):
@@ -87,7 +87,7 @@ class GodotMultiAgentEnv(MultiAgentEnv):
     def step(self, action_dict: Dict[AgentId, Any]):
         actions = np.stack([np.asarray(action_dict.get(agent_id, self.noop[i])).reshape(self.noop[i].shape) for i, agent_id in enumerate(self.ids)])
         try:
-            self.game._send_as_json({"type": "action", "action": self.encoder.encode(actions)})
+            self.game.send_actions(self.encoder.encode(actions))
             observations, rewards, dones, _, infos = self.game.step_recv()
         except (GameDiedError, GameHungError) as error:
             return self._restart_game(error)

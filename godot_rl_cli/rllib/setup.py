@@ -9,17 +9,14 @@ policy per id (`policies/<id>/`) that the ONNX converter exports directly. Ray s
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ray.rllib.algorithms.appo import APPOConfig
-from ray.rllib.algorithms.dqn import DQNConfig
-from ray.rllib.algorithms.impala import IMPALAConfig
-from ray.rllib.algorithms.ppo import PPOConfig
-from ray.rllib.algorithms.sac import SACConfig
 from ray.rllib.policy.policy import PolicySpec
 from ray.rllib.utils.replay_buffers import MultiAgentPrioritizedReplayBuffer, MultiAgentReplayBuffer
 from ray.tune.registry import register_env
 
+from godot_rl_cli.algorithms import rllib_config_class
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game.env import GameError, RobustGodotEnv
+from godot_rl_cli.game import GameError, RobustGodotEnv
+from godot_rl_cli.game.settings import DEFAULT_PORT
 from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
 from godot_rl_cli.rllib.config import RunSpec, apply_settings
 from godot_rl_cli.rllib.env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
@@ -44,12 +41,11 @@ class OldStackPrioritizedReplayBuffer(MultiAgentPrioritizedReplayBuffer, metacla
 
 
 OLD_STACK_REPLAY_BUFFERS = {"DQN": OldStackPrioritizedReplayBuffer, "SAC": OldStackReplayBuffer}
-CONFIGS = {"PPO": PPOConfig, "APPO": APPOConfig, "IMPALA": IMPALAConfig, "DQN": DQNConfig, "SAC": SACConfig}
 
 
 def probe_game(env_config: Dict[str, Any]) -> RobustGodotEnv:
     """Start the game once to read its agents, policy names and spaces, then close it."""
-    game = start_game(env_config, int(env_config.get("port", RobustGodotEnv.DEFAULT_PORT)), show_window=False)
+    game = start_game(env_config, int(env_config.get("port", DEFAULT_PORT)), show_window=False)
     game.close()
     return game
 
@@ -89,7 +85,7 @@ def build_config(spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv
     }
     register_env("godot", lambda context: GodotMultiAgentEnv(context))
     config = (
-        CONFIGS[spec.algorithm]()
+        rllib_config_class(spec.algorithm)()
         .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
         .framework("torch")
         .environment("godot", disable_env_checking=True)

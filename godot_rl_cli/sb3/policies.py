@@ -16,21 +16,12 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from godot_rl_cli.errors import UserError
 
-POLICY_TYPES = ("mlp", "cnn", "lstm", "grn")
 GRN_BLOCKS = 2
 LSTM_REFUSAL = (
     "--policy-type lstm is not supported by the SB3 trainer: Stable-Baselines3 has no recurrent policy "
     "(RecurrentPPO lives in sb3-contrib) and the Godot plugin's ONNX runner feeds a single state_ins value per "
     "call, which cannot carry an LSTM's hidden and cell state"
 )
-
-
-def parse_int_list(text: str) -> List[int]:
-    """'64,64' -> [64, 64]; for argparse (raises ValueError on bad input)."""
-    values = [int(part) for part in text.replace(" ", "").split(",") if part]
-    if not values or any(value <= 0 for value in values):
-        raise ValueError(f"expected positive integers separated by commas, got {text!r}")
-    return values
 
 
 class SmallImageCNN(BaseFeaturesExtractor):

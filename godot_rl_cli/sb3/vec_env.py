@@ -11,34 +11,22 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game.env import GameDiedError, GameError, GameHungError, RestartBudget, RobustGodotEnv
+from godot_rl_cli.game import GameDiedError, GameError, GameHungError, GameSettings, RestartBudget, RobustGodotEnv
 from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
 
 class GodotVecEnv(VecEnv):
     """All agents of `n_parallel` game processes as one SB3 vectorised env (agent-major, game by game)."""
 
-    def __init__(
-        self,
-        env_path: Optional[str],
-        n_parallel: int = 1,
-        port: int = RobustGodotEnv.DEFAULT_PORT,
-        seed: int = 0,
-        show_window: bool = False,
-        max_env_restarts: int = 0,
-        **env_kwargs: Any,
-    ):
-        if env_path is None and n_parallel > 1:
+    def __init__(self, settings: GameSettings, n_parallel: int = 1):
+        if settings.env_path is None and n_parallel > 1:
             raise UserError("--n_parallel > 1 needs --env_path", "in-editor training runs a single game")
-        self.restarts = RestartBudget(max_env_restarts, "--max_env_restarts")
-        self._game_settings = [
-            dict(env_path=env_path, port=port + index, seed=seed + index, show_window=show_window and index == 0, **env_kwargs)
-            for index in range(n_parallel)
-        ]
+        self.restarts = RestartBudget(settings.max_env_restarts, "--max_env_restarts")
+        self._game_settings = [settings.for_game(index) for index in range(n_parallel)]
         self.games: List[RobustGodotEnv] = []
         try:
-            for settings in self._game_settings:
-                self.games.append(RobustGodotEnv(**settings))
+            for game_settings in self._game_settings:
+                self.games.append(RobustGodotEnv.from_settings(game_settings))
         except BaseException:
             self.close()
             raise
@@ -81,7 +69,7 @@ class GodotVecEnv(VecEnv):
         failures: Dict[int, GameError] = {}
         for index, game in enumerate(self.games):
             try:
-                game._send_as_json({"type": "action", "action": self.actions_to_game.encode(actions[index * per_game : (index + 1) * per_game])})
+                game.send_actions(self.actions_to_game.encode(actions[index * per_game : (index + 1) * per_game]))
             except (GameDiedError, GameHungError) as error:
                 failures[index] = error
         observations: List[Dict[str, Any]] = []
@@ -110,7 +98,7 @@ class GodotVecEnv(VecEnv):
         """Relaunch a crashed or hung game (ML-Agents style): its agents' episodes end, training goes on."""
         self.restarts.spend(error)
         self.games[index].close()
-        self.games[index] = RobustGodotEnv(**self._game_settings[index])
+        self.games[index] = RobustGodotEnv.from_settings(self._game_settings[index])
         obs, _ = self.games[index].reset()
         count = self.agents_per_game
         return obs, [0.0] * count, [True] * count, [{"env_restart": 1} for _ in range(count)]
