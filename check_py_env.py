@@ -11,7 +11,9 @@ from godot_rl_cli.env_check import all_available, check_environment
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument(
-        "--no-cache", dest="use_cache", action="store_false",
+        "--no-cache",
+        dest="use_cache",
+        action="store_false",
         help="import everything again instead of using the cached answer",
     )
     args = parser.parse_args(argv)

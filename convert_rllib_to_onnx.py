@@ -25,21 +25,34 @@ def build_parser() -> argparse.ArgumentParser:
         "directory holding one trial",
     )
     parser.add_argument(
-        "-o", "--output", "--output-dir", dest="output", default="onnx_exports", metavar="DIR",
+        "-o",
+        "--output",
+        "--output-dir",
+        dest="output",
+        default="onnx_exports",
+        metavar="DIR",
         help="output directory for the .onnx files (default: ./onnx_exports); a path ending in .onnx is the file "
         "itself when one policy is exported",
     )
     parser.add_argument(
-        "--policy", default=None, metavar="POLICY_ID",
+        "--policy",
+        default=None,
+        metavar="POLICY_ID",
         help="export only this policy (default: every policy in the checkpoint)",
     )
     parser.add_argument(
-        "--checkpoint-number", dest="checkpoint_number", type=int, default=None, metavar="N",
+        "--checkpoint-number",
+        dest="checkpoint_number",
+        type=int,
+        default=None,
+        metavar="N",
         help="use checkpoint N of the trial (checkpoint_000010 and checkpoint_10 are both 10; default: the highest)",
     )
     add_version_arguments(parser, "each policy")
     parser.add_argument(
-        "--no-multiagent", dest="single_policy", action="store_true",
+        "--no-multiagent",
+        dest="single_policy",
+        action="store_true",
         help="the checkpoint holds a single policy (default_policy): export it, and fail if there are several",
     )
     parser.add_argument("--prefix", default="", help="prefix of the output file names (default: none)")
@@ -61,7 +74,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         validate_versions(args.opset, args.ir_version)
-        checkpoint = resolve_checkpoint(Path(args.checkpoint_path).expanduser().absolute(), args.checkpoint_number)
+        checkpoint = resolve_checkpoint(
+            Path(args.checkpoint_path).expanduser().absolute(), args.checkpoint_number
+        )
         chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
         paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)
     except UserError as error:
@@ -81,8 +96,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "report this checkpoint; --no-verify skips the check",
             )
         except OSError as error:
-            print_error(f"policy {policy_id!r}: cannot write the ONNX file: {error}", "check the output directory and its permissions")
-        except Exception as error:  # torch.onnx and onnx.checker raise many types; any of them fails this policy only
+            print_error(
+                f"policy {policy_id!r}: cannot write the ONNX file: {error}",
+                "check the output directory and its permissions",
+            )
+        except (
+            Exception
+        ) as error:  # torch.onnx and onnx.checker raise many types; any of them fails this policy only
             print_error(
                 f"policy {policy_id!r}: export failed: {type(error).__name__}: {error}",
                 "this policy's layers may not be exportable to ONNX at this opset; try a higher --opset",

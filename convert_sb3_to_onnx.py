@@ -21,19 +21,27 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument(
-        "model_path", help="the model .zip saved by stable_baselines3_training_script.py or SB3's model.save()"
+        "model_path",
+        help="the model .zip saved by stable_baselines3_training_script.py or SB3's model.save()",
     )
     parser.add_argument(
-        "-o", "--output", default=None,
+        "-o",
+        "--output",
+        default=None,
         help="output .onnx file (default: beside the model, with the .onnx suffix)",
     )
     parser.add_argument(
-        "--algo", type=lambda text: text.strip().lower(), choices=list(SB3_ALGORITHMS), default=None,
+        "--algo",
+        type=lambda text: text.strip().lower(),
+        choices=list(SB3_ALGORITHMS),
+        default=None,
         help="algorithm that trained the model, any case (default: auto-detected from the file)",
     )
     add_version_arguments(parser, "the SB3 policy")
     parser.add_argument(
-        "--use-obs-array", dest="use_obs_array", action="store_true",
+        "--use-obs-array",
+        dest="use_obs_array",
+        action="store_true",
         help="a single 'obs' input: for dict observations, every key flattened and concatenated in the model's "
         "(sorted) key order",
     )
@@ -59,7 +67,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as error:
         exit_with_error(error.what, error.how)
     except VerificationError as error:
-        exit_with_error(f"verification failed, output file removed: {error}", "report this model; --no-verify skips the check")
+        exit_with_error(
+            f"verification failed, output file removed: {error}",
+            "report this model; --no-verify skips the check",
+        )
     except OSError as error:
         exit_with_error(f"cannot write the ONNX file: {error}", "check the --output path and its permissions")
     except (RuntimeError, ValueError) as error:

@@ -20,13 +20,23 @@ from godot_rl_cli.errors import print_error, print_warning
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
     )
     parser.add_argument("--iterations", type=int_in_range(1), default=20, help="iterations to simulate")
     parser.add_argument("--interval", type=non_negative_float, default=0.5, help="seconds between iterations")
-    parser.add_argument("--policies", type=int_in_range(1), default=2, help="number of policies in each metric line")
+    parser.add_argument(
+        "--policies", type=int_in_range(1), default=2, help="number of policies in each metric line"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated numbers")
-    parser.add_argument("--fail-at", dest="fail_at", type=int_in_range(1), default=None, help="after iteration N print an ERROR line and exit 1")
+    parser.add_argument(
+        "--fail-at",
+        dest="fail_at",
+        type=int_in_range(1),
+        default=None,
+        help="after iteration N print an ERROR line and exit 1",
+    )
     return parser
 
 
@@ -43,7 +53,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     steps_per_iteration, episodes_total, timesteps_total = 4000, 0, 0
     started = time.monotonic()
 
-    print(f"Demo training run: {args.iterations} iterations, {args.policies} policies, seed {args.seed}", flush=True)
+    print(
+        f"Demo training run: {args.iterations} iterations, {args.policies} policies, seed {args.seed}",
+        flush=True,
+    )
     for iteration in range(1, args.iterations + 1):
         iteration_started = time.monotonic()
         time.sleep(args.interval)
@@ -87,7 +100,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             policies=policies,
             checkpoints=iteration // 5,
         )
-        print(f"Iteration {iteration}: timesteps {timesteps_total}, reward mean {payload['episode_reward_mean']:.2f}", flush=True)
+        print(
+            f"Iteration {iteration}: timesteps {timesteps_total}, reward mean {payload['episode_reward_mean']:.2f}",
+            flush=True,
+        )
         metrics.emit_metric(payload)
         if iteration % 5 == 3:
             print_warning(f"simulated warning at iteration {iteration}: environment slow to respond")

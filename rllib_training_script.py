@@ -34,23 +34,39 @@ def build_parser() -> argparse.ArgumentParser:
         default="rllib_config.yaml",
         help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)",
     )
-    parser.add_argument("--experiment_dir", default="logs/rllib", help="directory for results and checkpoints")
     parser.add_argument(
-        "--resume", "--restore", dest="resume", default=None,
+        "--experiment_dir", default="logs/rllib", help="directory for results and checkpoints"
+    )
+    parser.add_argument(
+        "--resume",
+        "--restore",
+        dest="resume",
+        default=None,
         help="continue from this checkpoint directory (checkpoint_NNNNNN)",
     )
     parser.add_argument(
-        "--ray_address", default=os.environ.get("RAY_ADDRESS"),
+        "--ray_address",
+        default=os.environ.get("RAY_ADDRESS"),
         help="join this Ray cluster instead of starting a local one (also RAY_ADDRESS)",
     )
-    parser.add_argument("--env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path")
-    parser.add_argument("--seed", type=int, default=None, help="seed for RLlib and the games; overrides the YAML")
     parser.add_argument(
-        "--num_workers", type=int_in_range(0), default=None,
+        "--env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for RLlib and the games; overrides the YAML"
+    )
+    parser.add_argument(
+        "--num_workers",
+        type=int_in_range(0),
+        default=None,
         help="number of env runner processes; overrides the YAML (0: sample in this process)",
     )
     parser.add_argument(
-        "--game_arg", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+        "--game_arg",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="extra --KEY=VALUE argument for the games (repeatable)",
     )
     add_thread_argument(parser)
@@ -64,7 +80,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from godot_rl_cli.threads import configure_torch_threads
 
     threads = configure_torch_threads(args.torch_threads)
-    signals = StopSignals("Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)")
+    signals = StopSignals(
+        "Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)"
+    )
 
     # Everything that can be checked is checked before Ray starts.
     try:
@@ -72,7 +90,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         env_config = dict(spec.env_config)
         env_path = resolve_env_path(env_config, args.env_path)
         if not env_path:
-            raise UserError(f"no env_path in {args.config_file}", "set env_config.env_path or pass --env_path")
+            raise UserError(
+                f"no env_path in {args.config_file}", "set env_config.env_path or pass --env_path"
+            )
         env_config["env_path"] = validate_env_path(env_path)
         env_config["game_args"] = {**(env_config.get("game_args") or {}), **dict(args.game_arg)}
         if args.seed is not None:
@@ -94,7 +114,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as error:
         exit_with_error(error.what, error.how)
     except GameError as error:
-        exit_with_error(str(error), "check that the game starts on its own and uses the Godot RL Agents plugin")
+        exit_with_error(
+            str(error), "check that the game starts on its own and uses the Godot RL Agents plugin"
+        )
     except (StopRequested, KeyboardInterrupt):
         print("Stopped before training started.", file=sys.stderr)
         return 0
@@ -137,7 +159,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         algo = config.build_algo(
-            logger_creator=lambda algorithm_config: UnifiedLogger(algorithm_config, str(trial.directory), loggers=None)
+            logger_creator=lambda algorithm_config: UnifiedLogger(
+                algorithm_config, str(trial.directory), loggers=None
+            )
         )
         algo.callbacks.episodes_offset = episodes_offset
         if resume_from:
@@ -151,7 +175,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 ) from None
             print(f"Resumed from {resume_from} at iteration {algo.iteration}", flush=True)
         stop = StopCriteria(spec.stop)
-        print(f"Training policies {', '.join(policy_names)}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True)
+        print(
+            f"Training policies {', '.join(policy_names)}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True
+        )
         while signals.received == 0:
             result = algo.train()
             runners = result.get("env_runners", {})
@@ -175,9 +201,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         exit_code = 1
     except KeyboardInterrupt:
         exit_code = 130
-    except Exception as error:  # Ray wraps failures of its workers; report the game's own error when there is one
+    except (
+        Exception
+    ) as error:  # Ray wraps failures of its workers; report the game's own error when there is one
         game_error = find_game_error(error)
-        what = str(game_error) if game_error else f"training failed: {type(error).__name__}: {error}".splitlines()[0]
+        what = (
+            str(game_error)
+            if game_error
+            else f"training failed: {type(error).__name__}: {error}".splitlines()[0]
+        )
         print_error(what, "the last checkpoint is saved" if algo else None)
         exit_code = 1
 

@@ -69,7 +69,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             env.close()
         exit_with_error(error.what, error.how)
     except GameError as error:
-        exit_with_error(str(error), "check that the game starts on its own and uses the Godot RL Agents plugin")
+        exit_with_error(
+            str(error), "check that the game starts on its own and uses the Godot RL Agents plugin"
+        )
     except (StopRequested, KeyboardInterrupt):
         if env is not None:
             env.close()
@@ -120,7 +122,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             model.tensorboard_log = str(experiment_dir)
 
         if args.inference:
-            episodes = run_inference(model, monitored_env, args.timesteps, env.policy_name, lambda: stopper.requested)
+            episodes = run_inference(
+                model, monitored_env, args.timesteps, env.policy_name, lambda: stopper.requested
+            )
             print(f"Inference finished: {episodes} episode(s).", flush=True)
         else:
             training_started = True
@@ -151,7 +155,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print_error(str(error), "the model trained so far is saved" if training_started else None)
         exit_code = 1
     except OSError as error:
-        print_error(f"writing a file failed: {error}", "check free disk space and permissions of the experiment directory")
+        print_error(
+            f"writing a file failed: {error}",
+            "check free disk space and permissions of the experiment directory",
+        )
         exit_code = 1
     except KeyboardInterrupt:
         exit_code = 130

@@ -47,7 +47,9 @@ def measure(speedup: int, framerate: Optional[int], seconds: float, port: int) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per configuration")
     parser.add_argument("--port", type=int, default=36000, help="game port (one at a time)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "godot3_results.md")

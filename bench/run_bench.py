@@ -121,7 +121,12 @@ def train_timed(make_env: Callable, steps: int, ours: bool) -> Dict[str, float]:
 
 def ours_env(n_agents: int, step_cost_ms: float, n_parallel: int = 1) -> Callable:
     def make() -> GodotVecEnv:
-        return GodotVecEnv(BALLCHASE, n_parallel=n_parallel, port=next_ports(n_parallel), game_args={"n_agents": n_agents, "step_cost_ms": step_cost_ms})
+        return GodotVecEnv(
+            BALLCHASE,
+            n_parallel=n_parallel,
+            port=next_ports(n_parallel),
+            game_args={"n_agents": n_agents, "step_cost_ms": step_cost_ms},
+        )
 
     return make
 
@@ -129,14 +134,22 @@ def ours_env(n_agents: int, step_cost_ms: float, n_parallel: int = 1) -> Callabl
 def godot_rl_env(n_agents: int, step_cost_ms: float, n_parallel: int = 1) -> Callable:
     def make() -> StableBaselinesGodotEnv:
         with contextlib.redirect_stdout(io.StringIO()):
-            return StableBaselinesGodotEnv(env_path=BALLCHASE, n_parallel=n_parallel, port=next_ports(n_parallel), n_agents=n_agents, step_cost_ms=step_cost_ms)
+            return StableBaselinesGodotEnv(
+                env_path=BALLCHASE,
+                n_parallel=n_parallel,
+                port=next_ports(n_parallel),
+                n_agents=n_agents,
+                step_cost_ms=step_cost_ms,
+            )
 
     return make
 
 
 def bench_throughput(configurations: List[tuple], base_steps: int) -> List[str]:
-    rows = ["| agents per game | step cost (ms/tick) | godot-rl steps/s | ours steps/s | ratio | godot-rl collection steps/s | ours collection steps/s | collection ratio | metrics share of wall time |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| agents per game | step cost (ms/tick) | godot-rl steps/s | ours steps/s | ratio | godot-rl collection steps/s | ours collection steps/s | collection ratio | metrics share of wall time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for n_agents, step_cost in configurations:
         steps = base_steps * max(4, n_agents // 4)
         theirs_runs, mine_runs = [], []
@@ -160,7 +173,9 @@ def bench_scaling(parallel_counts: List[int], steps: int, step_cost_ms: float) -
     for count in parallel_counts:
         result = train_timed(ours_env(1, step_cost_ms, count), steps * count, ours=True)
         base = base or result["steps_per_s"]
-        rows.append(f"| {count} | {result['steps_per_s']:.0f} | {result['steps_per_s'] / base:.2f}x | {result['steps_per_s'] / base / count * 100:.0f} % |")
+        rows.append(
+            f"| {count} | {result['steps_per_s']:.0f} | {result['steps_per_s'] / base:.2f}x | {result['steps_per_s'] / base / count * 100:.0f} % |"
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -194,10 +209,27 @@ def bench_rllib(iterations: int) -> List[str]:
 
     with tempfile.TemporaryDirectory() as directory:
         config = Path(directory) / "config.yaml"
-        config.write_text((REPO_ROOT / "rllib_config.yaml").read_text().replace("training_iteration: 50", f"training_iteration: {iterations}"))
-        command = [sys.executable, str(REPO_ROOT / "rllib_training_script.py"), f"--config_file={config}", f"--experiment_dir={directory}"]
+        config.write_text(
+            (REPO_ROOT / "rllib_config.yaml")
+            .read_text()
+            .replace("training_iteration: 50", f"training_iteration: {iterations}")
+        )
+        command = [
+            sys.executable,
+            str(REPO_ROOT / "rllib_training_script.py"),
+            f"--config_file={config}",
+            f"--experiment_dir={directory}",
+        ]
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, CONTROLLER_METRICS="1"), start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=dict(os.environ, CONTROLLER_METRICS="1"),
+            start_new_session=True,
+        )
         peak = [0]
 
         def sample_memory() -> None:
@@ -210,7 +242,7 @@ def bench_rllib(iterations: int) -> List[str]:
         first, per_iteration = None, []
         for line in process.stdout:
             if line.startswith("@METRIC "):
-                sample = json.loads(line[len("@METRIC "):])
+                sample = json.loads(line[len("@METRIC ") :])
                 first = first or time.perf_counter() - started
                 per_iteration.append(sample["time_this_iter_s"])
         process.wait()
@@ -230,9 +262,19 @@ def bench_check_py_env() -> List[str]:
         timings = []
         for _ in range(3):
             started = time.perf_counter()
-            subprocess.run([sys.executable, str(REPO_ROOT / "check_py_env.py")], env=env, capture_output=True, check=False)
+            subprocess.run(
+                [sys.executable, str(REPO_ROOT / "check_py_env.py")],
+                env=env,
+                capture_output=True,
+                check=False,
+            )
             timings.append(time.perf_counter() - started)
-    return ["| call | wall time (s) |", "| --- | --- |", f"| cold (empty cache) | {timings[0]:.2f} |", f"| warm | {min(timings[1:]):.3f} |"]
+    return [
+        "| call | wall time (s) |",
+        "| --- | --- |",
+        f"| cold (empty cache) | {timings[0]:.2f} |",
+        f"| warm | {min(timings[1:]):.3f} |",
+    ]
 
 
 def bench_onnx() -> List[str]:
@@ -253,7 +295,13 @@ def bench_onnx() -> List[str]:
             onnx_seconds = _median_time(lambda: session.run(None, feeds))
             observation = {"obs": torch.zeros((1, 4))}
             with torch.no_grad():
-                torch_seconds = _median_time(lambda: model.policy.action_net(model.policy.mlp_extractor.forward_actor(model.policy.extract_features(observation, model.policy.pi_features_extractor))))
+                torch_seconds = _median_time(
+                    lambda: model.policy.action_net(
+                        model.policy.mlp_extractor.forward_actor(
+                            model.policy.extract_features(observation, model.policy.pi_features_extractor)
+                        )
+                    )
+                )
     finally:
         env.close()
     return [
@@ -286,11 +334,13 @@ def bench_metric_delivery(samples: int) -> List[str]:
         "    emit_metric({'kind': 'latency', 'sent_ns': time.clock_gettime_ns(time.CLOCK_MONOTONIC)})\n"
         "    time.sleep(0.01)\n" % (str(REPO_ROOT), samples)
     )
-    process = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, env=dict(os.environ, CONTROLLER_METRICS="1"))
+    process = subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, env=dict(os.environ, CONTROLLER_METRICS="1")
+    )
     delays = []
     for line in process.stdout:
         received = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        delays.append((received - json.loads(line[len(b"@METRIC "):])["sent_ns"]) / 1e6)
+        delays.append((received - json.loads(line[len(b"@METRIC ") :])["sent_ns"]) / 1e6)
     process.wait()
     return [
         "| figure | value |",
@@ -305,17 +355,25 @@ def bench_metric_delivery(samples: int) -> List[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (under 5 minutes)")
-    parser.add_argument("--output", default=str(REPO_ROOT / "bench" / "results.md"), help="where to write the results")
+    parser.add_argument(
+        "--output", default=str(REPO_ROOT / "bench" / "results.md"), help="where to write the results"
+    )
     args = parser.parse_args()
     quick = args.quick
     torch.set_num_threads(1)
     sb3_logs = tempfile.TemporaryDirectory(prefix="bench-sb3-logs-")
-    os.environ["SB3_LOGDIR"] = sb3_logs.name  # SB3 otherwise makes a /tmp/SB3-<date> folder for every model without TensorBoard
+    os.environ["SB3_LOGDIR"] = (
+        sb3_logs.name
+    )  # SB3 otherwise makes a /tmp/SB3-<date> folder for every model without TensorBoard
     configurations = [(1, 0), (16, 0), (64, 0), (1, 0.5), (16, 0.5), (64, 0.5)]
     started = time.perf_counter()
     sections = {
-        "1. SB3 throughput: this suite vs godot-rl's StableBaselinesGodotEnv + PPO (same PPO settings)": bench_throughput(configurations, 512 if quick else 2048),
-        "2. Scaling over game processes (step cost 0.4 ms per physics tick, 8 ticks per step: the game is the bottleneck)": bench_scaling([1, 2, 4] if quick else [1, 2, 4, 8], 1024 if quick else 4096, 0.4),
+        "1. SB3 throughput: this suite vs godot-rl's StableBaselinesGodotEnv + PPO (same PPO settings)": bench_throughput(
+            configurations, 512 if quick else 2048
+        ),
+        "2. Scaling over game processes (step cost 0.4 ms per physics tick, 8 ticks per step: the game is the bottleneck)": bench_scaling(
+            [1, 2, 4] if quick else [1, 2, 4, 8], 1024 if quick else 4096, 0.4
+        ),
         "3. RLlib, shipped rllib_config.yaml": bench_rllib(5 if quick else 20),
         "4. check_py_env.py": bench_check_py_env(),
         "5. ONNX export of the default PPO policy (MultiInputPolicy 64x64, obs 4, 2 continuous actions)": bench_onnx(),
@@ -328,7 +386,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python bench/run_bench.py{' --quick' if quick else ''}` ({mode} mode, {time.perf_counter() - started:.0f} s)  ",
         f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__} (1 thread)  ",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
     ]
     for title, rows in sections.items():
         lines += ["", f"## {title}", ""] + rows

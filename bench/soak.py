@@ -24,7 +24,16 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BALLCHASE = str(REPO_ROOT / "examples" / "sim" / "BallChase.x86_64")
-PROTOCOL_FAULTS = ["truncated", "oversized", "wrong_type", "missing_fields", "wrong_shape", "garbage", "out_of_order", "not_object"]
+PROTOCOL_FAULTS = [
+    "truncated",
+    "oversized",
+    "wrong_type",
+    "missing_fields",
+    "wrong_shape",
+    "garbage",
+    "out_of_order",
+    "not_object",
+]
 
 
 def scenario(rng: random.Random) -> tuple:
@@ -35,15 +44,42 @@ def scenario(rng: random.Random) -> tuple:
     if kind == "sigint":
         return "SIGINT", [], 0, rng.uniform(0.0, 2.0)
     if kind == "crash":
-        return "crash in 1 of 3 games", ["--game_arg", f"crash_after_steps={step}", "--game_arg", f"fault_seed={faulty}"], 1, None
+        return (
+            "crash in 1 of 3 games",
+            ["--game_arg", f"crash_after_steps={step}", "--game_arg", f"fault_seed={faulty}"],
+            1,
+            None,
+        )
     if kind == "hang":
-        return "hang in 1 of 3 games", ["--game_arg", f"hang_after_steps={step}", "--game_arg", f"fault_seed={faulty}"], 1, None
+        return (
+            "hang in 1 of 3 games",
+            ["--game_arg", f"hang_after_steps={step}", "--game_arg", f"fault_seed={faulty}"],
+            1,
+            None,
+        )
     if kind == "protocol":
         fault = rng.choice(PROTOCOL_FAULTS)
-        return f"protocol: {fault}", ["--game_arg", f"fault={fault}", "--game_arg", f"fault_after_steps={step}"], 1, None
+        return (
+            f"protocol: {fault}",
+            ["--game_arg", f"fault={fault}", "--game_arg", f"fault_after_steps={step}"],
+            1,
+            None,
+        )
     if kind == "nan":
         return "NaN reward", ["--game_arg", f"nan_reward_after_steps={step}"], 1, None
-    return "crash with --max_env_restarts", ["--game_arg", f"crash_after_steps={step}", "--game_arg", "fault_seed=1", "--max_env_restarts=100", "--timesteps=3000"], 0, None
+    return (
+        "crash with --max_env_restarts",
+        [
+            "--game_arg",
+            f"crash_after_steps={step}",
+            "--game_arg",
+            "fault_seed=1",
+            "--max_env_restarts=100",
+            "--timesteps=3000",
+        ],
+        0,
+        None,
+    )
 
 
 def leftover_games(port: int) -> int:
@@ -68,9 +104,22 @@ def model_loadable(path: Path) -> bool:
 def run_cycle(rng: random.Random, port: int, workdir: Path) -> dict:
     name, extra, expected_code, sigint_after = scenario(rng)
     experiment = workdir / "exp"
-    command = [sys.executable, str(REPO_ROOT / "stable_baselines3_training_script.py"), f"--env_path={BALLCHASE}", f"--experiment_dir={experiment}",
-               "--experiment_name=run", "--timesteps=10000000", "--n_parallel=3", f"--port={port}", "--step_timeout=3", "--save_checkpoint_frequency=256", *extra]
-    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "stable_baselines3_training_script.py"),
+        f"--env_path={BALLCHASE}",
+        f"--experiment_dir={experiment}",
+        "--experiment_name=run",
+        "--timesteps=10000000",
+        "--n_parallel=3",
+        f"--port={port}",
+        "--step_timeout=3",
+        "--save_checkpoint_frequency=256",
+        *extra,
+    ]
+    process = subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     if sigint_after is not None:
         for line in process.stdout:
             if line.startswith("Game ready"):
@@ -82,7 +131,13 @@ def run_cycle(rng: random.Random, port: int, workdir: Path) -> dict:
     except subprocess.TimeoutExpired:
         process.kill()
         _, stderr = process.communicate()
-        return {"scenario": name, "ok": False, "why": "did not end within 120 s", "lost": 1, "leaked": leftover_games(port)}
+        return {
+            "scenario": name,
+            "ok": False,
+            "why": "did not end within 120 s",
+            "lost": 1,
+            "leaked": leftover_games(port),
+        }
     time.sleep(0.3)
     errors = [line for line in stderr.splitlines() if line.startswith("ERROR:")]
     problems = []
@@ -109,7 +164,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long to keep starting cycles")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault choices")
     parser.add_argument("--port", type=int, default=33000, help="base port (3 consecutive ports are used)")
-    parser.add_argument("--output", default=str(REPO_ROOT / "bench" / "soak_results.md"), help="where to write the summary")
+    parser.add_argument(
+        "--output", default=str(REPO_ROOT / "bench" / "soak_results.md"), help="where to write the summary"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     deadline = time.monotonic() + args.minutes * 60
@@ -118,14 +175,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as workdir:
             result = run_cycle(rng, args.port, Path(workdir))
         results.append(result)
-        print(f"cycle {len(results)}: {result['scenario']}: {'ok' if result['ok'] else 'FAILED: ' + result['why']}", flush=True)
+        print(
+            f"cycle {len(results)}: {result['scenario']}: {'ok' if result['ok'] else 'FAILED: ' + result['why']}",
+            flush=True,
+        )
     by_scenario = Counter(result["scenario"].split(":")[0] for result in results)
     failed = [result for result in results if not result["ok"]]
     lines = [
         "# Reliability soak results",
         "",
         f"Command: `.venv/bin/python bench/soak.py --minutes {args.minutes:g} --seed {args.seed}`  ",
-        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores",
+        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores",
         "",
         "| figure | value |",
         "| --- | --- |",

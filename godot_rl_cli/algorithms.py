@@ -20,7 +20,11 @@ SQUASHED_MEAN = "tanh-squashed mean"  # SAC's deterministic action
 DETERMINISTIC_ACTOR = "deterministic actor"  # TD3 / DDPG
 
 ALL_ACTIONS = frozenset({DISCRETE, MULTI_DISCRETE, CONTINUOUS})
-ACTION_TEXT = {DISCRETE: "a single discrete action head", MULTI_DISCRETE: "several discrete action heads", CONTINUOUS: "continuous actions"}
+ACTION_TEXT = {
+    DISCRETE: "a single discrete action head",
+    MULTI_DISCRETE: "several discrete action heads",
+    CONTINUOUS: "continuous actions",
+}
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,9 @@ ALGORITHMS: Dict[str, Algorithm] = {
 }
 
 SB3_ALGORITHMS = tuple(name for name, algorithm in ALGORITHMS.items() if algorithm.sb3_class)
-RLLIB_ALGORITHMS = tuple(name.upper() for name, algorithm in ALGORITHMS.items() if algorithm.rllib_config_class)
+RLLIB_ALGORITHMS = tuple(
+    name.upper() for name, algorithm in ALGORITHMS.items() if algorithm.rllib_config_class
+)
 SB3_HYPERPARAMETERS = tuple(
     dict.fromkeys(name for algorithm in ALGORITHMS.values() for name in algorithm.sb3_hyperparameters)
 )

@@ -11,7 +11,9 @@ def int_in_range(low: int, high: Optional[int] = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
         if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{value} is out of range [{low}, {high if high is not None else '∞'}]")
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range [{low}, {high if high is not None else '∞'}]"
+            )
         return value
 
     parse.__name__ = "integer"

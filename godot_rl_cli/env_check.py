@@ -49,7 +49,9 @@ def _import_error(module: str) -> str:
         importlib.import_module(module)
         return ""
     except ModuleNotFoundError as error:
-        return "missing" if error.name and module.startswith(error.name) else f"{type(error).__name__}: {error}"
+        return (
+            "missing" if error.name and module.startswith(error.name) else f"{type(error).__name__}: {error}"
+        )
     except BaseException as error:  # an installed package can fail in any way while importing
         return f"{type(error).__name__}: {error}".strip()
 

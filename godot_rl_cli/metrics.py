@@ -25,7 +25,9 @@ def metrics_enabled() -> bool:
 
 
 def utc_timestamp() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def to_strict_json_value(value: Any, path: str = "") -> Any:
@@ -52,7 +54,11 @@ def to_strict_json_value(value: Any, path: str = "") -> Any:
         return to_strict_json_value(value.tolist(), path)
     if hasattr(value, "item"):
         return to_strict_json_value(value.item(), path)
-    print(f"WARNING: metric {path or '(root)'} of type {type(value).__name__} dropped (not JSON)", file=sys.stderr, flush=True)
+    print(
+        f"WARNING: metric {path or '(root)'} of type {type(value).__name__} dropped (not JSON)",
+        file=sys.stderr,
+        flush=True,
+    )
     return _DROPPED
 
 

@@ -18,7 +18,11 @@ DEFAULT_THREADS = 1
 
 def add_thread_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--torch_threads", "--torch-threads", type=int_in_range(1), default=None, metavar="N",
+        "--torch_threads",
+        "--torch-threads",
+        type=int_in_range(1),
+        default=None,
+        metavar="N",
         help=f"torch threads for the learner (default: OMP_NUM_THREADS when set, else {DEFAULT_THREADS}, "
         "the fastest beside the games; see README)",
     )

@@ -11,7 +11,10 @@ import onnxruntime
 def random_feeds(session: onnxruntime.InferenceSession, batch: int, seed: int = 1) -> Dict[str, np.ndarray]:
     """Uniform [-1, 1] float inputs for every input of `session`, with `batch` rows."""
     rng = np.random.default_rng(seed)
-    return {item.name: rng.uniform(-1, 1, [batch, *item.shape[1:]]).astype(np.float32) for item in session.get_inputs()}
+    return {
+        item.name: rng.uniform(-1, 1, [batch, *item.shape[1:]]).astype(np.float32)
+        for item in session.get_inputs()
+    }
 
 
 def assert_godot_interface(path: Path, observation_inputs: List[str]) -> onnxruntime.InferenceSession:
@@ -19,7 +22,9 @@ def assert_godot_interface(path: Path, observation_inputs: List[str]) -> onnxrun
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [item.name for item in session.get_inputs()] == observation_inputs + ["state_ins"]
     assert [item.name for item in session.get_outputs()] == ["output", "state_outs"]
-    assert all(isinstance(item.shape[0], str) for item in session.get_inputs() + session.get_outputs()), "dynamic batch axis"
+    assert all(isinstance(item.shape[0], str) for item in session.get_inputs() + session.get_outputs()), (
+        "dynamic batch axis"
+    )
     for batch in (1, 5):
         feeds = random_feeds(session, batch)
         output, state_outs = session.run(["output", "state_outs"], feeds)

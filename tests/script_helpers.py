@@ -20,7 +20,7 @@ def metric_lines(stdout: str) -> List[Dict]:
     samples = []
     for line in stdout.splitlines():
         if line.startswith("@METRIC "):
-            samples.append(json.loads(line[len("@METRIC "):], parse_constant=_reject_constant))
+            samples.append(json.loads(line[len("@METRIC ") :], parse_constant=_reject_constant))
     return samples
 
 
@@ -28,12 +28,23 @@ def script_command(script: str, *args: str) -> List[str]:
     return [PYTHON, "-u", str(REPO_ROOT / script), *args]
 
 
-def run_script(script: str, *args: str, cwd: Path, env: Optional[dict] = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(script_command(script, *args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run_script(
+    script: str, *args: str, cwd: Path, env: Optional[dict] = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        script_command(script, *args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_script(script: str, *args: str, cwd: Path, env: Optional[dict] = None) -> subprocess.Popen:
-    return subprocess.Popen(script_command(script, *args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        script_command(script, *args),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_line(process: subprocess.Popen, prefix: str, timeout: float) -> List[str]:

@@ -18,9 +18,9 @@ from onnx_helpers import assert_godot_interface, assert_header
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from script_helpers import run_script
 
+from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe as onnx_export
 from godot_rl_cli.onnx import rllib as rllib_onnx
-from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx.recipe import VerificationError
 
 SCRIPT = "convert_rllib_to_onnx.py"
@@ -36,7 +36,9 @@ class TwoPaddles(MultiAgentEnv):
     def __init__(self, config=None):
         super().__init__()
         self.possible_agents = self.agents = [0, 1]
-        self.observation_space = spaces.Dict({agent: spaces.Box(-1.0, 1.0, (6,), np.float32) for agent in self.agents})
+        self.observation_space = spaces.Dict(
+            {agent: spaces.Box(-1.0, 1.0, (6,), np.float32) for agent in self.agents}
+        )
         self.action_space = spaces.Dict({agent: spaces.Discrete(3) for agent in self.agents})
         self.steps = 0
 
@@ -54,7 +56,11 @@ class TwoPaddles(MultiAgentEnv):
 class OneAgent(gym.Env):
     """A single agent with Box(5) observations and the action space of env_config["actions"], 20-step episodes."""
 
-    ACTIONS = {"box": spaces.Box(-1.0, 1.0, (2,), np.float32), "discrete": spaces.Discrete(4), "multidiscrete": spaces.MultiDiscrete([3, 2])}
+    ACTIONS = {
+        "box": spaces.Box(-1.0, 1.0, (2,), np.float32),
+        "discrete": spaces.Discrete(4),
+        "multidiscrete": spaces.MultiDiscrete([3, 2]),
+    }
 
     def __init__(self, config=None):
         self.observation_space = spaces.Box(-1.0, 1.0, (5,), np.float32)
@@ -94,18 +100,41 @@ def single_agent_configs() -> Dict[str, object]:
 
     def off_policy(config, name: str, actions: str):
         return (
-            old_stack(config).environment("one_agent", env_config={"actions": actions})
+            old_stack(config)
+            .environment("one_agent", env_config={"actions": actions})
             .env_runners(rollout_fragment_length=20)
-            .training(train_batch_size=32, num_steps_sampled_before_learning_starts=0, replay_buffer_config={"type": OLD_STACK_REPLAY_BUFFERS[name]})
+            .training(
+                train_batch_size=32,
+                num_steps_sampled_before_learning_starts=0,
+                replay_buffer_config={"type": OLD_STACK_REPLAY_BUFFERS[name]},
+            )
             .reporting(min_sample_timesteps_per_iteration=40)
         )
 
     return {
-        "ppo-box": old_stack(PPOConfig()).environment("one_agent", env_config={"actions": "box"}).training(train_batch_size=200, minibatch_size=100, num_epochs=1),
-        "appo-multidiscrete": old_stack(APPOConfig()).environment("one_agent", env_config={"actions": "multidiscrete"}).training(train_batch_size=100),
-        "impala-discrete": old_stack(IMPALAConfig()).environment("one_agent", env_config={"actions": "discrete"}).training(train_batch_size=100).resources(num_gpus=0).learners(num_gpus_per_learner=0),
-        "ppo-lstm": old_stack(PPOConfig()).environment("one_agent").training(train_batch_size=200, minibatch_size=100, num_epochs=1, model={"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 5}),
-        "ppo-filtered": old_stack(PPOConfig()).environment("one_agent").training(train_batch_size=200, minibatch_size=100, num_epochs=1).env_runners(observation_filter="MeanStdFilter"),
+        "ppo-box": old_stack(PPOConfig())
+        .environment("one_agent", env_config={"actions": "box"})
+        .training(train_batch_size=200, minibatch_size=100, num_epochs=1),
+        "appo-multidiscrete": old_stack(APPOConfig())
+        .environment("one_agent", env_config={"actions": "multidiscrete"})
+        .training(train_batch_size=100),
+        "impala-discrete": old_stack(IMPALAConfig())
+        .environment("one_agent", env_config={"actions": "discrete"})
+        .training(train_batch_size=100)
+        .resources(num_gpus=0)
+        .learners(num_gpus_per_learner=0),
+        "ppo-lstm": old_stack(PPOConfig())
+        .environment("one_agent")
+        .training(
+            train_batch_size=200,
+            minibatch_size=100,
+            num_epochs=1,
+            model={"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 5},
+        ),
+        "ppo-filtered": old_stack(PPOConfig())
+        .environment("one_agent")
+        .training(train_batch_size=200, minibatch_size=100, num_epochs=1)
+        .env_runners(observation_filter="MeanStdFilter"),
         "dqn-discrete": off_policy(DQNConfig(), "DQN", "discrete"),
         "sac-box": off_policy(SACConfig(), "SAC", "box"),
     }
@@ -125,9 +154,12 @@ def made(tmp_path_factory) -> Dict[str, Path]:
     register_env("one_agent", OneAgent)
     try:
         pair = (
-            old_stack(PPOConfig()).environment("two_paddles")
+            old_stack(PPOConfig())
+            .environment("two_paddles")
             .training(train_batch_size=200, minibatch_size=100, num_epochs=1, lr=0.01)
-            .multi_agent(policies=set(PAIR), policy_mapping_fn=lambda agent_id, *args, **kwargs: PAIR[agent_id])
+            .multi_agent(
+                policies=set(PAIR), policy_mapping_fn=lambda agent_id, *args, **kwargs: PAIR[agent_id]
+            )
             .build_algo()
         )
         trial = root / "pair" / "PPO_2026-01-01_00-00-00" / "PPO_godot_abcde"
@@ -193,7 +225,9 @@ def assert_acts_like(path: Path, checkpoint: Path, policy_id: str) -> None:
     sizes = [int(space.n)] if isinstance(space, spaces.Discrete) else list(space.nvec)
     assert output.shape == (len(obs), sum(sizes))
     starts = np.cumsum([0] + sizes)
-    chosen = np.stack([output[:, start:end].argmax(axis=1) for start, end in zip(starts[:-1], starts[1:])], axis=1)
+    chosen = np.stack(
+        [output[:, start:end].argmax(axis=1) for start, end in zip(starts[:-1], starts[1:])], axis=1
+    )
     np.testing.assert_array_equal(chosen, actions.reshape(len(obs), -1))
 
 
@@ -244,14 +278,23 @@ def test_path_forms_pick_the_real_latest_checkpoint(made, tmp_path, form):
     experiment = tmp_path / "exp"
     trial = copy_of(made["pair"], experiment / "PPO_2026-01-01_00-00-00" / "PPO_godot_abcde")
     copy_of(trial / "checkpoint_000000", trial / "checkpoint_000003_backup_1730000000")
-    copy_of(trial / "checkpoint_000000", trial / ".checkpoint_000004.tmp")  # the trainer's checkpoint being written
+    copy_of(
+        trial / "checkpoint_000000", trial / ".checkpoint_000004.tmp"
+    )  # the trainer's checkpoint being written
     (trial / "checkpoint_000009").mkdir()
     (trial / "checkpoint_000010").write_text("not a directory")
-    target = {"checkpoint": trial / "checkpoint_000001", "trial": trial, "run": trial.parent, "experiment": experiment}[form]
+    target = {
+        "checkpoint": trial / "checkpoint_000001",
+        "trial": trial,
+        "run": trial.parent,
+        "experiment": experiment,
+    }[form]
     result = convert(target, f"--output={tmp_path / 'models'}", "--policy", "left_policy", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "models" / "left_policy.onnx"]
-    assert_computes_model_of(tmp_path / "models" / "left_policy.onnx", trial / "checkpoint_000001", "left_policy")
+    assert_computes_model_of(
+        tmp_path / "models" / "left_policy.onnx", trial / "checkpoint_000001", "left_policy"
+    )
 
 
 @pytest.mark.parametrize("number, expected", [("0", "checkpoint_000000"), ("1", "checkpoint_1")])
@@ -259,21 +302,29 @@ def test_checkpoint_number_matches_padded_and_plain_names(made, tmp_path, number
     trial = tmp_path / "trial"
     copy_of(made["pair"] / "checkpoint_000000", trial / "checkpoint_000000")
     copy_of(made["pair"] / "checkpoint_000001", trial / "checkpoint_1")
-    result = convert(trial, "--checkpoint-number", number, "-o", tmp_path / "out", "--policy", "right_policy", cwd=tmp_path)
+    result = convert(
+        trial, "--checkpoint-number", number, "-o", tmp_path / "out", "--policy", "right_policy", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert_computes_model_of(tmp_path / "out" / "right_policy.onnx", trial / expected, "right_policy")
 
 
 def test_policy_and_prefix_name_the_single_file(made, tmp_path):
-    result = convert(made["pair"], "--output-dir", "models", "--policy", "right_policy", "--prefix", "pong_", cwd=tmp_path)
+    result = convert(
+        made["pair"], "--output-dir", "models", "--policy", "right_policy", "--prefix", "pong_", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "models" / "pong_right_policy.onnx"]
     assert [path.name for path in (tmp_path / "models").iterdir()] == ["pong_right_policy.onnx"]
 
 
 def test_output_paths(tmp_path):
-    assert rllib_onnx.output_paths(tmp_path / "out", "p_", PAIR) == {policy_id: tmp_path / "out" / f"p_{policy_id}.onnx" for policy_id in PAIR}
-    assert rllib_onnx.output_paths(tmp_path / "model.onnx", "", ["left_policy"]) == {"left_policy": tmp_path / "model.onnx"}
+    assert rllib_onnx.output_paths(tmp_path / "out", "p_", PAIR) == {
+        policy_id: tmp_path / "out" / f"p_{policy_id}.onnx" for policy_id in PAIR
+    }
+    assert rllib_onnx.output_paths(tmp_path / "model.onnx", "", ["left_policy"]) == {
+        "left_policy": tmp_path / "model.onnx"
+    }
     with pytest.raises(UserError, match="names one file, but 2 policies"):
         rllib_onnx.output_paths(tmp_path / "model.onnx", "", PAIR)
     (tmp_path / "file").write_text("")
@@ -305,18 +356,28 @@ def test_opset_and_ir_version_are_written_exactly(made, tmp_path, opset, ir_vers
 # --- every algorithm of the trainer ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case, layout", [
-    ("ppo-box", "means of 2 continuous actions"),
-    ("appo-multidiscrete", "logits per head [3, 2]"),
-    ("impala-discrete", "logits [4]"),
-    ("dqn-discrete", "Q-values [4]"),
-    ("sac-box", "tanh-squashed means of 2 continuous actions"),
-])
+@pytest.mark.parametrize(
+    "case, layout",
+    [
+        ("ppo-box", "means of 2 continuous actions"),
+        ("appo-multidiscrete", "logits per head [3, 2]"),
+        ("impala-discrete", "logits [4]"),
+        ("dqn-discrete", "Q-values [4]"),
+        ("sac-box", "tanh-squashed means of 2 continuous actions"),
+    ],
+)
 def test_each_algorithm_exports_the_deterministic_action(made, tmp_path, case, layout):
-    summary = rllib_onnx.export_checkpoint_policy(made[case], "default_policy", tmp_path / "policy.onnx", opset=13, ir_version=9)
+    summary = rllib_onnx.export_checkpoint_policy(
+        made[case], "default_policy", tmp_path / "policy.onnx", opset=13, ir_version=9
+    )
     assert summary.verified and summary.max_error <= 1e-5
-    assert isinstance(summary.outputs["output"][1], int) and summary.outputs["output"][1] > 0, "the plugin reads the output width"
-    assert summary.algorithm.startswith(f"RLlib {case.split('-')[0].upper()} policy 'default_policy'") and layout in summary.algorithm
+    assert isinstance(summary.outputs["output"][1], int) and summary.outputs["output"][1] > 0, (
+        "the plugin reads the output width"
+    )
+    assert (
+        summary.algorithm.startswith(f"RLlib {case.split('-')[0].upper()} policy 'default_policy'")
+        and layout in summary.algorithm
+    )
     assert_header(tmp_path / "policy.onnx", 13, 9)
     assert_godot_interface(tmp_path / "policy.onnx", ["obs"])
     assert_acts_like(tmp_path / "policy.onnx", made[case], "default_policy")
@@ -332,14 +393,20 @@ def test_verification_catches_a_file_that_differs_and_removes_it(made, tmp_path)
             parameter.add_(torch.randn_like(parameter))
     graph = rllib_onnx.GodotPolicyGraph(policy)
     with pytest.raises(VerificationError, match="differ"):
-        onnx_export.save_verified(onnx.load(str(path)), path, lambda written: rllib_onnx.verify_against_policy(policy, graph, written))
+        onnx_export.save_verified(
+            onnx.load(str(path)),
+            path,
+            lambda written: rllib_onnx.verify_against_policy(policy, graph, written),
+        )
     assert not path.exists()
 
 
 def test_recurrent_and_filtered_policies_are_refused(made, tmp_path):
     """An LSTM's state and a MeanStdFilter's statistics are not inputs the plugin can feed: refused, nothing written."""
     with pytest.raises(UserError, match="observation_filter MeanStdFilter"):
-        rllib_onnx.export_checkpoint_policy(made["ppo-filtered"], "default_policy", tmp_path / "filtered.onnx")
+        rllib_onnx.export_checkpoint_policy(
+            made["ppo-filtered"], "default_policy", tmp_path / "filtered.onnx"
+        )
     assert_one_error(convert(made["ppo-lstm"], "-o", tmp_path, cwd=tmp_path), "'default_policy' is recurrent")
     assert list(tmp_path.glob("*.onnx")) == []
 
@@ -351,21 +418,36 @@ def test_missing_path_and_directory_without_checkpoints(tmp_path):
     assert_one_error(convert(tmp_path / "nowhere", cwd=tmp_path), "does not exist")
     empty = tmp_path / "empty" / "checkpoint_000002_backup_1730000000"
     (empty / "policies").mkdir(parents=True)
-    error = assert_one_error(convert(tmp_path / "empty", cwd=tmp_path), "no RLlib checkpoint found", str(tmp_path / "empty"), "4 levels")
+    error = assert_one_error(
+        convert(tmp_path / "empty", cwd=tmp_path),
+        "no RLlib checkpoint found",
+        str(tmp_path / "empty"),
+        "4 levels",
+    )
     assert "checkpoint_<number>" in error
 
 
 def test_unknown_checkpoint_number_lists_the_existing_ones(made, tmp_path):
-    assert_one_error(convert(made["pair"], "--checkpoint-number", "7", cwd=tmp_path), "checkpoint number 7 not found", "checkpoints 0, 1")
+    assert_one_error(
+        convert(made["pair"], "--checkpoint-number", "7", cwd=tmp_path),
+        "checkpoint number 7 not found",
+        "checkpoints 0, 1",
+    )
 
 
 def test_unknown_policy_lists_the_policy_ids(made, tmp_path):
-    assert_one_error(convert(made["pair"], "--policy", "center_policy", cwd=tmp_path), "'center_policy'", "left_policy, right_policy")
+    assert_one_error(
+        convert(made["pair"], "--policy", "center_policy", cwd=tmp_path),
+        "'center_policy'",
+        "left_policy, right_policy",
+    )
     assert not (tmp_path / "onnx_exports").exists()
 
 
 def test_no_multiagent_on_two_policies_is_refused(made, tmp_path):
-    assert_one_error(convert(made["pair"], "--no-multiagent", cwd=tmp_path), "--no-multiagent", "left_policy, right_policy")
+    assert_one_error(
+        convert(made["pair"], "--no-multiagent", cwd=tmp_path), "--no-multiagent", "left_policy, right_policy"
+    )
 
 
 def test_several_trials_are_listed(made, tmp_path):
@@ -375,7 +457,10 @@ def test_several_trials_are_listed(made, tmp_path):
 
 
 def test_ir_version_too_old_for_the_opset(made, tmp_path):
-    assert_one_error(convert(made["pair"], "--opset", "17", "--ir-version", "7", cwd=tmp_path), "IR version 7 is too old for opset 17")
+    assert_one_error(
+        convert(made["pair"], "--opset", "17", "--ir-version", "7", cwd=tmp_path),
+        "IR version 7 is too old for opset 17",
+    )
 
 
 def test_corrupt_policy_fails_the_run_but_not_the_other_policy(made, tmp_path):
@@ -403,14 +488,29 @@ def train(config: dict, experiment: Path, cwd: Path, *extra: str) -> None:
     path = cwd / f"config_{len(list(cwd.glob('config_*')))}.yaml"
     path.write_text(yaml.safe_dump(config))
     env = dict(os.environ, RAY_ADDRESS="local")
-    result = run_script("rllib_training_script.py", f"--config_file={path}", f"--experiment_dir={experiment}", *extra, cwd=cwd, env=env, timeout=240)
+    result = run_script(
+        "rllib_training_script.py",
+        f"--config_file={path}",
+        f"--experiment_dir={experiment}",
+        *extra,
+        cwd=cwd,
+        env=env,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
 def small_shipped_config(iterations: int) -> dict:
     config = yaml.safe_load((REPO_ROOT / "rllib_config.yaml").read_text())
     config["env_config"].update(env_path=str(SIM_DIR / "Pong.x86_64"), port=find_free_port_block(2))
-    config.update(rollout_fragment_length=100, train_batch_size=200, sgd_minibatch_size=100, num_sgd_iter=2, checkpoint_frequency=1, stop={"training_iteration": iterations})
+    config.update(
+        rollout_fragment_length=100,
+        train_batch_size=200,
+        sgd_minibatch_size=100,
+        num_sgd_iter=2,
+        checkpoint_frequency=1,
+        stop={"training_iteration": iterations},
+    )
     return config
 
 
@@ -421,16 +521,22 @@ def test_pong_run_of_the_training_script_and_its_resumed_run(tmp_path):
     result = convert(first.parent, "-o", tmp_path / "first", cwd=tmp_path)  # the run directory
     assert result.returncode == 0, result.stderr
     for policy_id in PAIR:
-        assert_computes_model_of(tmp_path / "first" / f"{policy_id}.onnx", first / "checkpoint_000001", policy_id)
+        assert_computes_model_of(
+            tmp_path / "first" / f"{policy_id}.onnx", first / "checkpoint_000001", policy_id
+        )
         assert_acts_like(tmp_path / "first" / f"{policy_id}.onnx", first / "checkpoint_000001", policy_id)
 
     train(small_shipped_config(3), experiment, tmp_path, f"--resume={first / 'checkpoint_000001'}")
     [resumed] = [path.parent for path in experiment.glob("*/*/run_manifest.json") if path.parent != first]
-    result = convert(resumed, "--checkpoint-number", "2", "-o", tmp_path / "resumed", "--prefix", "pong_", cwd=tmp_path)
+    result = convert(
+        resumed, "--checkpoint-number", "2", "-o", tmp_path / "resumed", "--prefix", "pong_", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "resumed" / f"pong_{policy_id}.onnx" for policy_id in PAIR]
     for policy_id in PAIR:
-        assert_computes_model_of(tmp_path / "resumed" / f"pong_{policy_id}.onnx", resumed / "checkpoint_000002", policy_id)
+        assert_computes_model_of(
+            tmp_path / "resumed" / f"pong_{policy_id}.onnx", resumed / "checkpoint_000002", policy_id
+        )
     assert_one_error(convert(experiment, cwd=tmp_path), "2 trials", str(first), str(resumed))
 
 
@@ -442,8 +548,18 @@ def test_single_policy_ballchase_run_of_the_training_script(tmp_path):
         "stop": {"training_iteration": 1},
         "config": {
             "env": "godot",
-            "env_config": {"env_path": str(SIM_DIR / "BallChase.x86_64"), "speedup": 8, "action_repeat": 8, "show_window": False, "port": find_free_port_block(2)},
-            "rollout_fragment_length": 100, "train_batch_size": 200, "sgd_minibatch_size": 100, "num_sgd_iter": 2, "num_workers": 0,
+            "env_config": {
+                "env_path": str(SIM_DIR / "BallChase.x86_64"),
+                "speedup": 8,
+                "action_repeat": 8,
+                "show_window": False,
+                "port": find_free_port_block(2),
+            },
+            "rollout_fragment_length": 100,
+            "train_batch_size": 200,
+            "sgd_minibatch_size": 100,
+            "num_sgd_iter": 2,
+            "num_workers": 0,
             "model": {"fcnet_hiddens": [32, 32]},
         },
     }
@@ -453,6 +569,8 @@ def test_single_policy_ballchase_run_of_the_training_script(tmp_path):
     [path] = exported(result)
     assert path == tmp_path / "onnx_exports" / "shared_policy.onnx"
     session = assert_godot_interface(path, ["obs"])
-    assert session.get_inputs()[0].shape[1] == 4 and session.get_outputs()[0].shape[1] == 2, "obs size 4; the means of move (2)"
+    assert session.get_inputs()[0].shape[1] == 4 and session.get_outputs()[0].shape[1] == 2, (
+        "obs size 4; the means of move (2)"
+    )
     [checkpoint] = sorted((tmp_path / "exp").glob("*/*/checkpoint_*"))[-1:]
     assert_acts_like(path, checkpoint, "shared_policy")

@@ -13,9 +13,9 @@ from onnx_helpers import assert_godot_interface, assert_header
 from script_helpers import run_script
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 
+from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe as onnx_export
 from godot_rl_cli.onnx import sb3 as sb3_onnx
-from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx.recipe import VerificationError
 from godot_rl_cli.sb3.policies import GRNExtractor, SmallImageCNN
 
@@ -57,9 +57,24 @@ def box_actions(size: int, low: float = -1.0, high: float = 1.0) -> spaces.Box:
 CASES = {
     "ppo-dict-discrete": (PPO, spaces.Dict({"obs": vector(5)}), spaces.Discrete(3), {}),
     "ppo-flat-multidiscrete": (PPO, vector(4), spaces.MultiDiscrete([3, 2]), {}),
-    "ppo-dict-image-continuous": (PPO, spaces.Dict({"obs": vector(4), "camera_2d": camera(36)}), box_actions(2), {}),
-    "ppo-grn-discrete": (PPO, spaces.Dict({"obs": vector(6)}), spaces.Discrete(3), {"features_extractor_class": GRNExtractor, "features_extractor_kwargs": {"hidden_size": 8}}),
-    "ppo-smallcnn-multidiscrete": (PPO, spaces.Dict({"obs": vector(3), "camera_2d": camera(10)}), spaces.MultiDiscrete([2, 3]), {"features_extractor_class": SmallImageCNN, "features_extractor_kwargs": {"cnn_channels": [4, 4]}}),
+    "ppo-dict-image-continuous": (
+        PPO,
+        spaces.Dict({"obs": vector(4), "camera_2d": camera(36)}),
+        box_actions(2),
+        {},
+    ),
+    "ppo-grn-discrete": (
+        PPO,
+        spaces.Dict({"obs": vector(6)}),
+        spaces.Discrete(3),
+        {"features_extractor_class": GRNExtractor, "features_extractor_kwargs": {"hidden_size": 8}},
+    ),
+    "ppo-smallcnn-multidiscrete": (
+        PPO,
+        spaces.Dict({"obs": vector(3), "camera_2d": camera(10)}),
+        spaces.MultiDiscrete([2, 3]),
+        {"features_extractor_class": SmallImageCNN, "features_extractor_kwargs": {"cnn_channels": [4, 4]}},
+    ),
     "a2c-dict-continuous": (A2C, spaces.Dict({"obs": vector(3), "extra": vector(2)}), box_actions(2), {}),
     "a2c-flat-multidiscrete": (A2C, vector(3), spaces.MultiDiscrete([2, 2, 4]), {}),
     "sac-dict-continuous": (SAC, spaces.Dict({"obs": vector(4)}), box_actions(2), {}),
@@ -92,7 +107,13 @@ def models(tmp_path_factory) -> dict:
             kwargs = {"n_steps": 8}
         else:
             kwargs = {"learning_starts": 10, "batch_size": 8, "buffer_size": 100}
-        model = algorithm(policy, SpacesEnv(observation_space, action_space), seed=0, policy_kwargs={"net_arch": [16, 16], **policy_kwargs}, **kwargs)
+        model = algorithm(
+            policy,
+            SpacesEnv(observation_space, action_space),
+            seed=0,
+            policy_kwargs={"net_arch": [16, 16], **policy_kwargs},
+            **kwargs,
+        )
         model.learn(32)
         saved[case] = directory / f"{case}.zip"
         model.save(saved[case])
@@ -142,10 +163,14 @@ def test_library_export_matches_policy(models, tmp_path, case, opset, ir_version
     observation_space.seed(7)
     samples = [observation_space.sample() for _ in range(25)]
     if isinstance(observation_space, spaces.Dict):
-        observations = {key: np.stack([sample[key] for sample in samples]) for key in observation_space.spaces}
+        observations = {
+            key: np.stack([sample[key] for sample in samples]) for key in observation_space.spaces
+        }
     else:
         observations = np.stack(samples)
-    output_values = session.run(["output"], {**game_feeds(observation_space, observations), "state_ins": np.zeros(25, np.float32)})[0]
+    output_values = session.run(
+        ["output"], {**game_feeds(observation_space, observations), "state_ins": np.zeros(25, np.float32)}
+    )[0]
     actions, _ = model.predict(observations, deterministic=True)
     if isinstance(action_space, spaces.Discrete):
         assert output_values.shape == (25, action_space.n)
@@ -154,10 +179,14 @@ def test_library_export_matches_policy(models, tmp_path, case, opset, ir_version
         splits = np.split(output_values, np.cumsum(action_space.nvec)[:-1], axis=1)
         np.testing.assert_array_equal(np.stack([np.argmax(part, axis=1) for part in splits], axis=1), actions)
     elif algo_of(case) in ("ppo", "a2c"):
-        np.testing.assert_allclose(np.clip(output_values, action_space.low, action_space.high), actions, atol=1e-5)
+        np.testing.assert_allclose(
+            np.clip(output_values, action_space.low, action_space.high), actions, atol=1e-5
+        )
     else:
         np.testing.assert_allclose(output_values, actions, atol=1e-5)
-        assert np.all(output_values >= action_space.low - 1e-5) and np.all(output_values <= action_space.high + 1e-5)
+        assert np.all(output_values >= action_space.low - 1e-5) and np.all(
+            output_values <= action_space.high + 1e-5
+        )
 
 
 def test_obs_array_concatenates_dict_keys(models, tmp_path):
@@ -165,8 +194,13 @@ def test_obs_array_concatenates_dict_keys(models, tmp_path):
     summary = sb3_onnx.convert_sb3_file(models["a2c-dict-continuous"], output, use_obs_array=True)
     assert summary.inputs == {"obs": ["batch_size", 5], "state_ins": ["batch_size"]}
     session = assert_godot_interface(output, ["obs"])
-    observations = {"extra": np.full((1, 2), 0.5, np.float32), "obs": np.array([[0.1, -0.2, 0.3]], np.float32)}
-    concatenated = np.concatenate([observations["extra"], observations["obs"]], axis=1)  # the model's key order
+    observations = {
+        "extra": np.full((1, 2), 0.5, np.float32),
+        "obs": np.array([[0.1, -0.2, 0.3]], np.float32),
+    }
+    concatenated = np.concatenate(
+        [observations["extra"], observations["obs"]], axis=1
+    )  # the model's key order
     output_values = session.run(["output"], {"obs": concatenated, "state_ins": np.zeros(1, np.float32)})[0]
     model = A2C.load(models["a2c-dict-continuous"], device="cpu")
     np.testing.assert_allclose(output_values, model.predict(observations, deterministic=True)[0], atol=1e-5)
@@ -175,19 +209,32 @@ def test_obs_array_concatenates_dict_keys(models, tmp_path):
 def test_image_input_takes_the_game_layout(models, tmp_path):
     output = tmp_path / "camera.onnx"
     summary = sb3_onnx.convert_sb3_file(models["ppo-dict-image-continuous"], output)
-    assert summary.inputs["camera_2d"] == ["batch_size", 36, 36, 1] and summary.inputs["obs"] == ["batch_size", 4]
+    assert summary.inputs["camera_2d"] == ["batch_size", 36, 36, 1] and summary.inputs["obs"] == [
+        "batch_size",
+        4,
+    ]
 
 
 def test_export_of_an_in_memory_model_with_defaults(tmp_path):
     """The training script's path: an already-loaded PPO MultiInputPolicy, default versions."""
-    model = PPO("MultiInputPolicy", SpacesEnv(spaces.Dict({"obs": vector(4)}), box_actions(2)), n_steps=16, batch_size=16)
+    model = PPO(
+        "MultiInputPolicy",
+        SpacesEnv(spaces.Dict({"obs": vector(4)}), box_actions(2)),
+        n_steps=16,
+        batch_size=16,
+    )
     summary = sb3_onnx.export_sb3_model(model, tmp_path / "sub" / "policy.onnx")
     assert summary.algorithm == "PPO" and summary.verified and summary.max_error <= 1e-5
     assert_header(tmp_path / "sub" / "policy.onnx", 13, 9)
     assert_godot_interface(tmp_path / "sub" / "policy.onnx", ["obs"])
-    assert "PPO; inputs obs['batch_size', 4], state_ins['batch_size']; outputs output['batch_size', 2]" in str(summary)
+    assert (
+        "PPO; inputs obs['batch_size', 4], state_ins['batch_size']; outputs output['batch_size', 2]"
+        in str(summary)
+    )
     assert "opset 13, IR version 9; max verification error" in str(summary)
-    assert [path.name for path in (tmp_path / "sub").iterdir()] == ["policy.onnx"], "no temporary file left behind"
+    assert [path.name for path in (tmp_path / "sub").iterdir()] == ["policy.onnx"], (
+        "no temporary file left behind"
+    )
 
 
 # --- algorithm detection ----------------------------------------------------------------------------
@@ -198,7 +245,9 @@ def test_detection_by_metadata_and_by_structure(models):
         assert sb3_onnx.detect_algorithm(path) == algo_of(case), case
         with zipfile.ZipFile(path) as archive:
             structure = sb3_onnx.algorithm_from_structure(archive)
-        assert structure == {"ddpg": "td3"}.get(algo_of(case), algo_of(case)), case  # DDPG's networks are TD3's
+        assert structure == {"ddpg": "td3"}.get(algo_of(case), algo_of(case)), (
+            case
+        )  # DDPG's networks are TD3's
 
 
 def _without_metadata(source: Path, target: Path) -> Path:
@@ -238,15 +287,22 @@ def test_td3_and_ddpg_flags_are_interchangeable(models, tmp_path):
 # --- the script, as the controller runs it ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("case,algo_flag", [("ppo-dict-discrete", None), ("dqn-flat-discrete", "DQN"), ("sac-flat-scaled", "Sac")])
+@pytest.mark.parametrize(
+    "case,algo_flag", [("ppo-dict-discrete", None), ("dqn-flat-discrete", "DQN"), ("sac-flat-scaled", "Sac")]
+)
 def test_script_converts_with_and_without_algo(models, tmp_path, case, algo_flag):
     output = tmp_path / "out dir" / "policy.onnx"
-    args = [str(models[case]), "--output", str(output), "--opset", "13", "--ir-version", "9"] + (["--algo", algo_flag] if algo_flag else [])
+    args = [str(models[case]), "--output", str(output), "--opset", "13", "--ir-version", "9"] + (
+        ["--algo", algo_flag] if algo_flag else []
+    )
     result = run_script(SCRIPT, *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and lines[0] == str(output)
-    assert f"{algo_of(case).upper()}; inputs" in lines[1] and "opset 13, IR version 9; max verification error" in lines[1]
+    assert (
+        f"{algo_of(case).upper()}; inputs" in lines[1]
+        and "opset 13, IR version 9; max verification error" in lines[1]
+    )
     assert result.stderr == ""
     assert_header(output, 13, 9)
     assert_godot_interface(output, observation_inputs(CASES[case][1]))
@@ -268,7 +324,9 @@ def _bad_inputs(tmp_path: Path, models) -> dict:
     with zipfile.ZipFile(foreign_zip, "w") as archive:
         archive.writestr("readme.txt", "not a model")
     discrete_obs = tmp_path / "discrete_obs.zip"
-    PPO("MlpPolicy", SpacesEnv(spaces.Discrete(5), spaces.Discrete(2)), n_steps=16, batch_size=16).save(discrete_obs)
+    PPO("MlpPolicy", SpacesEnv(spaces.Discrete(5), spaces.Discrete(2)), n_steps=16, batch_size=16).save(
+        discrete_obs
+    )
     ppo = str(models["ppo-dict-discrete"])
     return {
         "missing": ([str(tmp_path / "missing.zip")], "does not exist"),
@@ -277,12 +335,27 @@ def _bad_inputs(tmp_path: Path, models) -> dict:
         "zip that is not a model": ([str(foreign_zip)], "not a Stable-Baselines3 model"),
         "wrong algo": ([ppo, "--algo", "SAC"], "--algo sac does not match"),
         "unsupported observation space": ([str(discrete_obs)], "only Box observations"),
-        "ir too old for opset": ([ppo, "--opset", "17", "--ir-version", "7"], "IR version 7 is too old for opset 17"),
+        "ir too old for opset": (
+            [ppo, "--opset", "17", "--ir-version", "7"],
+            "IR version 7 is too old for opset 17",
+        ),
         "ir newer than onnx knows": ([ppo, "--ir-version", "99"], "IR version 99 is newer"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "not a zip", "zip that is not a model", "wrong algo", "unsupported observation space", "ir too old for opset", "ir newer than onnx knows"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "directory",
+        "not a zip",
+        "zip that is not a model",
+        "wrong algo",
+        "unsupported observation space",
+        "ir too old for opset",
+        "ir newer than onnx knows",
+    ],
+)
 def test_bad_input_is_one_error_line_and_no_file(models, tmp_path, case):
     args, message = _bad_inputs(tmp_path, models)[case]
     output = tmp_path / "out.onnx"
@@ -303,7 +376,9 @@ def test_out_of_range_flags_are_usage_errors(models, tmp_path, flag):
 def test_versions_beyond_godot_warn_and_unsupported_actions_are_refused(models, tmp_path, capsys):
     summary = sb3_onnx.convert_sb3_file(models["ppo-dict-discrete"], tmp_path / "ir10.onnx", ir_version=10)
     assert summary.ir_version == 10 and summary.verified
-    assert capsys.readouterr().err.startswith("WARNING: the Godot plugin (ONNX Runtime 1.15) loads IR version <= 9")
+    assert capsys.readouterr().err.startswith(
+        "WARNING: the Godot plugin (ONNX Runtime 1.15) loads IR version <= 9"
+    )
     binary = PPO("MlpPolicy", SpacesEnv(vector(3), spaces.MultiBinary(2)), n_steps=16, batch_size=16)
     with pytest.raises(UserError, match="MultiBinary actions cannot be exported"):
         sb3_onnx.export_sb3_model(binary, tmp_path / "binary.onnx")
@@ -318,15 +393,22 @@ def test_mismatching_reference_removes_the_written_file(models, tmp_path):
     exported = tmp_path / "exported.onnx"
     sb3_onnx.export_sb3_model(model, exported, verify=False)
     onnx_model = onnx.load(str(exported))
-    feeds = {"obs": np.random.default_rng(0).uniform(-1, 1, (20, 4)).astype(np.float32), "state_ins": np.zeros(20, np.float32)}
+    feeds = {
+        "obs": np.random.default_rng(0).uniform(-1, 1, (20, 4)).astype(np.float32),
+        "state_ins": np.zeros(20, np.float32),
+    }
     true_actions = model.predict({"obs": feeds["obs"]}, deterministic=True)[0]
 
     def against(reference):
-        return lambda path: onnx_export.check_continuous(onnx_export.run_onnx(path, feeds)["output"], reference)
+        return lambda path: onnx_export.check_continuous(
+            onnx_export.run_onnx(path, feeds)["output"], reference
+        )
 
     target = tmp_path / "target.onnx"
     target.write_bytes(b"an older export")
-    with pytest.raises(VerificationError, match=r"differ from the policy's by up to 0\.0[0-9]+ \(tolerance 1e-05\)"):
+    with pytest.raises(
+        VerificationError, match=r"differ from the policy's by up to 0\.0[0-9]+ \(tolerance 1e-05\)"
+    ):
         onnx_export.save_verified(onnx_model, target, against(true_actions + 0.01))
     assert not target.exists() and sorted(path.name for path in tmp_path.iterdir()) == ["exported.onnx"]
     assert onnx_export.save_verified(onnx_model, target, against(true_actions)) <= 1e-5

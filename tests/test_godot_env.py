@@ -29,7 +29,9 @@ ACTION = np.zeros((1, 1, 2), np.float32)
 
 
 def run_until_error(steps: int = 20, step_timeout: float = 3.0, **game_args):
-    env = RobustGodotEnv(env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=step_timeout, game_args=game_args)
+    env = RobustGodotEnv(
+        env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=step_timeout, game_args=game_args
+    )
     started = time.monotonic()
     try:
         env.reset()
@@ -61,7 +63,11 @@ def test_protocol_fault_is_a_clear_error_within_seconds(fault, error, message):
 
 
 def test_non_ascii_text_is_valid_protocol():
-    env = RobustGodotEnv(env_path=BALLCHASE, port=find_free_port_block(1), game_args={"fault": "non_ascii", "fault_after_steps": 0})
+    env = RobustGodotEnv(
+        env_path=BALLCHASE,
+        port=find_free_port_block(1),
+        game_args={"fault": "non_ascii", "fault_after_steps": 0},
+    )
     try:
         env.reset()
         info = env.step(ACTION, order_ij=True)[4]
@@ -73,7 +79,11 @@ def test_non_ascii_text_is_valid_protocol():
 @pytest.mark.parametrize(
     "game_args,error,message",
     [
-        ({"crash_after_steps": 3}, GameDiedError, r"closed the connection \(exit code 3; last output: .*simulated engine crash"),
+        (
+            {"crash_after_steps": 3},
+            GameDiedError,
+            r"closed the connection \(exit code 3; last output: .*simulated engine crash",
+        ),
         ({"hang_after_steps": 3}, GameHungError, "sent nothing for 1.5 s"),
         ({"bad_json_after_steps": 3}, GameProtocolError, "sent invalid JSON"),
         ({"nan_reward_after_steps": 3}, GameProtocolError, "non-finite number .* in 'reward'"),
@@ -88,7 +98,9 @@ def test_game_faults(game_args, error, message):
 def test_never_connecting_game_names_path_and_port():
     port = find_free_port_block(1)
     started = time.monotonic()
-    with pytest.raises(GameConnectError, match=f"BallChase.x86_64 on port {port} did not connect within 1.5 s"):
+    with pytest.raises(
+        GameConnectError, match=f"BallChase.x86_64 on port {port} did not connect within 1.5 s"
+    ):
         RobustGodotEnv(env_path=BALLCHASE, port=port, connect_timeout=1.5, game_args={"never_connect": 1})
     assert time.monotonic() - started < 6
     time.sleep(0.2)
@@ -104,7 +116,9 @@ def test_busy_port_is_a_user_error_before_the_game_starts():
 
 
 def test_stop_request_abandons_a_wait_on_a_silent_game():
-    env = RobustGodotEnv(env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=60, game_args={"hang_after_steps": 0})
+    env = RobustGodotEnv(
+        env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=60, game_args={"hang_after_steps": 0}
+    )
     try:
         env.reset()
         env.step_send(ACTION, order_ij=True)
@@ -143,7 +157,9 @@ def test_game_dies_with_a_killed_trainer():
         time.sleep(60)
         """
     )
-    process = subprocess.Popen([PYTHON, "-c", trainer], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [PYTHON, "-c", trainer], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         assert process.stdout.readline().strip() == "ready"
         assert processes_matching(f"--port={port} ")

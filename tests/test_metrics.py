@@ -20,13 +20,24 @@ def emitted(capsys, payload, monkeypatch, value="1"):
 
 
 def test_non_finite_numbers_become_null_and_numpy_is_unwrapped(capsys, monkeypatch):
-    payload = {"a": float("nan"), "b": [1.0, float("inf"), -float("inf")], "c": {"d": np.float32(2.5), "e": np.int64(7)},
-               "f": np.array([[1.0, np.nan]]), "g": np.bool_(True), 3: "int key"}
+    payload = {
+        "a": float("nan"),
+        "b": [1.0, float("inf"), -float("inf")],
+        "c": {"d": np.float32(2.5), "e": np.int64(7)},
+        "f": np.array([[1.0, np.nan]]),
+        "g": np.bool_(True),
+        3: "int key",
+    }
     out = emitted(capsys, payload, monkeypatch).out
     assert out.startswith("@METRIC ") and out.endswith("\n") and out.count("\n") == 1
     data = metric_lines(out)[0]
     assert data["a"] is None and data["b"] == [1.0, None, None]
-    assert data["c"] == {"d": 2.5, "e": 7} and data["f"] == [[1.0, None]] and data["g"] is True and data["3"] == "int key"
+    assert (
+        data["c"] == {"d": 2.5, "e": 7}
+        and data["f"] == [[1.0, None]]
+        and data["g"] is True
+        and data["3"] == "int key"
+    )
     assert data["timestamp"].endswith("Z")
 
 
@@ -59,18 +70,49 @@ def test_truthy_values_enable(capsys, monkeypatch, value):
 
 
 def test_iteration_payload_has_every_schema_field():
-    policy = metrics.policy_metrics(reward_mean=1.0, completed_episodes=3, learner_stats={"policy_loss": -0.1}, custom_metrics={"hits": 2})
-    payload = metrics.iteration_payload(
-        training_iteration=2, timesteps_total=100, episodes_total=5, episodes_this_iter=3, time_this_iter_s=2.0,
-        time_total_s=4.0, env_steps_this_iter=50, policies={"p": policy},
+    policy = metrics.policy_metrics(
+        reward_mean=1.0, completed_episodes=3, learner_stats={"policy_loss": -0.1}, custom_metrics={"hits": 2}
     )
-    expected = {"kind", "timestamp", "training_iteration", "timesteps_total", "episodes_total", "episodes_this_iter",
-                "episode_reward_mean", "episode_reward_min", "episode_reward_max", "episode_len_mean", "time_this_iter_s",
-                "time_total_s", "env_steps_this_iter", "env_throughput", "num_env_steps_sampled", "num_env_steps_trained",
-                "num_agent_steps_sampled", "num_agent_steps_trained", "custom_metrics", "policies", "checkpoints"}
+    payload = metrics.iteration_payload(
+        training_iteration=2,
+        timesteps_total=100,
+        episodes_total=5,
+        episodes_this_iter=3,
+        time_this_iter_s=2.0,
+        time_total_s=4.0,
+        env_steps_this_iter=50,
+        policies={"p": policy},
+    )
+    expected = {
+        "kind",
+        "timestamp",
+        "training_iteration",
+        "timesteps_total",
+        "episodes_total",
+        "episodes_this_iter",
+        "episode_reward_mean",
+        "episode_reward_min",
+        "episode_reward_max",
+        "episode_len_mean",
+        "time_this_iter_s",
+        "time_total_s",
+        "env_steps_this_iter",
+        "env_throughput",
+        "num_env_steps_sampled",
+        "num_env_steps_trained",
+        "num_agent_steps_sampled",
+        "num_agent_steps_trained",
+        "custom_metrics",
+        "policies",
+        "checkpoints",
+    }
     assert set(payload) == expected
     assert payload["env_throughput"] == 25.0 and payload["num_agent_steps_trained"] == 100
-    assert payload["policies"]["p"]["learner"] == payload["policies"]["p"]["learner_stats"] == {"policy_loss": -0.1}
+    assert (
+        payload["policies"]["p"]["learner"]
+        == payload["policies"]["p"]["learner_stats"]
+        == {"policy_loss": -0.1}
+    )
     assert payload["policies"]["p"]["learner"] is not payload["policies"]["p"]["learner_stats"]
 
 
@@ -110,4 +152,6 @@ def test_child_without_unbuffered_flag_delivers_first_line_within_a_second(tmp_p
         process.wait()
     assert line.startswith("@METRIC ") and json.loads(line[8:])["training_iteration"] == 1
     assert elapsed < 1.0 + 1.5, f"first line took {elapsed:.2f} s (interpreter start-up included)"
-    assert process.returncode != 0, "the child was still running (killed), so the line was not flushed by exit"
+    assert process.returncode != 0, (
+        "the child was still running (killed), so the line was not flushed by exit"
+    )

@@ -15,14 +15,29 @@ from pathlib import Path
 
 import pytest
 from conftest import SIM_DIR, find_free_port_block
-from script_helpers import interrupt, metric_lines, processes_matching, run_script, script_command, start_script, wait_for_line
+from script_helpers import (
+    interrupt,
+    metric_lines,
+    processes_matching,
+    run_script,
+    script_command,
+    start_script,
+    wait_for_line,
+)
 
 SCRIPT = "stable_baselines3_training_script.py"
 BALLCHASE = str(SIM_DIR / "BallChase.x86_64")
 
 
 def training_args(tmp_path: Path, port: int, timesteps: int = 100_000, *extra: str) -> list:
-    return [f"--env_path={BALLCHASE}", f"--experiment_dir={tmp_path / 'exp'}", "--experiment_name=run", f"--timesteps={timesteps}", f"--port={port}", *extra]
+    return [
+        f"--env_path={BALLCHASE}",
+        f"--experiment_dir={tmp_path / 'exp'}",
+        "--experiment_name=run",
+        f"--timesteps={timesteps}",
+        f"--port={port}",
+        *extra,
+    ]
 
 
 def assert_model_loadable(path: Path) -> None:
@@ -46,29 +61,59 @@ def error_lines(stderr: str) -> list:
     return [line for line in stderr.splitlines() if line.startswith("ERROR:")]
 
 
-@pytest.mark.parametrize("fault", ["truncated", "oversized", "wrong_type", "missing_fields", "wrong_shape", "garbage", "out_of_order", "not_object"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "truncated",
+        "oversized",
+        "wrong_type",
+        "missing_fields",
+        "wrong_shape",
+        "garbage",
+        "out_of_order",
+        "not_object",
+    ],
+)
 def test_protocol_fuzzing_ends_in_one_error_and_a_saved_model(tmp_path, fault):
     port = find_free_port_block(2)
-    args = training_args(tmp_path, port, 100_000, "--game_arg", f"fault={fault}", "--game_arg", f"fault_after_steps={random.Random(fault).randint(50, 400)}", "--step_timeout=5")
+    args = training_args(
+        tmp_path,
+        port,
+        100_000,
+        "--game_arg",
+        f"fault={fault}",
+        "--game_arg",
+        f"fault_after_steps={random.Random(fault).randint(50, 400)}",
+        "--step_timeout=5",
+    )
     started = time.monotonic()
     result = run_script(SCRIPT, *args, cwd=tmp_path, timeout=60)
     assert result.returncode == 1
     assert len(error_lines(result.stderr)) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert time.monotonic() - started < 10 + 5, "detected and saved within 10 s of the fault (start-up included)"
+    assert time.monotonic() - started < 10 + 5, (
+        "detected and saved within 10 s of the fault (start-up included)"
+    )
     assert_model_loadable(tmp_path / "exp" / "run_final.zip")
     assert_clean(tmp_path, port)
 
 
 def test_non_ascii_text_from_the_game_trains_normally(tmp_path):
     port = find_free_port_block(2)
-    result = run_script(SCRIPT, *training_args(tmp_path, port, 500, "--game_arg", "fault=non_ascii"), cwd=tmp_path)
+    result = run_script(
+        SCRIPT, *training_args(tmp_path, port, 500, "--game_arg", "fault=non_ascii"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_nan_reward_stops_with_error_and_no_nan_in_metrics(tmp_path):
     port = find_free_port_block(2)
     env = dict(os.environ, CONTROLLER_METRICS="1")
-    result = run_script(SCRIPT, *training_args(tmp_path, port, 100_000, "--game_arg", "nan_reward_after_steps=300"), cwd=tmp_path, env=env)
+    result = run_script(
+        SCRIPT,
+        *training_args(tmp_path, port, 100_000, "--game_arg", "nan_reward_after_steps=300"),
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 1
     assert "non-finite number (NaN or infinity) in 'reward'" in error_lines(result.stderr)[0]
     assert metric_lines(result.stdout), "strict parsing of every metric line succeeded"
@@ -80,7 +125,17 @@ def test_fault_in_one_of_several_games(tmp_path, fault):
     port = find_free_port_block(4)
     rng = random.Random(fault)
     faulty_seed = rng.randint(0, 2)
-    args = training_args(tmp_path, port, 100_000, "--n_parallel=3", "--step_timeout=2", "--game_arg", f"{fault}={rng.randint(100, 500)}", "--game_arg", f"fault_seed={faulty_seed}")
+    args = training_args(
+        tmp_path,
+        port,
+        100_000,
+        "--n_parallel=3",
+        "--step_timeout=2",
+        "--game_arg",
+        f"{fault}={rng.randint(100, 500)}",
+        "--game_arg",
+        f"fault_seed={faulty_seed}",
+    )
     result = run_script(SCRIPT, *args, cwd=tmp_path, timeout=90)
     assert result.returncode == 1
     errors = error_lines(result.stderr)
@@ -92,7 +147,17 @@ def test_fault_in_one_of_several_games(tmp_path, fault):
 def test_max_env_restarts_relaunches_and_keeps_training(tmp_path):
     port = find_free_port_block(4)
     env = dict(os.environ, CONTROLLER_METRICS="1")
-    args = training_args(tmp_path, port, 3000, "--n_parallel=2", "--max_env_restarts=5", "--game_arg", "crash_after_steps=700", "--game_arg", "fault_seed=1")
+    args = training_args(
+        tmp_path,
+        port,
+        3000,
+        "--n_parallel=2",
+        "--max_env_restarts=5",
+        "--game_arg",
+        "crash_after_steps=700",
+        "--game_arg",
+        "fault_seed=1",
+    )
     result = run_script(SCRIPT, *args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     samples = metric_lines(result.stdout)
@@ -134,7 +199,9 @@ def test_two_runs_on_the_same_port_at_once(tmp_path):
     succeeded = [code for code, _ in results if code == 0]
     assert succeeded, results
     for code, stderr in results:
-        assert code == 0 or (code == 1 and f"port {port} on 127.0.0.1 is already in use" in stderr), stderr[-2000:]
+        assert code == 0 or (code == 1 and f"port {port} on 127.0.0.1 is already in use" in stderr), stderr[
+            -2000:
+        ]
     assert_model_loadable(tmp_path / "exp" / "run_final.zip")
     assert_clean(tmp_path, port)
 
@@ -148,7 +215,11 @@ def test_full_disk_keeps_the_previous_model(tmp_path):
     limit = 64 * 1024  # smaller than a model (about 140 KB): every model write fails as on a full disk
     args = training_args(tmp_path, port, 300, f"--resume_model_path={final}")
     result = subprocess.run(
-        script_command(SCRIPT, *args), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        script_command(SCRIPT, *args),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
     )
     assert result.returncode == 1
@@ -165,8 +236,12 @@ def test_resume_from_a_truncated_checkpoint_changes_nothing(tmp_path):
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes((tmp_path / "exp" / "run_final.zip").read_bytes()[:5000])
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    result = run_script(SCRIPT, *training_args(tmp_path, port, 300, f"--resume_model_path={truncated}"), cwd=tmp_path)
-    assert result.returncode == 1 and len(error_lines(result.stderr)) == 1 and "truncated.zip" in result.stderr
+    result = run_script(
+        SCRIPT, *training_args(tmp_path, port, 300, f"--resume_model_path={truncated}"), cwd=tmp_path
+    )
+    assert (
+        result.returncode == 1 and len(error_lines(result.stderr)) == 1 and "truncated.zip" in result.stderr
+    )
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
@@ -180,10 +255,21 @@ def rllib_config(tmp_path: Path, port: int, stop, envs: int = 1, **env_config) -
     import yaml
 
     data = {
-        "algorithm": "PPO", "env_is_multiagent": True, "checkpoint_frequency": 1, "stop": stop,
-        "config": {"env": "godot", "env_config": {"env_path": PONG, "speedup": 8, "port": port, "step_timeout": 3, **env_config},
-                   "num_workers": 0, "num_envs_per_worker": envs, "rollout_fragment_length": 50, "train_batch_size": 100,
-                   "sgd_minibatch_size": 50, "num_sgd_iter": 1, "model": {"fcnet_hiddens": [16]}},
+        "algorithm": "PPO",
+        "env_is_multiagent": True,
+        "checkpoint_frequency": 1,
+        "stop": stop,
+        "config": {
+            "env": "godot",
+            "env_config": {"env_path": PONG, "speedup": 8, "port": port, "step_timeout": 3, **env_config},
+            "num_workers": 0,
+            "num_envs_per_worker": envs,
+            "rollout_fragment_length": 50,
+            "train_batch_size": 100,
+            "sgd_minibatch_size": 50,
+            "num_sgd_iter": 1,
+            "model": {"fcnet_hiddens": [16]},
+        },
     }
     path = tmp_path / "rllib.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -199,7 +285,14 @@ def test_rllib_fault_in_one_of_two_games(tmp_path, fault):
     port = find_free_port_block(4)
     rng = random.Random(fault)
     config = rllib_config(tmp_path, port, {"training_iteration": 100}, envs=2)
-    args = [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", f"{fault}={rng.randint(150, 400)}", "--game_arg", f"fault_seed={port + 1}"]
+    args = [
+        f"--config_file={config}",
+        f"--experiment_dir={tmp_path / 'exp'}",
+        "--game_arg",
+        f"{fault}={rng.randint(150, 400)}",
+        "--game_arg",
+        f"fault_seed={port + 1}",
+    ]
     result = run_script(RLLIB, *args, cwd=tmp_path, timeout=180)
     assert result.returncode == 1
     errors = error_lines(result.stderr)
@@ -211,16 +304,35 @@ def test_rllib_fault_in_one_of_two_games(tmp_path, fault):
 @pytest.mark.parametrize("max_env_restarts, iterations, returncode", [(5, 3, 0), (1, 100, 1)])
 def test_rllib_max_env_restarts_relaunches_crashed_games(tmp_path, max_env_restarts, iterations, returncode):
     port = find_free_port_block(2)
-    config = rllib_config(tmp_path, port, {"training_iteration": iterations}, max_env_restarts=max_env_restarts)
+    config = rllib_config(
+        tmp_path, port, {"training_iteration": iterations}, max_env_restarts=max_env_restarts
+    )
     env = dict(os.environ, CONTROLLER_METRICS="1")
-    result = run_script(RLLIB, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", "crash_after_steps=100", cwd=tmp_path, env=env, timeout=180)
+    result = run_script(
+        RLLIB,
+        f"--config_file={config}",
+        f"--experiment_dir={tmp_path / 'exp'}",
+        "--game_arg",
+        "crash_after_steps=100",
+        cwd=tmp_path,
+        env=env,
+        timeout=180,
+    )
     assert result.returncode == returncode, result.stderr[-3000:]
-    restarts = [line for line in result.stderr.splitlines() if line.startswith("WARNING:") and "restarting it" in line]
+    restarts = [
+        line for line in result.stderr.splitlines() if line.startswith("WARNING:") and "restarting it" in line
+    ]
     assert "exit code 3" in restarts[0] and f"of max_env_restarts {max_env_restarts}" in restarts[0]
     if returncode == 0:
-        assert len(restarts) >= 2 and [sample["training_iteration"] for sample in metric_lines(result.stdout)] == [1, 2, 3]
+        assert len(restarts) >= 2 and [
+            sample["training_iteration"] for sample in metric_lines(result.stdout)
+        ] == [1, 2, 3]
     else:
-        assert len(restarts) == 1 and len(error_lines(result.stderr)) == 1 and "simulated engine crash" in error_lines(result.stderr)[0]
+        assert (
+            len(restarts) == 1
+            and len(error_lines(result.stderr)) == 1
+            and "simulated engine crash" in error_lines(result.stderr)[0]
+        )
     assert rllib_checkpoints(tmp_path / "exp")
     assert_clean(tmp_path, port)
 
@@ -233,8 +345,22 @@ def ray_head():
     ray = str(Path(PYTHON).parent / "ray")
     head_port = find_free_port_block(1)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    started = subprocess.run([ray, "start", "--head", f"--port={head_port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-                             capture_output=True, text=True, timeout=120, env=env)
+    started = subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={head_port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert started.returncode == 0, started.stderr[-2000:]
     yield f"127.0.0.1:{head_port}"
     subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
@@ -247,7 +373,13 @@ def test_rllib_repeated_sigint_cycles_never_lose_a_checkpoint(tmp_path, ray_head
         directory = tmp_path / f"cycle{cycle}"
         directory.mkdir()
         config = rllib_config(directory, port, None)
-        process = start_script(RLLIB, f"--config_file={config}", f"--experiment_dir={directory / 'exp'}", f"--ray_address={ray_head}", cwd=directory)
+        process = start_script(
+            RLLIB,
+            f"--config_file={config}",
+            f"--experiment_dir={directory / 'exp'}",
+            f"--ray_address={ray_head}",
+            cwd=directory,
+        )
         try:
             wait_for_line(process, "Training policies", timeout=120)
             time.sleep(rng.uniform(0.0, 1.0))
@@ -256,7 +388,9 @@ def test_rllib_repeated_sigint_cycles_never_lose_a_checkpoint(tmp_path, ray_head
             process.kill()
         assert process.returncode == 0, f"cycle {cycle}: {stderr[-2000:]}"
         checkpoints = rllib_checkpoints(directory / "exp")
-        assert checkpoints and all((path / "algorithm_state.pkl").is_file() for path in checkpoints), f"cycle {cycle}"
+        assert checkpoints and all((path / "algorithm_state.pkl").is_file() for path in checkpoints), (
+            f"cycle {cycle}"
+        )
         assert all((path / "policies" / "left_policy" / "policy_state.pkl").is_file() for path in checkpoints)
         assert_clean(directory, port)
 
@@ -268,9 +402,19 @@ def test_rllib_resume_from_a_corrupt_checkpoint_is_an_error_and_writes_no_checkp
     (corrupt / "rllib_checkpoint.json").write_text("{not json")
     (corrupt / "algorithm_state.pkl").write_bytes(b"\x80\x04truncated")
     config = rllib_config(tmp_path, port, {"training_iteration": 1})
-    result = run_script(RLLIB, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", f"--resume={corrupt}", cwd=tmp_path, timeout=180)
+    result = run_script(
+        RLLIB,
+        f"--config_file={config}",
+        f"--experiment_dir={tmp_path / 'exp'}",
+        f"--resume={corrupt}",
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert result.returncode == 1
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and "cannot resume from" in errors[0], result.stderr[-2000:]
-    assert rllib_checkpoints(tmp_path / "exp") == [] and sorted(p.name for p in corrupt.iterdir()) == ["algorithm_state.pkl", "rllib_checkpoint.json"]
+    assert rllib_checkpoints(tmp_path / "exp") == [] and sorted(p.name for p in corrupt.iterdir()) == [
+        "algorithm_state.pkl",
+        "rllib_checkpoint.json",
+    ]
     assert_clean(tmp_path, port)

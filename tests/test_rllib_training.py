@@ -17,7 +17,12 @@ from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, lo
 
 SCRIPT = "rllib_training_script.py"
 PONG = str(SIM_DIR / "Pong.x86_64")
-SMALL = {"rollout_fragment_length": 100, "train_batch_size": 200, "sgd_minibatch_size": 100, "num_sgd_iter": 2}
+SMALL = {
+    "rollout_fragment_length": 100,
+    "train_batch_size": 200,
+    "sgd_minibatch_size": 100,
+    "num_sgd_iter": 2,
+}
 
 
 def shipped_config(tmp_path: Path, port: int, **changes) -> Path:
@@ -30,7 +35,15 @@ def shipped_config(tmp_path: Path, port: int, **changes) -> Path:
     return path
 
 
-def controller_config(tmp_path: Path, port: int, algorithm: str = "PPO", stop=None, env_path: str = PONG, multiagent: bool = True, **config) -> Path:
+def controller_config(
+    tmp_path: Path,
+    port: int,
+    algorithm: str = "PPO",
+    stop=None,
+    env_path: str = PONG,
+    multiagent: bool = True,
+    **config,
+) -> Path:
     """A YAML shaped as the Training Controller writes .rlcontroller/rllib_config.yaml."""
     data = {
         "algorithm": algorithm,
@@ -39,11 +52,33 @@ def controller_config(tmp_path: Path, port: int, algorithm: str = "PPO", stop=No
         "stop": stop,
         "config": {
             "env": "godot",
-            "env_config": {"env_path": env_path, "action_repeat": 8, "show_window": False, "speedup": 8, "port": port},
-            "framework": "torch", "lr": 0.0003, "lambda": 0.95, "gamma": 0.99, "vf_loss_coeff": 0.5, "vf_clip_param": float("inf"),
-            "entropy_coeff": 0.001, "entropy_coeff_schedule": None, "normalize_actions": False, "clip_actions": False,
-            "rollout_fragment_length": 100, "sgd_minibatch_size": 100, "minibatch_size": 100, "num_workers": 0, "num_envs_per_worker": 1,
-            "sample_timeout_s": 60, "train_batch_size": 200, "num_sgd_iter": 2, "batch_mode": "truncate_episodes", "num_gpus": 0,
+            "env_config": {
+                "env_path": env_path,
+                "action_repeat": 8,
+                "show_window": False,
+                "speedup": 8,
+                "port": port,
+            },
+            "framework": "torch",
+            "lr": 0.0003,
+            "lambda": 0.95,
+            "gamma": 0.99,
+            "vf_loss_coeff": 0.5,
+            "vf_clip_param": float("inf"),
+            "entropy_coeff": 0.001,
+            "entropy_coeff_schedule": None,
+            "normalize_actions": False,
+            "clip_actions": False,
+            "rollout_fragment_length": 100,
+            "sgd_minibatch_size": 100,
+            "minibatch_size": 100,
+            "num_workers": 0,
+            "num_envs_per_worker": 1,
+            "sample_timeout_s": 60,
+            "train_batch_size": 200,
+            "num_sgd_iter": 2,
+            "batch_mode": "truncate_episodes",
+            "num_gpus": 0,
             "model": {"vf_share_layers": False, "fcnet_hiddens": [32, 32]},
             **config,
         },
@@ -72,7 +107,15 @@ def in_session(session: int) -> list:
 
 def run_isolated(args: list, cwd: Path, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
     """Run the script in its own session and check that nothing it started (games, Ray) outlives it."""
-    process = subprocess.Popen(script_command(SCRIPT, *args), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        script_command(SCRIPT, *args),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     stdout, stderr = process.communicate(timeout=timeout)
     time.sleep(1.0)
     assert in_session(process.pid) == [], f"processes outlived the script: {in_session(process.pid)}"
@@ -101,11 +144,34 @@ def test_legacy_keys_are_translated_and_unknown_keys_warned(tmp_path, capsys):
 
     from godot_rl_cli.rllib.config import apply_settings
 
-    config = PPOConfig().api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
-    effective = apply_settings(config, {"sgd_minibatch_size": 64, "num_sgd_iter": 3, "num_workers": 2, "num_envs_per_worker": 2, "lambda": 0.9,
-                                        "vf_clip_param": ".inf", "model": {"fcnet_hiddens": [8]}, "no_such_key": 1})
-    assert (config.minibatch_size, config.num_epochs, config.num_env_runners, config.num_envs_per_env_runner, config.lambda_) == (64, 3, 2, 2, 0.9)
-    assert config.vf_clip_param == float("inf") and config.model["fcnet_hiddens"] == [8] and "fcnet_activation" in config.model
+    config = PPOConfig().api_stack(
+        enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False
+    )
+    effective = apply_settings(
+        config,
+        {
+            "sgd_minibatch_size": 64,
+            "num_sgd_iter": 3,
+            "num_workers": 2,
+            "num_envs_per_worker": 2,
+            "lambda": 0.9,
+            "vf_clip_param": ".inf",
+            "model": {"fcnet_hiddens": [8]},
+            "no_such_key": 1,
+        },
+    )
+    assert (
+        config.minibatch_size,
+        config.num_epochs,
+        config.num_env_runners,
+        config.num_envs_per_env_runner,
+        config.lambda_,
+    ) == (64, 3, 2, 2, 0.9)
+    assert (
+        config.vf_clip_param == float("inf")
+        and config.model["fcnet_hiddens"] == [8]
+        and "fcnet_activation" in config.model
+    )
     assert "no_such_key" not in effective and "WARNING: setting 'no_such_key'" in capsys.readouterr().err
 
 
@@ -117,8 +183,14 @@ def test_legacy_keys_are_translated_and_unknown_keys_warned(tmp_path, capsys):
         ("env_config: {speedup: 1}\n", "no env_path"),
         ("env_config: {env_path: /nonexistent/Game.x86_64}\n", "does not exist"),
         ("stop: {iterations: 3}\nenv_config: {env_path: x}\n", "unknown stop criteria iterations"),
-        ("multiagent:\n  policies: [a]\n  policy_mapping_fn: 'def policy_mapping_fn(agent_id:\\n  return 1'\nenv_config: {env_path: PONG}\n", "policy_mapping_fn does not compile"),
-        ("restart_failed_sub_environments: true\nenv_config: {env_path: PONG}\n", "restart_failed_sub_environments does not work .* max_env_restarts"),
+        (
+            "multiagent:\n  policies: [a]\n  policy_mapping_fn: 'def policy_mapping_fn(agent_id:\\n  return 1'\nenv_config: {env_path: PONG}\n",
+            "policy_mapping_fn does not compile",
+        ),
+        (
+            "restart_failed_sub_environments: true\nenv_config: {env_path: PONG}\n",
+            "restart_failed_sub_environments does not work .* max_env_restarts",
+        ),
     ],
 )
 def test_config_errors_are_one_line_and_before_ray(tmp_path, content, message):
@@ -128,7 +200,11 @@ def test_config_errors_are_one_line_and_before_ray(tmp_path, content, message):
     path.write_text(content.replace("PONG", PONG))
     started = time.monotonic()
     result = run_script(SCRIPT, f"--config_file={path}", f"--experiment_dir={tmp_path / 'exp'}", cwd=tmp_path)
-    assert result.returncode == 1 and result.stderr.startswith("ERROR:") and result.stderr.strip().count("\n") == 0, result.stderr
+    assert (
+        result.returncode == 1
+        and result.stderr.startswith("ERROR:")
+        and result.stderr.strip().count("\n") == 0
+    ), result.stderr
     assert re.search(message, result.stderr), result.stderr
     assert time.monotonic() - started < 20 and "Ray" not in result.stdout and not (tmp_path / "exp").exists()
 
@@ -140,9 +216,17 @@ def test_missing_config_file(tmp_path):
 
 def test_mapping_to_an_undefined_policy_is_refused_before_training(tmp_path):
     mapping = "def policy_mapping_fn(agent_id, episode, worker, **kwargs):\n    return 'nobody'\n"
-    path = shipped_config(tmp_path, find_free_port_block(2), multiagent={"policies": ["left_policy", "right_policy"], "policy_mapping_fn": mapping})
+    path = shipped_config(
+        tmp_path,
+        find_free_port_block(2),
+        multiagent={"policies": ["left_policy", "right_policy"], "policy_mapping_fn": mapping},
+    )
     result = run_script(SCRIPT, f"--config_file={path}", f"--experiment_dir={tmp_path / 'exp'}", cwd=tmp_path)
-    assert result.returncode == 1 and "maps agent 0 to 'nobody'" in result.stderr and not (tmp_path / "exp").exists()
+    assert (
+        result.returncode == 1
+        and "maps agent 0 to 'nobody'" in result.stderr
+        and not (tmp_path / "exp").exists()
+    )
 
 
 def test_stop_criteria(tmp_path):
@@ -183,7 +267,9 @@ def shipped_run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("rllib_shipped")
     port = find_free_port_block(4)
     config = shipped_config(directory, port)
-    result = run_isolated([f"--config_file={config}", f"--experiment_dir={directory / 'exp'}"], directory, metrics_env())
+    result = run_isolated(
+        [f"--config_file={config}", f"--experiment_dir={directory / 'exp'}"], directory, metrics_env()
+    )
     return directory, port, result
 
 
@@ -203,17 +289,34 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
     samples = metric_lines(result.stdout)
     assert_pong_metrics(samples)
     with_episodes = [s for s in samples if s["episodes_this_iter"]]
-    assert with_episodes and {"hits", "misses"} <= set(with_episodes[-1]["policies"]["left_policy"]["custom_metrics"])
+    assert with_episodes and {"hits", "misses"} <= set(
+        with_episodes[-1]["policies"]["left_policy"]["custom_metrics"]
+    )
     [trial] = trial_dirs(directory / "exp")
     assert trial.parent.name.startswith("PPO_") and trial.name.startswith("PPO_godot_")
     manifest = json.loads((trial / "run_manifest.json").read_text())
-    assert manifest["algorithm"] == "PPO" and manifest["checkpoint_frequency"] == 1 and manifest["checkpoint_index_offset"] == 0
-    assert manifest["trial_dir"] == str(trial) and manifest["created_at"].endswith("Z") and manifest["resume_from"] is None
+    assert (
+        manifest["algorithm"] == "PPO"
+        and manifest["checkpoint_frequency"] == 1
+        and manifest["checkpoint_index_offset"] == 0
+    )
+    assert (
+        manifest["trial_dir"] == str(trial)
+        and manifest["created_at"].endswith("Z")
+        and manifest["resume_from"] is None
+    )
     lines = (trial / "result.json").read_text().splitlines()
     assert [json.loads(line)["training_iteration"] for line in lines] == [1, 2]
-    assert (trial / "progress.csv").is_file() and (trial / "params.json").is_file() and list(trial.glob("events.out.tfevents.*"))
+    assert (
+        (trial / "progress.csv").is_file()
+        and (trial / "params.json").is_file()
+        and list(trial.glob("events.out.tfevents.*"))
+    )
     assert sorted(p.name for p in trial.glob("checkpoint_*")) == ["checkpoint_000000", "checkpoint_000001"]
-    assert all((p / "algorithm_state.pkl").is_file() and (p / "policies" / "left_policy").is_dir() for p in trial.glob("checkpoint_*"))
+    assert all(
+        (p / "algorithm_state.pkl").is_file() and (p / "policies" / "left_policy").is_dir()
+        for p in trial.glob("checkpoint_*")
+    )
 
 
 def test_resume_continues_iterations_and_checkpoint_numbers(shipped_run, tmp_path):
@@ -222,11 +325,18 @@ def test_resume_continues_iterations_and_checkpoint_numbers(shipped_run, tmp_pat
     before = {p: p.stat().st_mtime_ns for p in first_trial.rglob("*")}
     config = shipped_config(tmp_path, port, stop={"training_iteration": 4})
     checkpoint = first_trial / "checkpoint_000001"
-    result = run_isolated([f"--config_file={config}", f"--experiment_dir={directory / 'exp'}", f"--resume={checkpoint}"], tmp_path, metrics_env())
+    result = run_isolated(
+        [f"--config_file={config}", f"--experiment_dir={directory / 'exp'}", f"--resume={checkpoint}"],
+        tmp_path,
+        metrics_env(),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
     assert [s["training_iteration"] for s in samples] == [3, 4]
-    assert samples[0]["timesteps_total"] == 600 and samples[0]["episodes_total"] >= samples[0]["episodes_this_iter"]
+    assert (
+        samples[0]["timesteps_total"] == 600
+        and samples[0]["episodes_total"] >= samples[0]["episodes_this_iter"]
+    )
     second = [trial for trial in trial_dirs(directory / "exp") if trial != first_trial][0]
     assert sorted(p.name for p in second.glob("checkpoint_*")) == ["checkpoint_000002", "checkpoint_000003"]
     manifest = json.loads((second / "run_manifest.json").read_text())
@@ -237,15 +347,25 @@ def test_resume_continues_iterations_and_checkpoint_numbers(shipped_run, tmp_pat
 def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
     port = find_free_port_block(4)
     config = controller_config(tmp_path, port, stop={"training_iteration": 2}, num_workers=1)
-    result = run_isolated([f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"], tmp_path, metrics_env())
+    result = run_isolated(
+        [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"], tmp_path, metrics_env()
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert_pong_metrics(metric_lines(result.stdout))
-    assert "minibatch_size" in result.stdout and "num_env_runners" in result.stdout, "effective settings are printed"
+    assert "minibatch_size" in result.stdout and "num_env_runners" in result.stdout, (
+        "effective settings are printed"
+    )
 
 
 def test_single_policy_ballchase_with_own_episodes_per_agent(tmp_path):
     port = find_free_port_block(2)
-    config = controller_config(tmp_path, port, stop={"training_iteration": 2}, env_path=str(SIM_DIR / "BallChase.x86_64"), multiagent=False)
+    config = controller_config(
+        tmp_path,
+        port,
+        stop={"training_iteration": 2},
+        env_path=str(SIM_DIR / "BallChase.x86_64"),
+        multiagent=False,
+    )
     args = [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", "n_agents=3"]
     result = run_isolated(args, tmp_path, metrics_env())
     assert result.returncode == 0, result.stderr[-3000:]
@@ -259,14 +379,28 @@ def test_dqn_off_policy_on_pong(tmp_path):
     port = find_free_port_block(2)
     config = controller_config(tmp_path, port, algorithm="DQN", stop={"training_iteration": 2})
     data = yaml.safe_load(config.read_text())
-    for key in ("lambda", "vf_loss_coeff", "vf_clip_param", "entropy_coeff", "entropy_coeff_schedule", "sgd_minibatch_size", "minibatch_size", "num_sgd_iter"):
+    for key in (
+        "lambda",
+        "vf_loss_coeff",
+        "vf_clip_param",
+        "entropy_coeff",
+        "entropy_coeff_schedule",
+        "sgd_minibatch_size",
+        "minibatch_size",
+        "num_sgd_iter",
+    ):
         data["config"].pop(key, None)
     data["config"].update(num_steps_sampled_before_learning_starts=100)
     config.write_text(yaml.safe_dump(data))
-    result = run_isolated([f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"], tmp_path, metrics_env())
+    result = run_isolated(
+        [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"], tmp_path, metrics_env()
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
-    assert [s["training_iteration"] for s in samples] == [1, 2] and set(samples[-1]["policies"]) == {"left_policy", "right_policy"}
+    assert [s["training_iteration"] for s in samples] == [1, 2] and set(samples[-1]["policies"]) == {
+        "left_policy",
+        "right_policy",
+    }
     [trial] = trial_dirs(tmp_path / "exp")
     assert json.loads((trial / "run_manifest.json").read_text())["algorithm"] == "DQN"
 
@@ -277,8 +411,15 @@ def test_sigint_saves_a_final_checkpoint_and_leaves_nothing(tmp_path):
     data = yaml.safe_load(config.read_text())
     data["checkpoint_frequency"] = 1000
     config.write_text(yaml.safe_dump(data))
-    process = subprocess.Popen(script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"), cwd=tmp_path, env=metrics_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"),
+        cwd=tmp_path,
+        env=metrics_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for line in process.stdout:
             if line.startswith("@METRIC "):
@@ -299,10 +440,21 @@ def test_sigint_saves_a_final_checkpoint_and_leaves_nothing(tmp_path):
 def test_crashing_game_is_reported_with_a_checkpoint(tmp_path):
     port = find_free_port_block(2)
     config = controller_config(tmp_path, port, stop={"training_iteration": 50})
-    result = run_isolated([f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", "crash_after_steps=500"], tmp_path, metrics_env())
+    result = run_isolated(
+        [
+            f"--config_file={config}",
+            f"--experiment_dir={tmp_path / 'exp'}",
+            "--game_arg",
+            "crash_after_steps=500",
+        ],
+        tmp_path,
+        metrics_env(),
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
-    assert len(errors) == 1 and "Pong.x86_64" in errors[0] and "exit code 3" in errors[0], result.stderr[-3000:]
+    assert len(errors) == 1 and "Pong.x86_64" in errors[0] and "exit code 3" in errors[0], result.stderr[
+        -3000:
+    ]
     [trial] = trial_dirs(tmp_path / "exp")
     assert list(trial.glob("checkpoint_*/algorithm_state.pkl"))
 
@@ -311,8 +463,14 @@ def test_stop_file_that_appears_stops_the_run(tmp_path):
     port = find_free_port_block(2)
     stop_file = tmp_path / "STOP"
     config = controller_config(tmp_path, port, stop={"stop_file": str(stop_file), "training_iteration": 200})
-    process = subprocess.Popen(script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"), cwd=tmp_path, env=metrics_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"),
+        cwd=tmp_path,
+        env=metrics_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for line in process.stdout:
             if line.startswith("@METRIC "):
@@ -330,13 +488,35 @@ def test_run_on_a_separately_started_ray_head(tmp_path):
     head_port = find_free_port_block(1)
     env = dict(os.environ, RAY_ADDRESS="")
     env.pop("RAY_ADDRESS")
-    started = subprocess.run([ray, "start", "--head", f"--port={head_port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-                             capture_output=True, text=True, timeout=120, env=env)
+    started = subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={head_port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         port = find_free_port_block(2)
         config = controller_config(tmp_path, port, stop={"training_iteration": 2}, num_workers=1)
-        result = run_script(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", f"--ray_address=127.0.0.1:{head_port}", cwd=tmp_path, env=metrics_env(), timeout=240)
+        result = run_script(
+            SCRIPT,
+            f"--config_file={config}",
+            f"--experiment_dir={tmp_path / 'exp'}",
+            f"--ray_address=127.0.0.1:{head_port}",
+            cwd=tmp_path,
+            env=metrics_env(),
+            timeout=240,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert_pong_metrics(metric_lines(result.stdout))
     finally:

@@ -9,34 +9,78 @@ import numpy as np
 import onnxruntime
 import pytest
 from conftest import SIM_DIR, find_free_port_block
-from script_helpers import interrupt, metric_lines, processes_matching, run_script, start_script, wait_for_line
+from script_helpers import (
+    interrupt,
+    metric_lines,
+    processes_matching,
+    run_script,
+    start_script,
+    wait_for_line,
+)
 
 SCRIPT = "stable_baselines3_training_script.py"
 SCHEMA_FIELDS = {
-    "kind", "timestamp", "training_iteration", "timesteps_total", "episodes_total", "episodes_this_iter",
-    "episode_reward_mean", "episode_reward_min", "episode_reward_max", "episode_len_mean", "time_this_iter_s",
-    "time_total_s", "env_steps_this_iter", "env_throughput", "num_env_steps_sampled", "num_env_steps_trained",
-    "num_agent_steps_sampled", "num_agent_steps_trained", "custom_metrics", "policies", "checkpoints",
+    "kind",
+    "timestamp",
+    "training_iteration",
+    "timesteps_total",
+    "episodes_total",
+    "episodes_this_iter",
+    "episode_reward_mean",
+    "episode_reward_min",
+    "episode_reward_max",
+    "episode_len_mean",
+    "time_this_iter_s",
+    "time_total_s",
+    "env_steps_this_iter",
+    "env_throughput",
+    "num_env_steps_sampled",
+    "num_env_steps_trained",
+    "num_agent_steps_sampled",
+    "num_agent_steps_trained",
+    "custom_metrics",
+    "policies",
+    "checkpoints",
 }
-POLICY_FIELDS = {"reward_mean", "reward_min", "reward_max", "episode_len_mean", "completed_episodes", "learner_stats", "learner", "custom_metrics"}
+POLICY_FIELDS = {
+    "reward_mean",
+    "reward_min",
+    "reward_max",
+    "episode_len_mean",
+    "completed_episodes",
+    "learner_stats",
+    "learner",
+    "custom_metrics",
+}
 
 
 def game(name: str) -> str:
     return str(SIM_DIR / f"{name}.x86_64")
 
 
-def controller_args(experiment_dir: Path, port: int, timesteps: int, env_path: str = game("BallChase"), n_parallel: int = 1) -> list:
+def controller_args(
+    experiment_dir: Path, port: int, timesteps: int, env_path: str = game("BallChase"), n_parallel: int = 1
+) -> list:
     """The argv the Training Controller builds (single `--flag=value` tokens, hyphenated policy flags)."""
     return [
-        f"--env_path={env_path}", f"--experiment_dir={experiment_dir}", "--experiment_name=run", f"--timesteps={timesteps}",
-        "--speedup=8", f"--n_parallel={n_parallel}", "--policy-type=mlp", "--policy-hidden-layers=64,64", f"--port={port}",
+        f"--env_path={env_path}",
+        f"--experiment_dir={experiment_dir}",
+        "--experiment_name=run",
+        f"--timesteps={timesteps}",
+        "--speedup=8",
+        f"--n_parallel={n_parallel}",
+        "--policy-type=mlp",
+        "--policy-hidden-layers=64,64",
+        f"--port={port}",
     ]
 
 
 def assert_no_game_left(port: int, n_parallel: int = 1) -> None:
     time.sleep(0.3)
     for index in range(n_parallel):
-        assert processes_matching(f"--port={port + index} ") == [], f"a game on port {port + index} outlived the script"
+        assert processes_matching(f"--port={port + index} ") == [], (
+            f"a game on port {port + index} outlived the script"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +89,11 @@ def first_run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("sb3_parallel")
     port = find_free_port_block(4)
     env = dict(os.environ, CONTROLLER_METRICS="1")
-    args = controller_args(directory / "exp", port, 2000, n_parallel=2) + ["--game_arg", "n_agents=2", "--save_checkpoint_frequency=800"]
+    args = controller_args(directory / "exp", port, 2000, n_parallel=2) + [
+        "--game_arg",
+        "n_agents=2",
+        "--save_checkpoint_frequency=800",
+    ]
     result = run_script(SCRIPT, *args, cwd=directory, env=env)
     return directory, port, result
 
@@ -66,7 +114,11 @@ def test_parallel_run_emits_full_metrics_checkpoints_and_final_model(first_run):
         assert POLICY_FIELDS <= set(policy)
         assert policy["learner"] == policy["learner_stats"]
     trained = [s["policies"]["shared_policy"]["learner"] for s in samples[1:]]
-    assert all({"policy_loss", "vf_loss", "entropy", "kl", "clip_fraction", "explained_variance", "learning_rate"} <= set(t) for t in trained)
+    assert all(
+        {"policy_loss", "vf_loss", "entropy", "kl", "clip_fraction", "explained_variance", "learning_rate"}
+        <= set(t)
+        for t in trained
+    )
     assert all(t["entropy"] > 0 for t in trained)
     with_episodes = [s for s in samples if s["episodes_this_iter"] > 0]
     assert with_episodes, "100-step episodes must finish within 2000 steps of 4 agents"
@@ -89,7 +141,11 @@ def test_resume_continues_iterations_and_timesteps(first_run, tmp_path):
     port = find_free_port_block(2)
     checkpoint = directory / "exp" / "rl_model_1600_steps.zip"
     env = dict(os.environ, CONTROLLER_METRICS="1")
-    args = controller_args(tmp_path / "exp", port, 600) + ["--game_arg", "n_agents=4", f"--resume_model_path={checkpoint}"]
+    args = controller_args(tmp_path / "exp", port, 600) + [
+        "--game_arg",
+        "n_agents=4",
+        f"--resume_model_path={checkpoint}",
+    ]
     result = run_script(SCRIPT, *args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
@@ -105,7 +161,12 @@ def test_inference_runs_saved_policy_without_saving(first_run, tmp_path):
     final = directory / "exp" / "run_final.zip"
     before = final.stat().st_mtime_ns
     env = dict(os.environ, CONTROLLER_METRICS="1")
-    args = controller_args(tmp_path / "exp", port, 1200) + ["--game_arg", "n_agents=4", f"--resume_model_path={final}", "--inference"]
+    args = controller_args(tmp_path / "exp", port, 1200) + [
+        "--game_arg",
+        "n_agents=4",
+        f"--resume_model_path={final}",
+        "--inference",
+    ]
     result = run_script(SCRIPT, *args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
@@ -128,7 +189,9 @@ def test_ppo_learns_ballchase(tmp_path):
     args = controller_args(tmp_path / "exp", port, 20000) + ["--game_arg", "n_agents=4", "--seed=1"]
     result = run_script(SCRIPT, *args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    rewards = [s["episode_reward_mean"] for s in metric_lines(result.stdout) if s["episode_reward_mean"] is not None]
+    rewards = [
+        s["episode_reward_mean"] for s in metric_lines(result.stdout) if s["episode_reward_mean"] is not None
+    ]
     early, late = np.mean(rewards[:3]), np.mean(rewards[-3:])
     assert late > early + 15, f"mean episode reward went from {early:.1f} to {late:.1f}"
 
@@ -149,7 +212,15 @@ def test_each_algorithm_trains_and_exports_onnx(tmp_path, algo, game_name, extra
     onnx_path = tmp_path / "policy.onnx"
     env = dict(os.environ, CONTROLLER_METRICS="1")
     args = controller_args(tmp_path / "exp", port, 1200, env_path=game(game_name))
-    result = run_script(SCRIPT, *args, f"--algo={algo.upper()}", f"--onnx_export_path={onnx_path}", *extra, cwd=tmp_path, env=env)
+    result = run_script(
+        SCRIPT,
+        *args,
+        f"--algo={algo.upper()}",
+        f"--onnx_export_path={onnx_path}",
+        *extra,
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
     assert samples and samples[-1]["timesteps_total"] >= 1200
@@ -159,7 +230,9 @@ def test_each_algorithm_trains_and_exports_onnx(tmp_path, algo, game_name, extra
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["obs", "state_ins"]
     assert [o.name for o in session.get_outputs()] == ["output", "state_outs"]
-    output, state = session.run(None, {"obs": np.zeros((3, 4), np.float32), "state_ins": np.zeros(3, np.float32)})
+    output, state = session.run(
+        None, {"obs": np.zeros((3, 4), np.float32), "state_ins": np.zeros(3, np.float32)}
+    )
     assert output.shape == (3, 5 if game_name == "BallChaseDiscrete" else 2)
     assert_no_game_left(port)
 
@@ -167,7 +240,12 @@ def test_each_algorithm_trains_and_exports_onnx(tmp_path, algo, game_name, extra
 @pytest.mark.parametrize("algo,game_name", [("dqn", "BallChase"), ("sac", "BallChaseDiscrete")])
 def test_algorithm_that_does_not_fit_the_action_space_is_refused(tmp_path, algo, game_name):
     port = find_free_port_block(2)
-    result = run_script(SCRIPT, *controller_args(tmp_path / "exp", port, 100, env_path=game(game_name)), f"--algo={algo}", cwd=tmp_path)
+    result = run_script(
+        SCRIPT,
+        *controller_args(tmp_path / "exp", port, 100, env_path=game(game_name)),
+        f"--algo={algo}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert result.stderr.count("ERROR:") == 1 and f"--algo {algo} needs" in result.stderr
     assert_no_game_left(port)
@@ -194,10 +272,17 @@ def test_policy_types_train_and_export(tmp_path, policy_args, game_name):
 
 def test_lstm_policy_is_refused_before_the_game_starts(tmp_path):
     port = find_free_port_block(2)
-    args = controller_args(tmp_path / "exp", port, 100) + ["--policy-type=lstm", "--lstm-hidden-size=64", "--lstm-num-layers=1"]
+    args = controller_args(tmp_path / "exp", port, 100) + [
+        "--policy-type=lstm",
+        "--lstm-hidden-size=64",
+        "--lstm-num-layers=1",
+    ]
     result = run_script(SCRIPT, *args, cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.startswith("ERROR: --policy-type lstm is not supported") and "state_ins" in result.stderr
+    assert (
+        result.stderr.startswith("ERROR: --policy-type lstm is not supported")
+        and "state_ins" in result.stderr
+    )
     assert "[game:" not in result.stderr
 
 
@@ -205,7 +290,9 @@ def test_sigint_saves_model_and_onnx_and_closes_games(tmp_path):
     port = find_free_port_block(4)
     onnx_path = tmp_path / "stopped.onnx"
     env = dict(os.environ, CONTROLLER_METRICS="1")
-    args = controller_args(tmp_path / "exp", port, 10_000_000, n_parallel=2) + [f"--onnx_export_path={onnx_path}"]
+    args = controller_args(tmp_path / "exp", port, 10_000_000, n_parallel=2) + [
+        f"--onnx_export_path={onnx_path}"
+    ]
     process = start_script(SCRIPT, *args, cwd=tmp_path, env=env)
     try:
         wait_for_line(process, "@METRIC ", timeout=60)
@@ -237,7 +324,11 @@ def test_crashing_game_is_reported_and_model_saved(tmp_path):
 
 def test_hung_game_is_detected_after_step_timeout(tmp_path):
     port = find_free_port_block(2)
-    args = controller_args(tmp_path / "exp", port, 100_000) + ["--game_arg", "hang_after_steps=300", "--step_timeout=2"]
+    args = controller_args(tmp_path / "exp", port, 100_000) + [
+        "--game_arg",
+        "hang_after_steps=300",
+        "--step_timeout=2",
+    ]
     result = run_script(SCRIPT, *args, cwd=tmp_path, timeout=120)
     assert result.returncode == 1
     assert "sent nothing for 2 s" in result.stderr
@@ -247,7 +338,11 @@ def test_hung_game_is_detected_after_step_timeout(tmp_path):
 
 def test_game_that_never_connects(tmp_path):
     port = find_free_port_block(2)
-    args = controller_args(tmp_path / "exp", port, 1000) + ["--game_arg", "never_connect=1", "--connect_timeout=2"]
+    args = controller_args(tmp_path / "exp", port, 1000) + [
+        "--game_arg",
+        "never_connect=1",
+        "--connect_timeout=2",
+    ]
     result = run_script(SCRIPT, *args, cwd=tmp_path, timeout=60)
     assert result.returncode == 1
     error = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
@@ -297,13 +392,17 @@ def test_bad_env_path_is_one_line_error(tmp_path, case):
 def test_bad_resume_model_is_one_line_error(tmp_path, content):
     model = tmp_path / "model.zip"
     model.write_bytes(content)
-    result = run_script(SCRIPT, f"--env_path={game('BallChase')}", f"--resume_model_path={model}", cwd=tmp_path)
+    result = run_script(
+        SCRIPT, f"--env_path={game('BallChase')}", f"--resume_model_path={model}", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("ERROR:") and "model.zip" in result.stderr
     assert result.stderr.strip().count("\n") == 0
 
 
-@pytest.mark.parametrize("bad_flag", ["--speedup=0", "--speedup=101", "--n_parallel=65", "--no_such_flag=1", "--policy-type=rnn"])
+@pytest.mark.parametrize(
+    "bad_flag", ["--speedup=0", "--speedup=101", "--n_parallel=65", "--no_such_flag=1", "--policy-type=rnn"]
+)
 def test_bad_flags_are_argparse_errors(tmp_path, bad_flag):
     result = run_script(SCRIPT, f"--env_path={game('BallChase')}", bad_flag, cwd=tmp_path)
     assert result.returncode == 2
@@ -313,9 +412,36 @@ def test_bad_flags_are_argparse_errors(tmp_path, bad_flag):
 def test_help_explains_every_flag(tmp_path):
     result = run_script(SCRIPT, "--help", cwd=tmp_path)
     assert result.returncode == 0
-    for flag in ["--env_path", "--speedup", "--n_parallel", "--viz", "--timesteps", "--experiment_dir", "--experiment_name", "--seed",
-                 "--resume_model_path", "--save_model_path", "--save_checkpoint_frequency", "--onnx_export_path", "--inference",
-                 "--linear_lr_schedule", "--policy-type", "--policy-hidden-layers", "--cnn-channels", "--lstm-hidden-size",
-                 "--lstm-num-layers", "--grn-hidden-size", "--algo", "--port", "--connect_timeout", "--step_timeout",
-                 "--action_repeat", "--framerate", "--device", "--learning_rate", "--n_steps", "--batch_size"]:
+    for flag in [
+        "--env_path",
+        "--speedup",
+        "--n_parallel",
+        "--viz",
+        "--timesteps",
+        "--experiment_dir",
+        "--experiment_name",
+        "--seed",
+        "--resume_model_path",
+        "--save_model_path",
+        "--save_checkpoint_frequency",
+        "--onnx_export_path",
+        "--inference",
+        "--linear_lr_schedule",
+        "--policy-type",
+        "--policy-hidden-layers",
+        "--cnn-channels",
+        "--lstm-hidden-size",
+        "--lstm-num-layers",
+        "--grn-hidden-size",
+        "--algo",
+        "--port",
+        "--connect_timeout",
+        "--step_timeout",
+        "--action_repeat",
+        "--framerate",
+        "--device",
+        "--learning_rate",
+        "--n_steps",
+        "--batch_size",
+    ]:
         assert flag in result.stdout

@@ -15,7 +15,9 @@ class RawTrainer:
     def __init__(self, executable: str, *engine_args: str, env_seed: int = 0, **game_args):
         self.port = find_free_port_block(1)
         self.listener = socket.create_server(("127.0.0.1", self.port))
-        args = [executable, f"--port={self.port}", f"--env_seed={env_seed}", *engine_args] + [f"--{k}={v}" for k, v in game_args.items()]
+        args = [executable, f"--port={self.port}", f"--env_seed={env_seed}", *engine_args] + [
+            f"--{k}={v}" for k, v in game_args.items()
+        ]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.conn = None
 
@@ -24,7 +26,10 @@ class RawTrainer:
         self.listener.settimeout(timeout)
         self.conn, _ = self.listener.accept()
         self.conn.settimeout(5)
-        for message in ({"type": "handshake", "major_version": "0", "minor_version": "7"}, {"type": "env_info"}):
+        for message in (
+            {"type": "handshake", "major_version": "0", "minor_version": "7"},
+            {"type": "env_info"},
+        ):
             self.send(message)
         env_info = self.receive()
         self.send({"type": "reset"})

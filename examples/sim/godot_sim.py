@@ -97,7 +97,10 @@ class BallChase:
         move = action["move"]
         if self.discrete:
             move = [(0.0, 0.0), (0.0, 1.0), (0.0, -1.0), (-1.0, 0.0), (1.0, 0.0)][int(move)]
-        self.agents[index]["move"] = (max(-1.0, min(1.0, float(move[0]))), max(-1.0, min(1.0, float(move[1]))))
+        self.agents[index]["move"] = (
+            max(-1.0, min(1.0, float(move[0]))),
+            max(-1.0, min(1.0, float(move[1]))),
+        )
 
     def physics_tick(self) -> None:
         for index, agent in enumerate(self.agents):
@@ -105,7 +108,8 @@ class BallChase:
                 self.agents[index] = self._new_agent()
                 continue
             agent["pos"] = [
-                max(-1.0, min(1.0, agent["pos"][axis] + agent["move"][axis] * self.SPEED * PHYSICS_DT)) for axis in (0, 1)
+                max(-1.0, min(1.0, agent["pos"][axis] + agent["move"][axis] * self.SPEED * PHYSICS_DT))
+                for axis in (0, 1)
             ]
             distance = self._distance(agent)
             agent["reward"] += (agent["distance"] - distance) * 2.0
@@ -225,7 +229,16 @@ class Pong:
     def observation(self, index: int) -> Dict[str, Any]:
         mirror = -1.0 if index == 0 else 1.0
         own, other = self.paddles[index], self.paddles[1 - index]
-        return {"obs": [self.ball[0] * mirror, self.ball[1], self.velocity[0] * mirror, self.velocity[1], own, other]}
+        return {
+            "obs": [
+                self.ball[0] * mirror,
+                self.ball[1],
+                self.velocity[0] * mirror,
+                self.velocity[1],
+                own,
+                other,
+            ]
+        }
 
     def info(self, index: int) -> Dict[str, Any]:
         return {"hits": self.hits[index], "misses": self.misses[index]}
@@ -451,12 +464,16 @@ class Runner:
                 conn.send(self.env_info())
             elif kind == "reset":
                 self.game.reset_all()
-                conn.send({"type": "reset", "obs": [self.game.observation(i) for i in range(self.game.n_agents)]})
+                conn.send(
+                    {"type": "reset", "obs": [self.game.observation(i) for i in range(self.game.n_agents)]}
+                )
             elif kind == "action":
                 self.handle_action(conn, message)
             elif kind == "call":
                 method = message.get("method")
-                returns = [self.game.info(i) if method == "get_info" else None for i in range(self.game.n_agents)]
+                returns = [
+                    self.game.info(i) if method == "get_info" else None for i in range(self.game.n_agents)
+                ]
                 conn.send({"type": "call", "returns": returns})
             elif kind == "close":
                 return
@@ -464,7 +481,14 @@ class Runner:
                 print(f"unknown message type {kind!r}", file=sys.stderr, flush=True)
 
 
-FAULT_KEYS = ("crash_after_steps", "hang_after_steps", "never_connect", "bad_json_after_steps", "nan_reward_after_steps", "fault")
+FAULT_KEYS = (
+    "crash_after_steps",
+    "hang_after_steps",
+    "never_connect",
+    "bad_json_after_steps",
+    "nan_reward_after_steps",
+    "fault",
+)
 
 
 def main(game_name: str) -> None:
@@ -476,7 +500,9 @@ def main(game_name: str) -> None:
         raise SystemExit(f"unknown fault {args['fault']!r}; choose from {sorted(FAULTS)}")
     seed = int(args.get("env_seed", "0"))
     port = int(args.get("port", "11008"))
-    print(f"{game_name} (Godot RL example game, simulated) seed={seed} port={port}", file=sys.stderr, flush=True)
+    print(
+        f"{game_name} (Godot RL example game, simulated) seed={seed} port={port}", file=sys.stderr, flush=True
+    )
     if args.get("never_connect") == "1":
         while True:
             time.sleep(3600)

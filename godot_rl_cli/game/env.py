@@ -11,7 +11,6 @@ fixes the weak spots of godot-rl 0.8.2, by delegating to the game layer's parts:
 """
 
 import atexit
-import json
 from typing import Any, Dict, List, Optional
 
 from godot_rl.core.godot_env import GodotEnv
@@ -57,13 +56,20 @@ class RobustGodotEnv(GodotEnv):
         try:
             if self.env_path:
                 args = {**(game_args or {}), **kwargs}
-                command = game_command(self.env_path, port, seed, show_window, framerate, action_repeat, speedup, args)
+                command = game_command(
+                    self.env_path, port, seed, show_window, framerate, action_repeat, speedup, args
+                )
                 self.process = GameProcess(command, port)
             else:
-                print(f"No game binary given: press Play in the Godot editor (waiting on port {port})", flush=True)
+                print(
+                    f"No game binary given: press Play in the Godot editor (waiting on port {port})",
+                    flush=True,
+                )
             game_exited = self.process.has_exited if self.process else None
             sock = protocol.accept(listener, connect_timeout, game_exited, self._game_error, port)
-            self.connection = protocol.Connection(sock, step_timeout, game_exited or (lambda: False), self._game_error)
+            self.connection = protocol.Connection(
+                sock, step_timeout, game_exited or (lambda: False), self._game_error
+            )
         except BaseException:
             self.close()
             raise
@@ -133,7 +139,9 @@ class RobustGodotEnv(GodotEnv):
             observation_spaces = [observation_spaces] * self.num_envs
         self.action_spaces = [protocol.action_space(space) for space in action_spaces]
         self.observation_spaces = [protocol.observation_space(space) for space in observation_spaces]
-        self.observation_key_order = list(observation_spaces[0])  # the game's order (gymnasium's Dict sorts keys)
+        self.observation_key_order = list(
+            observation_spaces[0]
+        )  # the game's order (gymnasium's Dict sorts keys)
         if len(self.action_spaces) != self.num_envs or len(self.observation_spaces) != self.num_envs:
             raise ValueError(f"{self.num_envs} agents but {len(self.action_spaces)} action spaces")
         self.agent_policy_names = list(info.get("agent_policy_names") or ["shared_policy"] * self.num_envs)
@@ -159,14 +167,18 @@ class RobustGodotEnv(GodotEnv):
     def _checked_per_agent(self, message: dict, field: str) -> list:
         values = message.get(field)
         if not isinstance(values, list) or len(values) != self.num_envs:
-            raise self._game_error(GameProtocolError, f"sent {field!r} that is not a list of {self.num_envs} values")
+            raise self._game_error(
+                GameProtocolError, f"sent {field!r} that is not a list of {self.num_envs} values"
+            )
         return values
 
     def _process_obs(self, response_obs: list) -> list:
         try:
             return super()._process_obs(response_obs)
         except (ValueError, KeyError, TypeError) as error:
-            raise self._game_error(GameProtocolError, f"sent an observation that does not match its space ({error})") from None
+            raise self._game_error(
+                GameProtocolError, f"sent an observation that does not match its space ({error})"
+            ) from None
 
     # --- shutdown -----------------------------------------------------------------------------------
 

@@ -56,12 +56,17 @@ def validate_env_path(env_path: str) -> str:
     """Return the absolute path of an exported Linux game, or raise `UserError` saying what is wrong."""
     path = Path(env_path).expanduser().absolute()
     if not path.exists():
-        raise UserError(f"env_path {env_path} does not exist", "pass the exported game, e.g. --env_path=./MyGame.x86_64")
+        raise UserError(
+            f"env_path {env_path} does not exist", "pass the exported game, e.g. --env_path=./MyGame.x86_64"
+        )
     if path.is_dir():
-        raise UserError(f"env_path {env_path} is a directory", f"pass the exported {GAME_SUFFIX} file inside it")
+        raise UserError(
+            f"env_path {env_path} is a directory", f"pass the exported {GAME_SUFFIX} file inside it"
+        )
     if path.suffix != GAME_SUFFIX:
         raise UserError(
-            f"env_path {env_path} does not end in {GAME_SUFFIX}", "export the game for Linux and pass the .x86_64 file"
+            f"env_path {env_path} does not end in {GAME_SUFFIX}",
+            "export the game for Linux and pass the .x86_64 file",
         )
     if not os.access(path, os.X_OK):
         raise UserError(f"env_path {env_path} is not executable", f"run: chmod +x '{path}'")
@@ -113,7 +118,10 @@ class GameProcess:
                 preexec_fn=_die_with_parent,
             )
         except OSError as error:
-            raise UserError(f"cannot start the game {command[0]}: {error.strerror}", "check the file is a Linux executable") from None
+            raise UserError(
+                f"cannot start the game {command[0]}: {error.strerror}",
+                "check the file is a Linux executable",
+            ) from None
         _running.add(self)
         threading.Thread(target=self._relay_output, name=f"game-output-{port}", daemon=True).start()
 

@@ -14,7 +14,13 @@ from typing import Any, Callable, Optional
 from gymnasium import spaces
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game.errors import GameConnectError, GameDiedError, GameError, GameHungError, GameProtocolError
+from godot_rl_cli.game.errors import (
+    GameConnectError,
+    GameDiedError,
+    GameError,
+    GameHungError,
+    GameProtocolError,
+)
 from godot_rl_cli.game.process import raise_if_stop_requested
 
 POLL_INTERVAL_S = 0.2
@@ -61,7 +67,7 @@ def accept(
         try:
             connection, _ = listener.accept()
             break
-        except socket.timeout:
+        except TimeoutError:
             pass
         if game_exited is not None and game_exited():
             raise error(GameDiedError, "exited before connecting")
@@ -79,7 +85,9 @@ def accept(
 class Connection:
     """Messages to and from one game, each wait bounded; every failure is a GameError built by `error`."""
 
-    def __init__(self, sock: socket.socket, step_timeout: float, game_exited: Callable[[], bool], error: ErrorFactory):
+    def __init__(
+        self, sock: socket.socket, step_timeout: float, game_exited: Callable[[], bool], error: ErrorFactory
+    ):
         self.sock = sock
         self.step_timeout = step_timeout
         self.game_exited = game_exited
@@ -92,15 +100,19 @@ class Connection:
         self._raise_if_unsolicited_data()
         try:
             self.sock.sendall(frame(string))
-        except socket.timeout:
+        except TimeoutError:
             raise self.error(GameHungError, f"accepted no data for {self.step_timeout:g} s") from None
         except OSError as error:
-            raise self.error(GameDiedError, f"connection lost while sending ({error.strerror or error})") from None
+            raise self.error(
+                GameDiedError, f"connection lost while sending ({error.strerror or error})"
+            ) from None
 
     def _raise_if_unsolicited_data(self) -> None:
         """The game only ever answers; bytes left after a reply are a duplicate or out-of-order message."""
         if self._received:
-            raise self.error(GameProtocolError, "sent a message nobody asked for (a duplicate or out-of-order reply)")
+            raise self.error(
+                GameProtocolError, "sent a message nobody asked for (a duplicate or out-of-order reply)"
+            )
 
     def _receive_more(self) -> None:
         """Append what the socket has to the receive buffer, waiting in short polls so that a dead game,
@@ -128,7 +140,9 @@ class Connection:
             self._receive_more()
         size = int.from_bytes(self._received[:4], "little")
         if size > MAX_MESSAGE_BYTES:
-            raise self.error(GameProtocolError, f"announced a {size}-byte message (limit {MAX_MESSAGE_BYTES})")
+            raise self.error(
+                GameProtocolError, f"announced a {size}-byte message (limit {MAX_MESSAGE_BYTES})"
+            )
         while len(self._received) < 4 + size:
             self._receive_more()
         body = bytes(self._received[4 : 4 + size])
@@ -151,7 +165,8 @@ class Connection:
             raise self.error(GameProtocolError, f"sent a message that is not a JSON object: {text[:80]!r}")
         if expected_type is not None and message.get("type") != expected_type:
             raise self.error(
-                GameProtocolError, f"sent a {message.get('type')!r} message where {expected_type!r} was expected"
+                GameProtocolError,
+                f"sent a {message.get('type')!r} message where {expected_type!r} was expected",
             )
         return message
 
@@ -160,7 +175,9 @@ class Connection:
         message = json.loads(text)
         for field in ("obs", "reward"):
             if field in message and _contains_non_finite(message[field]):
-                raise self.error(GameProtocolError, f"sent a non-finite number (NaN or infinity) in {field!r}")
+                raise self.error(
+                    GameProtocolError, f"sent a non-finite number (NaN or infinity) in {field!r}"
+                )
         return message
 
     def close(self) -> None:

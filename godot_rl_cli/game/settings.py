@@ -70,14 +70,45 @@ def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True
     flag("env_path", default=None, help="exported game (.x86_64); omit to use the Godot editor (press Play)")
     flag("speedup", type=int_in_range(1, 100), default=1, help="physics speed multiplier passed to the game")
     flag("port", type=int_in_range(1024, 65535), default=DEFAULT_PORT, help="base TCP port on 127.0.0.1")
-    flag("action_repeat", type=int_in_range(1), default=None, help="physics frames per action (game default if omitted)")
-    flag("framerate", type=int_in_range(1), default=None, help="pass --fixed-fps N so a real Godot game runs as fast as it can")
-    flag("connect_timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, help="seconds to wait for the game to connect")
-    flag("step_timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, help="seconds of silence after which a game counts as hung")
+    flag(
+        "action_repeat",
+        type=int_in_range(1),
+        default=None,
+        help="physics frames per action (game default if omitted)",
+    )
+    flag(
+        "framerate",
+        type=int_in_range(1),
+        default=None,
+        help="pass --fixed-fps N so a real Godot game runs as fast as it can",
+    )
+    flag(
+        "connect_timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds to wait for the game to connect",
+    )
+    flag(
+        "step_timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds of silence after which a game counts as hung",
+    )
     if restarts:
-        flag("max_env_restarts", type=int_in_range(0), default=0, help="relaunch a crashed or hung game up to N times and keep training")
+        flag(
+            "max_env_restarts",
+            type=int_in_range(0),
+            default=0,
+            help="relaunch a crashed or hung game up to N times and keep training",
+        )
     game.add_argument(
-        "--game_arg", "--game-arg", dest="game_args", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+        "--game_arg",
+        "--game-arg",
+        dest="game_args",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="extra --KEY=VALUE argument for the game (repeatable)",
     )
     return game

@@ -27,7 +27,14 @@ class ActionEncoder:
     """Turns rows of flat actions into the plugin's per-agent `{head: value}` dicts."""
 
     def __init__(self, heads: spaces.Dict):
-        self.heads = [(name, 1 if isinstance(head, spaces.Discrete) else int(head.shape[0]), isinstance(head, spaces.Discrete)) for name, head in heads.items()]
+        self.heads = [
+            (
+                name,
+                1 if isinstance(head, spaces.Discrete) else int(head.shape[0]),
+                isinstance(head, spaces.Discrete),
+            )
+            for name, head in heads.items()
+        ]
 
     def encode(self, actions: np.ndarray) -> List[Dict[str, Any]]:
         rows = np.asarray(actions).reshape(len(actions), -1).tolist()

@@ -11,15 +11,25 @@ DEFAULT_IR_VERSION = 9
 def add_version_arguments(parser: argparse.ArgumentParser, reference: str) -> None:
     """--opset, --ir-version and --no-verify; `reference` names what the written file is compared with."""
     parser.add_argument(
-        "--opset", type=int, choices=OPSETS, default=DEFAULT_OPSET, metavar=f"{{{OPSETS[0]}..{OPSETS[-1]}}}",
+        "--opset",
+        type=int,
+        choices=OPSETS,
+        default=DEFAULT_OPSET,
+        metavar=f"{{{OPSETS[0]}..{OPSETS[-1]}}}",
         help=f"ONNX opset version (default: {DEFAULT_OPSET})",
     )
     parser.add_argument(
-        "--ir-version", dest="ir_version", type=int, default=DEFAULT_IR_VERSION, metavar="N",
+        "--ir-version",
+        dest="ir_version",
+        type=int,
+        default=DEFAULT_IR_VERSION,
+        metavar="N",
         help=f"ONNX IR version written in the file (default: {DEFAULT_IR_VERSION}, the newest the Godot plugin loads; "
         "opset 9 needs >= 4, 13 needs >= 7, 15-17 need >= 8)",
     )
     parser.add_argument(
-        "--no-verify", dest="verify", action="store_false",
+        "--no-verify",
+        dest="verify",
+        action="store_false",
         help=f"skip the onnxruntime comparison with {reference}",
     )

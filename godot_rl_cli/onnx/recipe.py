@@ -94,9 +94,14 @@ def check_versions(opset: int, ir_version: int) -> None:
             f"pass --ir-version {needed} or newer, or a lower --opset",
         )
     if ir_version > onnx.IR_VERSION:
-        raise UserError(f"IR version {ir_version} is newer than this onnx package supports ({onnx.IR_VERSION})", f"pass --ir-version {GODOT_MAX_IR_VERSION}")
+        raise UserError(
+            f"IR version {ir_version} is newer than this onnx package supports ({onnx.IR_VERSION})",
+            f"pass --ir-version {GODOT_MAX_IR_VERSION}",
+        )
     if ir_version > GODOT_MAX_IR_VERSION or opset > GODOT_MAX_OPSET:
-        print_warning(f"the Godot plugin (ONNX Runtime 1.15) loads IR version <= {GODOT_MAX_IR_VERSION} and opset <= {GODOT_MAX_OPSET} only")
+        print_warning(
+            f"the Godot plugin (ONNX Runtime 1.15) loads IR version <= {GODOT_MAX_IR_VERSION} and opset <= {GODOT_MAX_OPSET} only"
+        )
 
 
 def export_module(
@@ -116,7 +121,9 @@ def export_module(
     buffer = io.BytesIO()
     module.eval()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes are not for the user
+        warnings.simplefilter(
+            "ignore"
+        )  # the legacy exporter's deprecation and tracer notes are not for the user
         torch.onnx.export(
             module,
             tuple(example_inputs),
@@ -135,7 +142,9 @@ def export_module(
     found_inputs = [value.name for value in model.graph.input]
     found_outputs = [value.name for value in model.graph.output]
     if found_inputs != input_names or found_outputs != output_names:
-        raise RuntimeError(f"the exported graph has inputs {found_inputs} and outputs {found_outputs}, expected {input_names} and {output_names}")
+        raise RuntimeError(
+            f"the exported graph has inputs {found_inputs} and outputs {found_outputs}, expected {input_names} and {output_names}"
+        )
     return model
 
 
@@ -145,7 +154,10 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 def tensor_shapes(values) -> Dict[str, List]:
     """{name: [dims]} with symbolic dims as their names."""
-    return {value.name: [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim] for value in values}
+    return {
+        value.name: [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+        for value in values
+    }
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -193,7 +205,9 @@ def export_verified(
 
     `example_inputs` and `input_names` are the observation inputs; `state_ins` is added to both.
     """
-    model = export_module(graph, list(example_inputs) + [torch.zeros(1)], input_names + [STATE_INPUT], opset, ir_version)
+    model = export_module(
+        graph, list(example_inputs) + [torch.zeros(1)], input_names + [STATE_INPUT], opset, ir_version
+    )
     summary = ExportSummary.of(model, Path(path), label)
     summary.max_error = save_verified(model, Path(path), verify)
     summary.verified = verify is not None
@@ -203,7 +217,9 @@ def export_verified(
 # --- verification with onnxruntime ---------------------------------------------------------------
 
 
-def run_onnx(model: Union[onnx.ModelProto, Path, str], inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+def run_onnx(
+    model: Union[onnx.ModelProto, Path, str], inputs: Dict[str, np.ndarray]
+) -> Dict[str, np.ndarray]:
     """Run a model (in memory or a file) on CPU with onnxruntime: {output name: array}."""
     import onnxruntime
 
@@ -223,11 +239,15 @@ def max_abs_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(difference))) if difference.size else 0.0
 
 
-def check_continuous(actual: np.ndarray, expected: np.ndarray, tolerance: float = CONTINUOUS_TOLERANCE, what: str = "outputs") -> float:
+def check_continuous(
+    actual: np.ndarray, expected: np.ndarray, tolerance: float = CONTINUOUS_TOLERANCE, what: str = "outputs"
+) -> float:
     """Max absolute error of `actual` against `expected`; raises VerificationError (with the error) beyond `tolerance`."""
     error = max_abs_error(actual, expected)
     if not error <= tolerance:
-        raise VerificationError(f"ONNX {what} differ from the policy's by up to {error:.3g} (tolerance {tolerance:g})")
+        raise VerificationError(
+            f"ONNX {what} differ from the policy's by up to {error:.3g} (tolerance {tolerance:g})"
+        )
     return error
 
 
@@ -236,13 +256,17 @@ def check_discrete(logits: np.ndarray, expected_actions: np.ndarray, head_sizes:
     logits = np.asarray(logits).reshape(len(expected_actions), -1)
     expected = np.asarray(expected_actions).reshape(len(expected_actions), -1)
     if logits.shape[1] != sum(head_sizes) or expected.shape[1] != len(head_sizes):
-        raise VerificationError(f"ONNX output has {logits.shape[1]} values per sample, the action heads need {sum(head_sizes)}")
+        raise VerificationError(
+            f"ONNX output has {logits.shape[1]} values per sample, the action heads need {sum(head_sizes)}"
+        )
     start = 0
     for head, size in enumerate(head_sizes):
         chosen = np.argmax(logits[:, start : start + size], axis=1)
         if not np.array_equal(chosen, expected[:, head]):
             mismatches = int(np.sum(chosen != expected[:, head]))
-            raise VerificationError(f"ONNX argmax differs from the policy's action in {mismatches} of {len(chosen)} samples (action head {head})")
+            raise VerificationError(
+                f"ONNX argmax differs from the policy's action in {mismatches} of {len(chosen)} samples (action head {head})"
+            )
         start += size
 
 
@@ -251,14 +275,19 @@ def check_state_passthrough(outputs: Dict[str, np.ndarray], state: np.ndarray) -
         raise VerificationError(f"{STATE_OUTPUT} is not {STATE_INPUT} passed through")
 
 
-def check_batch_sizes(model_path: Path, feeds: Dict[str, np.ndarray], batch_sizes: Sequence[int] = (1, 5)) -> float:
+def check_batch_sizes(
+    model_path: Path, feeds: Dict[str, np.ndarray], batch_sizes: Sequence[int] = (1, 5)
+) -> float:
     """Run the file on the first `n` samples for each n: each row must equal the full batch's row (dynamic batch axis)."""
     full = run_onnx(model_path, feeds)
     error = 0.0
     for size in batch_sizes:
         part = run_onnx(model_path, {name: value[:size] for name, value in feeds.items()})
         for name, value in part.items():
-            error = max(error, check_continuous(value, full[name][:size], what=f"'{name}' values at batch size {size}"))
+            error = max(
+                error,
+                check_continuous(value, full[name][:size], what=f"'{name}' values at batch size {size}"),
+            )
     return error
 
 
@@ -280,7 +309,9 @@ def head_sizes(action_space) -> List[int]:
     return [int(action_space.n)]
 
 
-def check_graph_parity(model_path: Path, graph: torch.nn.Module, feeds: Dict[str, np.ndarray], graph_inputs: Sequence[str]) -> tuple:
+def check_graph_parity(
+    model_path: Path, graph: torch.nn.Module, feeds: Dict[str, np.ndarray], graph_inputs: Sequence[str]
+) -> tuple:
     """Run the written file on `feeds` and compare it with the torch graph it was traced from.
 
     Checks that `state_outs` is `state_ins`, that `output` equals the graph's (within 1e-5, relative for

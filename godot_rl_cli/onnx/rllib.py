@@ -31,8 +31,8 @@ from gymnasium import spaces
 
 from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import ALGORITHMS, RLLIB_ALGORITHMS
-from godot_rl_cli.onnx import recipe
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.onnx import recipe
 
 POLICY_FILES = ("rllib_checkpoint.json", "policy_state.pkl")
 SINGLE_POLICY_ID = "default_policy"
@@ -50,7 +50,15 @@ def validate_versions(opset: int, ir_version: int) -> None:
 def policy_ids(checkpoint: Path) -> List[str]:
     """The ids of the policies saved in `checkpoint/policies/`, sorted."""
     folder = checkpoint / "policies"
-    ids = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and any((entry / name).is_file() for name in POLICY_FILES)) if folder.is_dir() else []
+    ids = (
+        sorted(
+            entry.name
+            for entry in folder.iterdir()
+            if entry.is_dir() and any((entry / name).is_file() for name in POLICY_FILES)
+        )
+        if folder.is_dir()
+        else []
+    )
     if not ids:
         raise UserError(
             f"checkpoint {checkpoint} holds no policies (no policies/<id>/ folders with policy_state.pkl)",
@@ -63,7 +71,10 @@ def select_policies(available: List[str], policy: Optional[str] = None, single: 
     """The ids to export: `policy`, else the single policy (`single`), else all of them."""
     if policy is not None:
         if policy not in available:
-            raise UserError(f"policy {policy!r} is not in the checkpoint (its policies: {', '.join(available)})", "pass one of those to --policy")
+            raise UserError(
+                f"policy {policy!r} is not in the checkpoint (its policies: {', '.join(available)})",
+                "pass one of those to --policy",
+            )
         return [policy]
     if single:
         if SINGLE_POLICY_ID in available:
@@ -81,10 +92,15 @@ def output_paths(output: Path, prefix: str, ids: List[str]) -> Dict[str, Path]:
     """`<output>/<prefix><id>.onnx` per policy; an `output` ending in .onnx is the file for a single policy."""
     if output.suffix == ".onnx":
         if len(ids) != 1:
-            raise UserError(f"output {output} names one file, but {len(ids)} policies are exported ({', '.join(ids)})", "pass an output directory, or one --policy")
+            raise UserError(
+                f"output {output} names one file, but {len(ids)} policies are exported ({', '.join(ids)})",
+                "pass an output directory, or one --policy",
+            )
         return {ids[0]: output}
     if output.exists() and not output.is_dir():
-        raise UserError(f"output directory {output} is a file", "pass a directory for the ONNX files with -o/--output-dir")
+        raise UserError(
+            f"output directory {output} is a file", "pass a directory for the ONNX files with -o/--output-dir"
+        )
     return {policy_id: output / f"{prefix}{policy_id}.onnx" for policy_id in ids}
 
 
@@ -104,7 +120,10 @@ def load_policy(checkpoint: Path, policy_id: str):
         ) from None
     except Exception as error:
         detail = (str(error).strip().splitlines() or [""])[0]
-        raise UserError(f"cannot load policy {policy_id!r} from {checkpoint} ({type(error).__name__}: {detail})", "the checkpoint is corrupt or incomplete; export another one with --checkpoint-number") from None
+        raise UserError(
+            f"cannot load policy {policy_id!r} from {checkpoint} ({type(error).__name__}: {detail})",
+            "the checkpoint is corrupt or incomplete; export another one with --checkpoint-number",
+        ) from None
     if not isinstance(policy.model, torch.nn.Module):
         raise UserError(f"policy {policy_id!r} is not a torch policy", "train with framework: torch")
     return policy
@@ -115,23 +134,44 @@ def load_policy(checkpoint: Path, policy_id: str):
 
 def algorithm_name(policy) -> str:
     """PPO, APPO, IMPALA, DQN or SAC, from the policy class (PPOTorchPolicy -> PPO)."""
-    return type(policy).__name__.replace("TorchPolicyV2", "").replace("TorchPolicy", "").upper() or type(policy).__name__
+    return (
+        type(policy).__name__.replace("TorchPolicyV2", "").replace("TorchPolicy", "").upper()
+        or type(policy).__name__
+    )
 
 
 def check_exportable(policy, policy_id: str) -> None:
     """Refuse policies whose actions depend on more than the current observation, or on spaces ONNX cannot take."""
     if algorithm_name(policy).lower() not in ALGORITHMS:
-        raise UserError(f"policy {policy_id!r} comes from {algorithm_name(policy)}, which this exporter does not know", f"train with one of {', '.join(RLLIB_ALGORITHMS)}")
+        raise UserError(
+            f"policy {policy_id!r} comes from {algorithm_name(policy)}, which this exporter does not know",
+            f"train with one of {', '.join(RLLIB_ALGORITHMS)}",
+        )
     if policy.is_recurrent():
-        raise UserError(f"policy {policy_id!r} is recurrent (LSTM/attention): its state cannot pass through the plugin's state_ins", "train without use_lstm/use_attention to export for Godot")
+        raise UserError(
+            f"policy {policy_id!r} is recurrent (LSTM/attention): its state cannot pass through the plugin's state_ins",
+            "train without use_lstm/use_attention to export for Godot",
+        )
     if policy.config.get("observation_filter", "NoFilter") != "NoFilter":
-        raise UserError(f"policy {policy_id!r} was trained with observation_filter {policy.config['observation_filter']}, which is not part of the policy", "train with observation_filter: NoFilter to export for Godot")
+        raise UserError(
+            f"policy {policy_id!r} was trained with observation_filter {policy.config['observation_filter']}, which is not part of the policy",
+            "train with observation_filter: NoFilter to export for Godot",
+        )
     if not isinstance(policy.observation_space, spaces.Box):
-        raise UserError(f"policy {policy_id!r} observes a {type(policy.observation_space).__name__} space; only flat Box observations can be exported", "train with rllib_training_script.py, which flattens the game's observations")
+        raise UserError(
+            f"policy {policy_id!r} observes a {type(policy.observation_space).__name__} space; only flat Box observations can be exported",
+            "train with rllib_training_script.py, which flattens the game's observations",
+        )
     if policy.config.get("num_atoms", 1) > 1:
-        raise UserError(f"policy {policy_id!r} is a distributional DQN (num_atoms > 1)", "train with num_atoms: 1 to export for Godot")
+        raise UserError(
+            f"policy {policy_id!r} is a distributional DQN (num_atoms > 1)",
+            "train with num_atoms: 1 to export for Godot",
+        )
     if not isinstance(policy.action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.Box):
-        raise UserError(f"policy {policy_id!r} acts in a {type(policy.action_space).__name__} space", "use Discrete, MultiDiscrete or Box actions")
+        raise UserError(
+            f"policy {policy_id!r} acts in a {type(policy.action_space).__name__} space",
+            "use Discrete, MultiDiscrete or Box actions",
+        )
 
 
 def squash_bounds(policy) -> Optional[Tuple[float, float]]:
@@ -158,7 +198,9 @@ class GodotPolicyGraph(torch.nn.Module):
         self.q_values = output == algorithms.Q_VALUES
         self.sac_head = output == algorithms.SQUASHED_MEAN
         self.squash = squash_bounds(policy) if self.sac_head else None
-        self.continuous_size = int(np.prod(policy.action_space.shape)) if isinstance(policy.action_space, spaces.Box) else None
+        self.continuous_size = (
+            int(np.prod(policy.action_space.shape)) if isinstance(policy.action_space, spaces.Box) else None
+        )
 
     def forward(self, obs: torch.Tensor, state_ins: torch.Tensor):
         input_dict = {"obs": obs.reshape(-1, *self.observation_shape)}
@@ -168,11 +210,15 @@ class GodotPolicyGraph(torch.nn.Module):
         dist_inputs = self.model.get_action_model_outputs(model_out)[0] if self.sac_head else model_out
         if self.continuous_size is None:
             return dist_inputs, state_ins
-        means = dist_inputs[:, : self.continuous_size]  # a constant slice keeps `output`'s width static, which the plugin reads
+        means = dist_inputs[
+            :, : self.continuous_size
+        ]  # a constant slice keeps `output`'s width static, which the plugin reads
         if self.squash is None:
             return means, state_ins
         low, high = self.squash
-        return torch.clamp((torch.tanh(means) + 1.0) / 2.0 * (high - low) + low, low, high), state_ins  # TorchSquashedGaussian's deterministic sample
+        return torch.clamp(
+            (torch.tanh(means) + 1.0) / 2.0 * (high - low) + low, low, high
+        ), state_ins  # TorchSquashedGaussian's deterministic sample
 
     def _q_values(self, model_out: torch.Tensor) -> torch.Tensor:
         """DQN's Q-values as dqn_torch_policy.compute_q_values computes them (no -inf masked actions in Godot games)."""
@@ -194,7 +240,9 @@ class GodotPolicyGraph(torch.nn.Module):
 # --- verification ----------------------------------------------------------------------------------
 
 
-def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samples: int = recipe.VERIFY_SAMPLES) -> float:
+def verify_against_policy(
+    policy, graph: GodotPolicyGraph, onnx_path: Path, samples: int = recipe.VERIFY_SAMPLES
+) -> float:
     """Run the written file in onnxruntime on sampled observations and compare with the policy.
 
     Checks: `output` equals the torch graph (within 1e-5, relative for large values), rows do not
@@ -202,13 +250,17 @@ def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samp
     `policy.compute_actions(obs, explore=False)`: argmax per discrete head, or (continuous) `output`
     within 1e-5. Returns the max absolute error; raises VerificationError on a mismatch.
     """
-    observations = recipe.sample_observations(policy.observation_space, samples).astype(np.float32).reshape(samples, -1)
+    observations = (
+        recipe.sample_observations(policy.observation_space, samples).astype(np.float32).reshape(samples, -1)
+    )
     feeds = {"obs": observations, recipe.STATE_INPUT: np.arange(samples, dtype=np.float32)}
     actual, error = recipe.check_graph_parity(onnx_path, graph, feeds, ["obs"])
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        actions = np.asarray(policy.compute_actions(observations.reshape(samples, *graph.observation_shape), explore=False)[0])
+        actions = np.asarray(
+            policy.compute_actions(observations.reshape(samples, *graph.observation_shape), explore=False)[0]
+        )
     space = policy.action_space
     if isinstance(space, spaces.Discrete | spaces.MultiDiscrete):
         recipe.check_discrete(actual, actions, recipe.head_sizes(space))
@@ -219,7 +271,9 @@ def verify_against_policy(policy, graph: GodotPolicyGraph, onnx_path: Path, samp
 # --- entry points ----------------------------------------------------------------------------------
 
 
-def export_policy(policy, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> recipe.ExportSummary:
+def export_policy(
+    policy, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True
+) -> recipe.ExportSummary:
     """Export a loaded policy to `output_path` (written atomically), then verify the written file.
 
     Raises UserError for policies that cannot be exported or bad versions, and
@@ -230,8 +284,26 @@ def export_policy(policy, policy_id: str, output_path: Path, *, opset: int = 13,
     size = int(np.prod(policy.observation_space.shape))
     label = f"RLlib {algorithm_name(policy)} policy {policy_id!r}, output {graph.describe_output()}"
     check = (lambda path: verify_against_policy(policy, graph, path)) if verify else None
-    return recipe.export_verified(graph, [torch.zeros(1, size)], ["obs"], Path(output_path), label, opset, ir_version, check)
+    return recipe.export_verified(
+        graph, [torch.zeros(1, size)], ["obs"], Path(output_path), label, opset, ir_version, check
+    )
 
-def export_checkpoint_policy(checkpoint: Path, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True) -> recipe.ExportSummary:
+
+def export_checkpoint_policy(
+    checkpoint: Path,
+    policy_id: str,
+    output_path: Path,
+    *,
+    opset: int = 13,
+    ir_version: int = 9,
+    verify: bool = True,
+) -> recipe.ExportSummary:
     """Load one policy of `checkpoint` and export it."""
-    return export_policy(load_policy(checkpoint, policy_id), policy_id, output_path, opset=opset, ir_version=ir_version, verify=verify)
+    return export_policy(
+        load_policy(checkpoint, policy_id),
+        policy_id,
+        output_path,
+        opset=opset,
+        ir_version=ir_version,
+        verify=verify,
+    )

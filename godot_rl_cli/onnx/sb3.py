@@ -29,10 +29,12 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 
 from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
-from godot_rl_cli.onnx import recipe
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.onnx import recipe
 
-ALGORITHMS = {name: algorithms.sb3_class(name) for name in SB3_ALGORITHMS}  # name -> SB3 class, from the table
+ALGORITHMS = {
+    name: algorithms.sb3_class(name) for name in SB3_ALGORITHMS
+}  # name -> SB3 class, from the table
 PASS_ALGO = "pass --algo ppo|a2c|dqn|sac|td3|ddpg"
 
 
@@ -44,7 +46,9 @@ def algorithm_of(model: BaseAlgorithm) -> str:
     for name in ("ddpg", "td3", "sac", "dqn", "ppo", "a2c"):
         if isinstance(model, ALGORITHMS[name]):
             return name
-    raise UserError(f"{type(model).__name__} models cannot be exported", "use one of: " + ", ".join(ALGORITHMS))
+    raise UserError(
+        f"{type(model).__name__} models cannot be exported", "use one of: " + ", ".join(ALGORITHMS)
+    )
 
 
 def with_zip_suffix(model_path: Path) -> Path:
@@ -64,7 +68,10 @@ def open_model_zip(model_path: Path) -> zipfile.ZipFile:
         raise UserError(f"{model_path} is not a Stable-Baselines3 model (not a zip file)", how)
     archive = zipfile.ZipFile(model_path)
     if not {"data", "policy.pth"} <= set(archive.namelist()):
-        raise UserError(f"{model_path} is a zip file but not a Stable-Baselines3 model (no data and policy.pth inside)", how)
+        raise UserError(
+            f"{model_path} is a zip file but not a Stable-Baselines3 model (no data and policy.pth inside)",
+            how,
+        )
     return archive
 
 
@@ -106,7 +113,9 @@ def algorithm_from_structure(archive: zipfile.ZipFile) -> Optional[str]:
 
 def _uses_rmsprop(archive: zipfile.ZipFile) -> bool:
     try:
-        optimizer = torch.load(io.BytesIO(archive.read("policy.optimizer.pth")), map_location="cpu", weights_only=True)
+        optimizer = torch.load(
+            io.BytesIO(archive.read("policy.optimizer.pth")), map_location="cpu", weights_only=True
+        )
     except Exception:
         return False
     return any("alpha" in group for group in optimizer.get("param_groups", []))
@@ -136,14 +145,19 @@ def load_sb3_model(model_path: Path, algo: Optional[str] = None) -> Tuple[BaseAl
             data = {}
         detected = algorithm_from_metadata(data) or algorithm_from_structure(archive)
     if algo and detected and algo != detected and {algo, detected} != {"td3", "ddpg"}:
-        raise UserError(f"--algo {algo} does not match {model_path} (it holds a {detected.upper()} model)", f"pass --algo {detected} or omit --algo")
+        raise UserError(
+            f"--algo {algo} does not match {model_path} (it holds a {detected.upper()} model)",
+            f"pass --algo {detected} or omit --algo",
+        )
     if algo or detected:
         chosen = algo or detected
         try:
             return _load_as(model_path, chosen), chosen
         except Exception as error:
             how = "check the file" + ("" if algo else f", or {PASS_ALGO}")
-            raise UserError(f"cannot load {model_path} as a {chosen.upper()} model ({type(error).__name__}: {error})", how) from None
+            raise UserError(
+                f"cannot load {model_path} as a {chosen.upper()} model ({type(error).__name__}: {error})", how
+            ) from None
     for candidate in ALGORITHMS:  # step 3; PPO before A2C and TD3 before DDPG, which load each other's files
         try:
             return _load_as(model_path, candidate), candidate
@@ -172,8 +186,12 @@ class ObservationInput:
         self.key = key
         self.space = space
         # SB3 stores image spaces channels-first (VecTransposeImage); Godot sends height, width, channels.
-        self.channels_last = is_image_space(space, check_channels=False) and is_image_space_channels_first(space)
-        self.shape: Tuple[int, ...] = tuple(space.shape[1:]) + tuple(space.shape[:1]) if self.channels_last else tuple(space.shape)
+        self.channels_last = is_image_space(space, check_channels=False) and is_image_space_channels_first(
+            space
+        )
+        self.shape: Tuple[int, ...] = (
+            tuple(space.shape[1:]) + tuple(space.shape[:1]) if self.channels_last else tuple(space.shape)
+        )
         self.size = int(np.prod(space.shape))
 
     def to_policy(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -194,11 +212,15 @@ class ObservationLayout:
         self.space = observation_space
         self.is_dict = isinstance(observation_space, spaces.Dict)
         if self.is_dict:
-            self.parts = [ObservationInput(key, subspace) for key, subspace in observation_space.spaces.items()]
+            self.parts = [
+                ObservationInput(key, subspace) for key, subspace in observation_space.spaces.items()
+            ]
         else:
             self.parts = [ObservationInput(None, observation_space)]
         self.concatenated = use_obs_array and self.is_dict
-        self.input_names = ["obs"] if self.concatenated or not self.is_dict else [part.key for part in self.parts]
+        self.input_names = (
+            ["obs"] if self.concatenated or not self.is_dict else [part.key for part in self.parts]
+        )
 
     def input_shapes(self) -> List[Tuple[int, ...]]:
         if self.concatenated:
@@ -272,13 +294,18 @@ def _non_unit_bounds(action_space: spaces.Space) -> Optional[Tuple[torch.Tensor,
 def check_exportable(model: BaseAlgorithm, algo: str) -> None:
     if isinstance(model.action_space, spaces.Discrete | spaces.MultiDiscrete | spaces.Box):
         return
-    raise UserError(f"{algo.upper()} models with {type(model.action_space).__name__} actions cannot be exported", "use Discrete, MultiDiscrete or Box actions")
+    raise UserError(
+        f"{algo.upper()} models with {type(model.action_space).__name__} actions cannot be exported",
+        "use Discrete, MultiDiscrete or Box actions",
+    )
 
 
 # --- verification ---------------------------------------------------------------------------------
 
 
-def verify_against_policy(model: BaseAlgorithm, graph: GodotPolicyGraph, onnx_path: Path, samples: int = recipe.VERIFY_SAMPLES) -> float:
+def verify_against_policy(
+    model: BaseAlgorithm, graph: GodotPolicyGraph, onnx_path: Path, samples: int = recipe.VERIFY_SAMPLES
+) -> float:
     """Run the written file in onnxruntime on sampled observations and compare with the SB3 policy.
 
     Checks: `output` equals the torch graph (within 1e-5, relative for large values), rows do not
@@ -334,7 +361,10 @@ def export_sb3_model(
     graph = GodotPolicyGraph(model, algo, layout)
     example = [torch.zeros((1, *shape), dtype=torch.float32) for shape in layout.input_shapes()]
     check = (lambda path: verify_against_policy(model, graph, path)) if verify else None
-    return recipe.export_verified(graph, example, layout.input_names, Path(output_path), algo.upper(), opset, ir_version, check)
+    return recipe.export_verified(
+        graph, example, layout.input_names, Path(output_path), algo.upper(), opset, ir_version, check
+    )
+
 
 def convert_sb3_file(
     model_path: Path,
@@ -350,4 +380,12 @@ def convert_sb3_file(
     model_path = with_zip_suffix(Path(model_path))
     model, algo = load_sb3_model(model_path, algo)
     output_path = Path(output_path) if output_path else model_path.with_suffix(".onnx")
-    return export_sb3_model(model, output_path, algo=algo, opset=opset, ir_version=ir_version, use_obs_array=use_obs_array, verify=verify)
+    return export_sb3_model(
+        model,
+        output_path,
+        algo=algo,
+        opset=opset,
+        ir_version=ir_version,
+        use_obs_array=use_obs_array,
+        verify=verify,
+    )

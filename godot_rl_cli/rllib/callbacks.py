@@ -1,9 +1,7 @@
 """ControllerMetricsCallback: per-policy custom metrics from the agents' info, and one `@METRIC` line per iteration."""
 
-import json
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ray.rllib.algorithms.callbacks import DefaultCallbacks
@@ -40,7 +38,9 @@ class ControllerMetricsCallback(DefaultCallbacks):
     def on_train_result(self, *, algorithm, result: Dict[str, Any], **kwargs) -> None:
         runners = result.get("env_runners", {})
         self.episodes_in_run += int(runners.get("episodes_this_iter", runners.get("num_episodes", 0)) or 0)
-        result["episodes_total"] = self.episodes_offset + self.episodes_in_run  # logged to result.json for resumes
+        result["episodes_total"] = (
+            self.episodes_offset + self.episodes_in_run
+        )  # logged to result.json for resumes
         metrics.emit_metric(iteration_payload(result, self.checkpoints_saved))
 
 
@@ -89,7 +89,9 @@ def iteration_payload(result: Dict[str, Any], checkpoints: int = 0) -> Dict[str,
         env_steps_this_iter=int(result.get("num_env_steps_sampled_this_iter", 0)),
         num_env_steps_sampled=int(result.get("num_env_steps_sampled_lifetime", timesteps)),
         num_env_steps_trained=int(result.get("num_env_steps_trained", timesteps)),
-        num_agent_steps_sampled=int(result.get("num_agent_steps_sampled_lifetime", result.get("num_agent_steps_sampled", 0))),
+        num_agent_steps_sampled=int(
+            result.get("num_agent_steps_sampled_lifetime", result.get("num_agent_steps_sampled", 0))
+        ),
         num_agent_steps_trained=int(result.get("num_agent_steps_trained", 0)),
         custom_metrics={key: sum(values) / len(values) for key, values in overall.items()},
         policies=policies,

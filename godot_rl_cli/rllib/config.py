@@ -23,7 +23,14 @@ from godot_rl_cli.game.settings import FIELD_NAMES
 
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
 ENV_CONFIG_KEYS = set(FIELD_NAMES)
-STOP_KEYS = {"time_total_s", "timesteps_total", "training_iteration", "episode_reward_mean", "sustained_episode_reward_mean", "stop_file"}
+STOP_KEYS = {
+    "time_total_s",
+    "timesteps_total",
+    "training_iteration",
+    "episode_reward_mean",
+    "sustained_episode_reward_mean",
+    "stop_file",
+}
 
 # Legacy key -> the AlgorithmConfig attribute Ray 2.48 reads (it ignores or rejects the old names).
 RENAMED = {
@@ -34,7 +41,10 @@ RENAMED = {
     "num_rollout_workers": "num_env_runners",
     "num_envs_per_worker": "num_envs_per_env_runner",
 }
-IGNORED = {"framework": "torch is the only framework of this suite", "env": "the env is always the Godot game"}
+IGNORED = {
+    "framework": "torch is the only framework of this suite",
+    "env": "the env is always the Godot game",
+}
 
 
 @dataclass
@@ -57,7 +67,9 @@ def load_run_spec(path: str) -> RunSpec:
     """Read and check the YAML file; every problem is a one-line UserError (with the line number for syntax)."""
     source = Path(path).expanduser().absolute()
     if not source.is_file():
-        raise UserError(f"config file {path} not found", "pass --config_file with the path of your RLlib YAML file")
+        raise UserError(
+            f"config file {path} not found", "pass --config_file with the path of your RLlib YAML file"
+        )
     try:
         data = yaml.safe_load(source.read_text())
     except yaml.YAMLError as error:
@@ -66,12 +78,20 @@ def load_run_spec(path: str) -> RunSpec:
         problem = getattr(error, "problem", None) or str(error)
         raise UserError(f"invalid YAML in {path}{where}: {problem}", "fix the file's syntax") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path} does not hold a YAML mapping of settings", "see rllib_config.yaml for the expected shape")
-    settings = dict(data["config"]) if isinstance(data.get("config"), dict) else {k: v for k, v in data.items() if k not in RUN_KEYS}
+        raise UserError(
+            f"{path} does not hold a YAML mapping of settings", "see rllib_config.yaml for the expected shape"
+        )
+    settings = (
+        dict(data["config"])
+        if isinstance(data.get("config"), dict)
+        else {k: v for k, v in data.items() if k not in RUN_KEYS}
+    )
     spec = RunSpec(source=source)
     spec.algorithm = str(data.get("algorithm") or settings.pop("algorithm", "PPO")).upper()
     if spec.algorithm not in RLLIB_ALGORITHMS:
-        raise UserError(f"unknown algorithm {spec.algorithm!r} in {path}", f"use one of {', '.join(RLLIB_ALGORITHMS)}")
+        raise UserError(
+            f"unknown algorithm {spec.algorithm!r} in {path}", f"use one of {', '.join(RLLIB_ALGORITHMS)}"
+        )
     spec.env_is_multiagent = bool(data.get("env_is_multiagent", True))
     spec.checkpoint_frequency = int(data.get("checkpoint_frequency") or 10)
     spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)
@@ -79,19 +99,27 @@ def load_run_spec(path: str) -> RunSpec:
     spec.env_config = dict(settings.pop("env_config", None) or {})
     unknown = set(spec.env_config) - ENV_CONFIG_KEYS
     if unknown:
-        print_warning(f"env_config keys {', '.join(sorted(unknown))} are not known; they are passed to the game as --key=value")
+        print_warning(
+            f"env_config keys {', '.join(sorted(unknown))} are not known; they are passed to the game as --key=value"
+        )
     multiagent = settings.pop("multiagent", None) or {}
     if multiagent.get("policies"):
         spec.policies = [str(name) for name in multiagent["policies"]]
     spec.mapping_source = multiagent.get("policy_mapping_fn")
-    spec.policies_to_train = [str(name) for name in multiagent["policies_to_train"]] if multiagent.get("policies_to_train") else None
+    spec.policies_to_train = (
+        [str(name) for name in multiagent["policies_to_train"]]
+        if multiagent.get("policies_to_train")
+        else None
+    )
     for key, reason in IGNORED.items():
         value = settings.pop(key, None)
         if key == "framework" and value not in (None, "torch"):
             print_warning(f"framework {value!r} ignored: {reason}")
     if settings.get("restart_failed_sub_environments"):
-        raise UserError("restart_failed_sub_environments does not work with Godot games on Ray 2.48's old API stack (Ray hands the error on as an observation)",
-                        "set max_env_restarts: N in env_config instead")
+        raise UserError(
+            "restart_failed_sub_environments does not work with Godot games on Ray 2.48's old API stack (Ray hands the error on as an observation)",
+            "set max_env_restarts: N in env_config instead",
+        )
     spec.settings = settings
     return spec
 
@@ -103,10 +131,18 @@ def _stop_criteria(stop: Any, path: str) -> Dict[str, Any]:
         raise UserError(f"'stop' in {path} must be a mapping or null", "e.g. stop: {training_iteration: 100}")
     unknown = set(stop) - STOP_KEYS
     if unknown:
-        raise UserError(f"unknown stop criteria {', '.join(sorted(unknown))} in {path}", f"use {', '.join(sorted(STOP_KEYS))}")
+        raise UserError(
+            f"unknown stop criteria {', '.join(sorted(unknown))} in {path}",
+            f"use {', '.join(sorted(STOP_KEYS))}",
+        )
     sustained = stop.get("sustained_episode_reward_mean")
-    if sustained is not None and not (isinstance(sustained, dict) and {"threshold", "window"} <= set(sustained)):
-        raise UserError(f"sustained_episode_reward_mean in {path} needs threshold and window", "e.g. {threshold: 10, window: 5}")
+    if sustained is not None and not (
+        isinstance(sustained, dict) and {"threshold", "window"} <= set(sustained)
+    ):
+        raise UserError(
+            f"sustained_episode_reward_mean in {path} needs threshold and window",
+            "e.g. {threshold: 10, window: 5}",
+        )
     return dict(stop)
 
 
@@ -116,15 +152,24 @@ def compile_mapping_function(source: str) -> Callable:
     try:
         exec(compile(source, "<policy_mapping_fn>", "exec"), namespace)  # noqa: S102 - the user's own config file
     except SyntaxError as error:
-        raise UserError(f"policy_mapping_fn does not compile (line {error.lineno}: {error.msg})", "fix the Python source in the YAML file") from None
+        raise UserError(
+            f"policy_mapping_fn does not compile (line {error.lineno}: {error.msg})",
+            "fix the Python source in the YAML file",
+        ) from None
     except Exception as error:
-        raise UserError(f"policy_mapping_fn failed to load ({type(error).__name__}: {error})", "fix the Python source in the YAML file") from None
+        raise UserError(
+            f"policy_mapping_fn failed to load ({type(error).__name__}: {error})",
+            "fix the Python source in the YAML file",
+        ) from None
     functions = [value for name, value in namespace.items() if callable(value) and not name.startswith("__")]
     if "policy_mapping_fn" in namespace:
         return namespace["policy_mapping_fn"]
     if len(functions) == 1:
         return functions[0]
-    raise UserError("policy_mapping_fn source defines no function named policy_mapping_fn", "define def policy_mapping_fn(agent_id, episode, worker, **kwargs)")
+    raise UserError(
+        "policy_mapping_fn source defines no function named policy_mapping_fn",
+        "define def policy_mapping_fn(agent_id, episode, worker, **kwargs)",
+    )
 
 
 def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -153,7 +198,9 @@ class StopCriteria:
         stop_file = stop.get("stop_file")
         self.stop_file = Path(stop_file).expanduser().absolute() if stop_file else None
         self.started_at = started_at or time.time()
-        self.stale_stop_file_mtime = self.stop_file.stat().st_mtime if self.stop_file and self.stop_file.exists() else None
+        self.stale_stop_file_mtime = (
+            self.stop_file.stat().st_mtime if self.stop_file and self.stop_file.exists() else None
+        )
 
     def reason(self, result: Dict[str, Any]) -> Optional[str]:
         """Why to stop now, or None."""
@@ -163,16 +210,25 @@ class StopCriteria:
         for key in ("time_total_s", "timesteps_total", "training_iteration"):
             if key in self.stop and result.get(key, 0) >= self.stop[key]:
                 return f"{key} reached {self.stop[key]}"
-        if "episode_reward_mean" in self.stop and self.rewards and self.rewards[-1] >= self.stop["episode_reward_mean"]:
+        if (
+            "episode_reward_mean" in self.stop
+            and self.rewards
+            and self.rewards[-1] >= self.stop["episode_reward_mean"]
+        ):
             return f"episode_reward_mean reached {self.stop['episode_reward_mean']}"
         sustained = self.stop.get("sustained_episode_reward_mean")
         if sustained:
             window = int(sustained["window"])
             recent = self.rewards[-window:]
             if len(recent) == window and min(recent) >= sustained["threshold"]:
-                return f"episode_reward_mean stayed at or above {sustained['threshold']} for {window} iterations"
+                return (
+                    f"episode_reward_mean stayed at or above {sustained['threshold']} for {window} iterations"
+                )
         if self.stop_file and self.stop_file.exists():
-            if self.stale_stop_file_mtime is None or self.stop_file.stat().st_mtime != self.stale_stop_file_mtime:
+            if (
+                self.stale_stop_file_mtime is None
+                or self.stop_file.stat().st_mtime != self.stale_stop_file_mtime
+            ):
                 return f"stop file {self.stop_file} appeared"
         return None
 

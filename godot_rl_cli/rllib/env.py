@@ -20,7 +20,14 @@ import numpy as np
 from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from godot_rl_cli.game import GameDiedError, GameError, GameHungError, GameSettings, RestartBudget, RobustGodotEnv
+from godot_rl_cli.game import (
+    GameDiedError,
+    GameError,
+    GameHungError,
+    GameSettings,
+    RestartBudget,
+    RobustGodotEnv,
+)
 from godot_rl_cli.game.settings import DEFAULT_PORT
 from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
@@ -36,7 +43,11 @@ def game_port(env_config: Any) -> int:
     """Unique per worker and per vectorised env: base port + worker index * envs per worker + vector index."""
     worker = getattr(env_config, "worker_index", 0)
     vector = getattr(env_config, "vector_index", 0)
-    return int(env_config.get("port", DEFAULT_PORT)) + worker * int(env_config.get("_envs_per_worker", 1)) + vector
+    return (
+        int(env_config.get("port", DEFAULT_PORT))
+        + worker * int(env_config.get("_envs_per_worker", 1))
+        + vector
+    )
 
 
 def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
@@ -46,15 +57,22 @@ def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
 
 def start_game(env_config: Any, port: int, show_window: bool) -> RobustGodotEnv:
     settings = GameSettings.from_env_config(env_config)
-    return RobustGodotEnv.from_settings(dataclasses.replace(settings, port=port, seed=settings.seed + port, show_window=show_window))
+    return RobustGodotEnv.from_settings(
+        dataclasses.replace(settings, port=port, seed=settings.seed + port, show_window=show_window)
+    )
 
 
 class GodotMultiAgentEnv(MultiAgentEnv):
     def __init__(self, env_config: Any):
         super().__init__()
         port = game_port(env_config)
-        first = getattr(env_config, "worker_index", 0) == int(env_config.get("_first_worker", 0)) and getattr(env_config, "vector_index", 0) == 0
-        self.launch_game = functools.partial(start_game, env_config, port, bool(env_config.get("show_window")) and first)
+        first = (
+            getattr(env_config, "worker_index", 0) == int(env_config.get("_first_worker", 0))
+            and getattr(env_config, "vector_index", 0) == 0
+        )
+        self.launch_game = functools.partial(
+            start_game, env_config, port, bool(env_config.get("show_window")) and first
+        )
         self.game = self.launch_game()
         self.restarts = RestartBudget(int(env_config.get("max_env_restarts") or 0), "max_env_restarts")
         self.shared_episode = bool(env_config.get("_env_is_multiagent", True))
@@ -74,7 +92,12 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         self.game_was_reset = False
 
     def _flatten(self, observation: Dict[str, Any]) -> np.ndarray:
-        return np.concatenate([np.asarray(observation[key], dtype=np.float32).ravel() for key in self.game.observation_key_order])
+        return np.concatenate(
+            [
+                np.asarray(observation[key], dtype=np.float32).ravel()
+                for key in self.game.observation_key_order
+            ]
+        )
 
     def reset(self, *, seed=None, options=None) -> Tuple[dict, dict]:
         if self.shared_episode or not self.game_was_reset:
@@ -82,10 +105,17 @@ class GodotMultiAgentEnv(MultiAgentEnv):
             self.last_obs = [self._flatten(observation) for observation in observations]
             self.game_was_reset = True
         self.finished = [False] * len(self.ids)
-        return {self.ids[i]: self.last_obs[i] for i in range(len(self.ids))}, {self.ids[i]: {} for i in range(len(self.ids))}
+        return {self.ids[i]: self.last_obs[i] for i in range(len(self.ids))}, {
+            self.ids[i]: {} for i in range(len(self.ids))
+        }
 
     def step(self, action_dict: Dict[AgentId, Any]):
-        actions = np.stack([np.asarray(action_dict.get(agent_id, self.noop[i])).reshape(self.noop[i].shape) for i, agent_id in enumerate(self.ids)])
+        actions = np.stack(
+            [
+                np.asarray(action_dict.get(agent_id, self.noop[i])).reshape(self.noop[i].shape)
+                for i, agent_id in enumerate(self.ids)
+            ]
+        )
         try:
             self.game.send_actions(self.encoder.encode(actions))
             observations, rewards, dones, _, infos = self.game.step_recv()
@@ -96,7 +126,12 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         for i, agent_id in enumerate(self.ids):
             if self.shared_episode and self.finished[i]:
                 continue
-            obs[agent_id], reward[agent_id], terminated[agent_id], info[agent_id] = self.last_obs[i], float(rewards[i]), bool(dones[i]), infos[i]
+            obs[agent_id], reward[agent_id], terminated[agent_id], info[agent_id] = (
+                self.last_obs[i],
+                float(rewards[i]),
+                bool(dones[i]),
+                infos[i],
+            )
             if dones[i]:
                 self.finished[i] = True
                 if not self.shared_episode:

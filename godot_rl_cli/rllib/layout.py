@@ -43,7 +43,7 @@ class Trial:
 
     @classmethod
     def create(cls, experiment_dir: Path, algorithm: str) -> "Trial":
-        started = datetime.datetime.now(datetime.timezone.utc)
+        started = datetime.datetime.now(datetime.UTC)
         experiment_tag = f"{algorithm}_{started:%Y-%m-%d_%H-%M-%S}"
         trial_id = uuid.uuid4().hex[:5]
         directory = experiment_dir / experiment_tag / f"{algorithm}_godot_{trial_id}"
@@ -102,7 +102,9 @@ def last_result(trial_dir: Path) -> Dict[str, Any]:
 
 def holds_checkpoint(path: Path) -> bool:
     """A directory with what `algo.save()` writes: `policies/`, `rllib_checkpoint.json` or `algorithm_state.pkl`."""
-    return path.is_dir() and ((path / "policies").is_dir() or any((path / name).is_file() for name in CHECKPOINT_FILES))
+    return path.is_dir() and (
+        (path / "policies").is_dir() or any((path / name).is_file() for name in CHECKPOINT_FILES)
+    )
 
 
 def checkpoint_number(path: Path) -> Optional[int]:
@@ -119,7 +121,11 @@ def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
         children = []
         for directory in level:
             try:
-                entries = sorted(entry for entry in directory.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+                entries = sorted(
+                    entry
+                    for entry in directory.iterdir()
+                    if entry.is_dir() and not entry.name.startswith(".")
+                )
             except OSError:
                 continue
             for entry in entries:
@@ -134,13 +140,22 @@ def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
 def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
     """The checkpoint directory `path` designates (itself, or the chosen one of the single trial below it)."""
     if not path.exists():
-        raise UserError(f"checkpoint path {path} does not exist", "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them")
+        raise UserError(
+            f"checkpoint path {path} does not exist",
+            "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them",
+        )
     if not path.is_dir():
-        raise UserError(f"{path} is a file, not an RLlib checkpoint directory", "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them")
+        raise UserError(
+            f"{path} is a file, not an RLlib checkpoint directory",
+            "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them",
+        )
     if holds_checkpoint(path):
         own = CHECKPOINT_NAME.fullmatch(path.name)
         if number is not None and (own is None or int(own.group(1)) != number):
-            raise UserError(f"--checkpoint-number {number} was given with the checkpoint {path}", "pass the trial directory holding the checkpoints, or omit --checkpoint-number")
+            raise UserError(
+                f"--checkpoint-number {number} was given with the checkpoint {path}",
+                "pass the trial directory holding the checkpoints, or omit --checkpoint-number",
+            )
         return path
     candidates = find_checkpoints(path)
     if not candidates:
@@ -155,11 +170,16 @@ def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
             f"{path} holds checkpoints of {len(trials)} trials: {', '.join(str(trial) for trial in trials)}",
             "pass one of these trial directories",
         )
-    numbered = sorted((checkpoint_number(candidate), candidate.stat().st_mtime, candidate) for candidate in candidates)
+    numbered = sorted(
+        (checkpoint_number(candidate), candidate.stat().st_mtime, candidate) for candidate in candidates
+    )
     if number is None:
         return numbered[-1][2]
     chosen = [candidate for found, _, candidate in numbered if found == number]
     if not chosen:
         existing = ", ".join(str(found) for found in sorted({found for found, _, _ in numbered}))
-        raise UserError(f"checkpoint number {number} not found in {trials[0]} (it holds checkpoints {existing})", "pass one of those to --checkpoint-number")
+        raise UserError(
+            f"checkpoint number {number} not found in {trials[0]} (it holds checkpoints {existing})",
+            "pass one of those to --checkpoint-number",
+        )
     return chosen[-1]

@@ -17,11 +17,10 @@ from godot_rl_cli.algorithms import rllib_config_class
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game import GameError, RobustGodotEnv
 from godot_rl_cli.game.settings import DEFAULT_PORT
+from godot_rl_cli.game.spaces import flat_action_space
 from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
 from godot_rl_cli.rllib.config import RunSpec, apply_settings
 from godot_rl_cli.rllib.env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
-from godot_rl_cli.game.spaces import flat_action_space
-
 
 
 class _NoEpisodeBufferMeta(type(MultiAgentReplayBuffer)):
@@ -53,16 +52,21 @@ def probe_game(env_config: Dict[str, Any]) -> RobustGodotEnv:
 def _mapping(spec_function: Optional[Callable], agent_policy_names: List[str]) -> Callable:
     """RLlib's mapping function: the YAML's (called with the agent's index) or each agent to its own policy name."""
     if spec_function is None:
+
         def mapping(agent_id, episode=None, worker=None, **kwargs):
             return agent_policy_names[agent_index(agent_id)]
+
         return mapping
 
     def mapping(agent_id, episode=None, worker=None, **kwargs):
         return spec_function(agent_index(agent_id), episode, worker, **kwargs)
+
     return mapping
 
 
-def build_config(spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv, mapping_function: Optional[Callable]) -> Tuple[Any, List[str]]:
+def build_config(
+    spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv, mapping_function: Optional[Callable]
+) -> Tuple[Any, List[str]]:
     """The AlgorithmConfig, and the policy ids; raises UserError for a mapping to an undefined policy."""
     names = list(dict.fromkeys(game.agent_policy_names))
     policy_names = spec.policies or names
@@ -72,9 +76,15 @@ def build_config(spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv
         try:
             policy = mapping(index, None, None)
         except Exception as error:
-            raise UserError(f"policy_mapping_fn failed for agent {index} ({type(error).__name__}: {error})", "fix the function in the YAML file") from None
+            raise UserError(
+                f"policy_mapping_fn failed for agent {index} ({type(error).__name__}: {error})",
+                "fix the function in the YAML file",
+            ) from None
         if policy not in policy_names:
-            raise UserError(f"policy_mapping_fn maps agent {index} to {policy!r}, which is not a policy ({', '.join(policy_names)})", "map every agent to a policy listed under multiagent.policies")
+            raise UserError(
+                f"policy_mapping_fn maps agent {index} to {policy!r}, which is not a policy ({', '.join(policy_names)})",
+                "map every agent to a policy listed under multiagent.policies",
+            )
         agents_of.setdefault(policy, index)
     policies = {
         name: PolicySpec(
@@ -96,7 +106,9 @@ def build_config(spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv
         .learners(num_gpus_per_learner=0)
         .debugging(log_level="ERROR")
     )
-    if spec.algorithm in OLD_STACK_REPLAY_BUFFERS:  # the new stack's default buffer does not work on the old stack
+    if (
+        spec.algorithm in OLD_STACK_REPLAY_BUFFERS
+    ):  # the new stack's default buffer does not work on the old stack
         config.training(replay_buffer_config={"type": OLD_STACK_REPLAY_BUFFERS[spec.algorithm]})
     effective = apply_settings(config, spec.settings)
     runners = int(config.num_env_runners)
@@ -108,8 +120,11 @@ def build_config(spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv
     }
     if "seed" in env_config:
         config.seed = int(env_config["seed"])
-    print(f"{spec.algorithm} (RLlib old API stack), policies {policy_names}, agents {game.agent_policy_names}; "
-          f"settings: {effective}; env_runners {runners} x {config.num_envs_per_env_runner} envs", flush=True)
+    print(
+        f"{spec.algorithm} (RLlib old API stack), policies {policy_names}, agents {game.agent_policy_names}; "
+        f"settings: {effective}; env_runners {runners} x {config.num_envs_per_env_runner} envs",
+        flush=True,
+    )
     return config, policy_names
 
 

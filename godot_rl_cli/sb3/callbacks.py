@@ -87,7 +87,12 @@ class ControllerMetricsCallback(BaseCallback):
     finished episodes are to be collected.
     """
 
-    def __init__(self, policy_name: str, checkpoint_counter: "AtomicCheckpointCallback | None" = None, restarts: Callable[[], int] = lambda: 0):
+    def __init__(
+        self,
+        policy_name: str,
+        checkpoint_counter: "AtomicCheckpointCallback | None" = None,
+        restarts: Callable[[], int] = lambda: 0,
+    ):
         super().__init__()
         self.restarts = restarts
         self.policy_name = policy_name

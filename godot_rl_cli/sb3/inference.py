@@ -13,7 +13,9 @@ from godot_rl_cli.sb3.callbacks import IterationStats, human_summary, iteration_
 INFERENCE_ITERATION_STEPS = 1000
 
 
-def run_inference(model: BaseAlgorithm, env: VecEnv, timesteps: int, policy_name: str, should_stop: Callable[[], bool]) -> int:
+def run_inference(
+    model: BaseAlgorithm, env: VecEnv, timesteps: int, policy_name: str, should_stop: Callable[[], bool]
+) -> int:
     """Step the deterministic policy for `timesteps` env steps; one iteration line per 1000 steps. Returns episodes run."""
     started = time.monotonic()
     iteration_started, iteration_steps = started, 0

@@ -13,7 +13,11 @@ from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS, SB3_HYPERPARAMETERS
 from godot_rl_cli.errors import UserError, print_warning
 
-ACTION_KINDS = {spaces.Discrete: algorithms.DISCRETE, spaces.MultiDiscrete: algorithms.MULTI_DISCRETE, spaces.Box: algorithms.CONTINUOUS}
+ACTION_KINDS = {
+    spaces.Discrete: algorithms.DISCRETE,
+    spaces.MultiDiscrete: algorithms.MULTI_DISCRETE,
+    spaces.Box: algorithms.CONTINUOUS,
+}
 
 
 def hyperparameters(args: argparse.Namespace, n_envs: int) -> Dict[str, Any]:
@@ -24,13 +28,21 @@ def hyperparameters(args: argparse.Namespace, n_envs: int) -> Dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             chosen[name] = value
-    ignored = [name for name in SB3_HYPERPARAMETERS if name not in algorithm.sb3_hyperparameters and getattr(args, name) is not None]
+    ignored = [
+        name
+        for name in SB3_HYPERPARAMETERS
+        if name not in algorithm.sb3_hyperparameters and getattr(args, name) is not None
+    ]
     if ignored:
-        print_warning(f"--algo {args.algo} does not use {', '.join(sorted('--' + name for name in ignored))}; ignored")
+        print_warning(
+            f"--algo {args.algo} does not use {', '.join(sorted('--' + name for name in ignored))}; ignored"
+        )
     if args.algo == "ppo" and "batch_size" not in chosen:
         chosen["batch_size"] = max(2, min(64, chosen["n_steps"] * n_envs))
     if args.linear_lr_schedule:
-        start = chosen.get("learning_rate", inspect.signature(algorithm_class(args.algo)).parameters["learning_rate"].default)
+        start = chosen.get(
+            "learning_rate", inspect.signature(algorithm_class(args.algo)).parameters["learning_rate"].default
+        )
         chosen["learning_rate"] = lambda progress_remaining: start * progress_remaining
     return chosen
 
@@ -56,9 +68,15 @@ def load_model(algo: str, path: str, device: str) -> BaseAlgorithm:
     """Load a saved model for resuming, with one-line errors for missing, corrupt or mismatched files."""
     model_path = Path(path).expanduser()
     if not model_path.is_file():
-        raise UserError(f"--resume_model_path {path} does not exist or is not a file", "pass a model .zip saved by this script")
+        raise UserError(
+            f"--resume_model_path {path} does not exist or is not a file",
+            "pass a model .zip saved by this script",
+        )
     if not zipfile.is_zipfile(model_path):
-        raise UserError(f"--resume_model_path {path} is not a Stable-Baselines3 model (not a zip file)", "pass a model .zip saved by this script")
+        raise UserError(
+            f"--resume_model_path {path} is not a Stable-Baselines3 model (not a zip file)",
+            "pass a model .zip saved by this script",
+        )
     try:
         return algorithm_class(algo).load(model_path, device=device)
     except Exception as error:  # SB3 raises many kinds for a foreign or truncated file

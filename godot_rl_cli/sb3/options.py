@@ -21,43 +21,141 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     game = add_game_arguments(parser)
-    game.add_argument("--n_parallel", type=int_in_range(1, 64), default=1, help="game processes to run side by side (ports port..port+n-1)")
-    game.add_argument("--viz", dest="show_window", action="store_true", help="show the window of the first game")
+    game.add_argument(
+        "--n_parallel",
+        type=int_in_range(1, 64),
+        default=1,
+        help="game processes to run side by side (ports port..port+n-1)",
+    )
+    game.add_argument(
+        "--viz", dest="show_window", action="store_true", help="show the window of the first game"
+    )
 
     run = parser.add_argument_group("training")
-    run.add_argument("--algo", type=str.lower, choices=sorted(SB3_ALGORITHMS), default="ppo", help="SB3 algorithm; the action space decides which fit")
-    run.add_argument("--timesteps", type=int_in_range(1), default=1_000_000, help="env steps to train (additional steps when resuming)")
-    run.add_argument("--experiment_dir", default="logs/sb3", help="directory for TensorBoard logs, checkpoints and the final model")
+    run.add_argument(
+        "--algo",
+        type=str.lower,
+        choices=sorted(SB3_ALGORITHMS),
+        default="ppo",
+        help="SB3 algorithm; the action space decides which fit",
+    )
+    run.add_argument(
+        "--timesteps",
+        type=int_in_range(1),
+        default=1_000_000,
+        help="env steps to train (additional steps when resuming)",
+    )
+    run.add_argument(
+        "--experiment_dir",
+        default="logs/sb3",
+        help="directory for TensorBoard logs, checkpoints and the final model",
+    )
     run.add_argument("--experiment_name", default="experiment", help="name of this run in the logs")
-    run.add_argument("--seed", type=int, default=0, help="seed for numpy, torch and the games (game i gets seed + i)")
+    run.add_argument(
+        "--seed", type=int, default=0, help="seed for numpy, torch and the games (game i gets seed + i)"
+    )
     run.add_argument("--device", default="auto", help="torch device: auto, cpu or cuda")
-    run.add_argument("--linear_lr_schedule", action="store_true", help="decay the learning rate linearly to 0 over the run")
+    run.add_argument(
+        "--linear_lr_schedule", action="store_true", help="decay the learning rate linearly to 0 over the run"
+    )
 
     models = parser.add_argument_group("models")
     models.add_argument("--resume_model_path", default=None, help="continue training this saved model (.zip)")
-    models.add_argument("--save_model_path", default=None, help="where to save the final model (default: <experiment_dir>/<experiment_name>_final.zip)")
-    models.add_argument("--save_checkpoint_frequency", type=int_in_range(1), default=None, help="save <experiment_dir>/rl_model_<steps>_steps.zip every N env steps")
-    models.add_argument("--onnx_export_path", default=None, help="also export the final policy to this ONNX file (verified)")
-    models.add_argument("--inference", action="store_true", help="run the saved model (--resume_model_path) deterministically without training")
+    models.add_argument(
+        "--save_model_path",
+        default=None,
+        help="where to save the final model (default: <experiment_dir>/<experiment_name>_final.zip)",
+    )
+    models.add_argument(
+        "--save_checkpoint_frequency",
+        type=int_in_range(1),
+        default=None,
+        help="save <experiment_dir>/rl_model_<steps>_steps.zip every N env steps",
+    )
+    models.add_argument(
+        "--onnx_export_path", default=None, help="also export the final policy to this ONNX file (verified)"
+    )
+    models.add_argument(
+        "--inference",
+        action="store_true",
+        help="run the saved model (--resume_model_path) deterministically without training",
+    )
 
     add_thread_argument(run)
 
     policy = parser.add_argument_group("policy network (the controller's flags)")
-    policy.add_argument("--policy-type", "--policy_type", dest="policy_type", choices=POLICY_TYPES, default="mlp", help="mlp; cnn for '2d' image keys; grn (gated residual blocks); lstm is refused (see README)")
-    policy.add_argument("--policy-hidden-layers", "--policy_hidden_layers", dest="policy_hidden_layers", type=int_list, default=[64, 64], help="hidden layer sizes, e.g. 64,64")
-    policy.add_argument("--cnn-channels", "--cnn_channels", dest="cnn_channels", type=int_list, default=[32, 64, 64], help="conv channels per layer for --policy-type cnn")
-    policy.add_argument("--lstm-hidden-size", "--lstm_hidden_size", dest="lstm_hidden_size", type=int_in_range(1), default=None, help="accepted for the controller; lstm is refused")
-    policy.add_argument("--lstm-num-layers", "--lstm_num_layers", dest="lstm_num_layers", type=int_in_range(1), default=None, help="accepted for the controller; lstm is refused")
-    policy.add_argument("--grn-hidden-size", "--grn_hidden_size", dest="grn_hidden_size", type=int_in_range(1), default=64, help="width of the gated residual blocks")
+    policy.add_argument(
+        "--policy-type",
+        "--policy_type",
+        dest="policy_type",
+        choices=POLICY_TYPES,
+        default="mlp",
+        help="mlp; cnn for '2d' image keys; grn (gated residual blocks); lstm is refused (see README)",
+    )
+    policy.add_argument(
+        "--policy-hidden-layers",
+        "--policy_hidden_layers",
+        dest="policy_hidden_layers",
+        type=int_list,
+        default=[64, 64],
+        help="hidden layer sizes, e.g. 64,64",
+    )
+    policy.add_argument(
+        "--cnn-channels",
+        "--cnn_channels",
+        dest="cnn_channels",
+        type=int_list,
+        default=[32, 64, 64],
+        help="conv channels per layer for --policy-type cnn",
+    )
+    policy.add_argument(
+        "--lstm-hidden-size",
+        "--lstm_hidden_size",
+        dest="lstm_hidden_size",
+        type=int_in_range(1),
+        default=None,
+        help="accepted for the controller; lstm is refused",
+    )
+    policy.add_argument(
+        "--lstm-num-layers",
+        "--lstm_num_layers",
+        dest="lstm_num_layers",
+        type=int_in_range(1),
+        default=None,
+        help="accepted for the controller; lstm is refused",
+    )
+    policy.add_argument(
+        "--grn-hidden-size",
+        "--grn_hidden_size",
+        dest="grn_hidden_size",
+        type=int_in_range(1),
+        default=64,
+        help="width of the gated residual blocks",
+    )
 
     hyper = parser.add_argument_group("hyperparameters (omitted: the algorithm's default)")
     hyper.add_argument("--learning_rate", type=positive_float, default=None, help="default 3e-4 for PPO/A2C")
-    hyper.add_argument("--n_steps", type=int_in_range(1), default=None, help="rollout steps per env per update (PPO/A2C; default 32)")
-    hyper.add_argument("--batch_size", type=int_in_range(2), default=None, help="minibatch size (PPO default: min(64, n_steps*envs))")
+    hyper.add_argument(
+        "--n_steps",
+        type=int_in_range(1),
+        default=None,
+        help="rollout steps per env per update (PPO/A2C; default 32)",
+    )
+    hyper.add_argument(
+        "--batch_size",
+        type=int_in_range(2),
+        default=None,
+        help="minibatch size (PPO default: min(64, n_steps*envs))",
+    )
     hyper.add_argument("--n_epochs", type=int_in_range(1), default=None, help="PPO epochs per update")
     hyper.add_argument("--gamma", type=float, default=None, help="discount factor")
     hyper.add_argument("--gae_lambda", type=float, default=None, help="GAE lambda (PPO/A2C)")
-    hyper.add_argument("--ent_coef", type=float, default=None, help="entropy coefficient (PPO/A2C default 1e-4; SAC: 'auto' unless set)")
+    hyper.add_argument(
+        "--ent_coef",
+        type=float,
+        default=None,
+        help="entropy coefficient (PPO/A2C default 1e-4; SAC: 'auto' unless set)",
+    )
     hyper.add_argument("--clip_range", type=positive_float, default=None, help="PPO clip range")
     hyper.add_argument("--vf_coef", type=float, default=None, help="value loss coefficient (PPO/A2C)")
     hyper.add_argument("--max_grad_norm", type=positive_float, default=None, help="gradient clipping norm")
@@ -72,5 +170,3 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.n_parallel > 1 and not args.env_path:
         parser.error("--n_parallel > 1 requires --env_path (in-editor training runs one game)")
     return args
-
-

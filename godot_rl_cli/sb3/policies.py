@@ -36,7 +36,10 @@ class SmallImageCNN(BaseFeaturesExtractor):
                 layers: List[torch.nn.Module] = []
                 channels = space.shape[0]
                 for out_channels in cnn_channels:
-                    layers += [torch.nn.Conv2d(channels, out_channels, kernel_size=3, stride=2, padding=1), torch.nn.ReLU()]
+                    layers += [
+                        torch.nn.Conv2d(channels, out_channels, kernel_size=3, stride=2, padding=1),
+                        torch.nn.ReLU(),
+                    ]
                     channels = out_channels
                 layers.append(torch.nn.Flatten())
                 branch = torch.nn.Sequential(*layers)
@@ -63,7 +66,9 @@ class GatedResidualBlock(torch.nn.Module):
         self.norm = torch.nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x + torch.nn.functional.glu(self.gate(torch.nn.functional.elu(self.hidden(x))), dim=-1))
+        return self.norm(
+            x + torch.nn.functional.glu(self.gate(torch.nn.functional.elu(self.hidden(x))), dim=-1)
+        )
 
 
 class GRNExtractor(BaseFeaturesExtractor):
@@ -103,7 +108,12 @@ def policy_kwargs_for(
                 "--policy-type cnn needs an image observation (a key containing '2d')",
                 "add a camera sensor to the game's AIController or use --policy-type mlp",
             )
-        kwargs.update(features_extractor_class=SmallImageCNN, features_extractor_kwargs={"cnn_channels": list(cnn_channels)})
+        kwargs.update(
+            features_extractor_class=SmallImageCNN,
+            features_extractor_kwargs={"cnn_channels": list(cnn_channels)},
+        )
     elif policy_type == "grn":
-        kwargs.update(features_extractor_class=GRNExtractor, features_extractor_kwargs={"hidden_size": grn_hidden_size})
+        kwargs.update(
+            features_extractor_class=GRNExtractor, features_extractor_kwargs={"hidden_size": grn_hidden_size}
+        )
     return kwargs

@@ -11,7 +11,14 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game import GameDiedError, GameError, GameHungError, GameSettings, RestartBudget, RobustGodotEnv
+from godot_rl_cli.game import (
+    GameDiedError,
+    GameError,
+    GameHungError,
+    GameSettings,
+    RestartBudget,
+    RobustGodotEnv,
+)
 from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
 
@@ -36,13 +43,21 @@ class GodotVecEnv(VecEnv):
         self.actions_to_game = ActionEncoder(self.action_heads)
         self.policy_name = first.agent_policy_names[0]
         self._check_games_match()
-        super().__init__(self.agents_per_game * n_parallel, first.observation_space, flat_action_space(self.action_heads))
+        super().__init__(
+            self.agents_per_game * n_parallel, first.observation_space, flat_action_space(self.action_heads)
+        )
         self._actions: Optional[np.ndarray] = None
 
     def _check_games_match(self) -> None:
         for game in self.games[1:]:
-            if game.num_envs != self.agents_per_game or game.observation_space != self.games[0].observation_space:
-                raise UserError(f"{game.describe()} reports other spaces or agent counts than the first game", "run copies of one game")
+            if (
+                game.num_envs != self.agents_per_game
+                or game.observation_space != self.games[0].observation_space
+            ):
+                raise UserError(
+                    f"{game.describe()} reports other spaces or agent counts than the first game",
+                    "run copies of one game",
+                )
         names = {name for game in self.games for name in game.agent_policy_names}
         if len(names) > 1:
             raise UserError(
@@ -69,7 +84,9 @@ class GodotVecEnv(VecEnv):
         failures: Dict[int, GameError] = {}
         for index, game in enumerate(self.games):
             try:
-                game.send_actions(self.actions_to_game.encode(actions[index * per_game : (index + 1) * per_game]))
+                game.send_actions(
+                    self.actions_to_game.encode(actions[index * per_game : (index + 1) * per_game])
+                )
             except (GameDiedError, GameHungError) as error:
                 failures[index] = error
         observations: List[Dict[str, Any]] = []
