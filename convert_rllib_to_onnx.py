@@ -11,18 +11,19 @@ from godot_rl_cli.onnx.options import add_version_arguments
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Export every policy (or one) of an RLlib checkpoint written by rllib_training_script.py (old API "
-        "stack) to <output-dir>/<prefix><policy_id>.onnx, with the names the Godot plugin expects (inputs 'obs' "
-        "[batch, n], the game's observation keys flattened in the game's order, and 'state_ins'; outputs 'output' "
-        "and 'state_outs'; dynamic batch axis), and check each file against the policy with onnxruntime. 'output' "
-        "is what the plugin acts on: discrete logits per head (Q-values for DQN), or the means of continuous "
-        "actions. Prints each file's path and a one-line summary; exits 1 if any requested policy was not exported.",
+        description="Export every policy (or one) of an RLlib checkpoint written by rllib_training_script.py "
+        "(old API stack) to <output-dir>/<prefix><policy_id>.onnx, with the names the Godot plugin expects "
+        "(inputs 'obs' [batch, n], the game's observation keys flattened in the game's order, and "
+        "'state_ins'; outputs 'output' and 'state_outs'; dynamic batch axis), and check each file against "
+        "the policy with onnxruntime. 'output' is what the plugin acts on: discrete logits per head "
+        "(Q-values for DQN), or the means of continuous actions. Prints each file's path and a one-line "
+        "summary; exits 1 if any requested policy was not exported.",
         allow_abbrev=False,
     )
     parser.add_argument(
         "checkpoint_path",
-        help="a checkpoint_NNNNNN directory, a trial directory holding several (the latest is used), or a run "
-        "directory holding one trial",
+        help="a checkpoint_NNNNNN directory, a trial directory holding several (the latest is used), or a "
+        "run directory holding one trial",
     )
     parser.add_argument(
         "-o",
@@ -31,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="output",
         default="onnx_exports",
         metavar="DIR",
-        help="output directory for the .onnx files (default: ./onnx_exports); a path ending in .onnx is the file "
-        "itself when one policy is exported",
+        help="output directory for the .onnx files (default: ./onnx_exports); a path ending in .onnx is the "
+        "file itself when one policy is exported",
     )
     parser.add_argument(
         "--policy",
@@ -46,14 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="use checkpoint N of the trial (checkpoint_000010 and checkpoint_10 are both 10; default: the highest)",
+        help="use checkpoint N of the trial (checkpoint_000010 and checkpoint_10 are both 10; default: the "
+        "highest)",
     )
     add_version_arguments(parser, "each policy")
     parser.add_argument(
         "--no-multiagent",
         dest="single_policy",
         action="store_true",
-        help="the checkpoint holds a single policy (default_policy): export it, and fail if there are several",
+        help="the checkpoint holds a single policy (default_policy): export it, and fail if there are "
+        "several",
     )
     parser.add_argument("--prefix", default="", help="prefix of the output file names (default: none)")
     return parser

@@ -13,11 +13,11 @@ from godot_rl_cli.onnx.options import add_version_arguments
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Export a Stable-Baselines3 model to ONNX with the names the Godot plugin expects "
-        "(inputs: one per observation key, normally 'obs', plus 'state_ins'; outputs: 'output', 'state_outs'; "
-        "dynamic batch axis) and check the written file against the SB3 policy with onnxruntime. "
-        "'output' holds discrete logits or Q-values (argmax is the action), or continuous actions/means. "
-        "Image observation keys take [batch, height, width, channels] pixel values 0-255 as floats. "
-        "Prints the output path and a one-line summary on success.",
+        "(inputs: one per observation key, normally 'obs', plus 'state_ins'; outputs: 'output', "
+        "'state_outs'; dynamic batch axis) and check the written file against the SB3 policy with "
+        "onnxruntime. 'output' holds discrete logits or Q-values (argmax is the action), or continuous "
+        "actions/means. Image observation keys take [batch, height, width, channels] pixel values 0-255 as "
+        "floats. Prints the output path and a one-line summary on success.",
         allow_abbrev=False,
     )
     parser.add_argument(
@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--use-obs-array",
         dest="use_obs_array",
         action="store_true",
-        help="a single 'obs' input: for dict observations, every key flattened and concatenated in the model's "
-        "(sorted) key order",
+        help="a single 'obs' input: for dict observations, every key flattened and concatenated in the "
+        "model's (sorted) key order",
     )
     return parser
 

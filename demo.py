@@ -101,7 +101,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             checkpoints=iteration // 5,
         )
         print(
-            f"Iteration {iteration}: timesteps {timesteps_total}, reward mean {payload['episode_reward_mean']:.2f}",
+            f"Iteration {iteration}: timesteps {timesteps_total}, reward mean "
+            f"{payload['episode_reward_mean']:.2f}",
             flush=True,
         )
         metrics.emit_metric(payload)

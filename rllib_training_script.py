@@ -22,10 +22,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Train one or more policies for a Godot RL Agents game with Ray RLlib, configured by a YAML "
-        "file. With CONTROLLER_METRICS set, one '@METRIC {json}' line per iteration goes to stdout. Ctrl+C "
-        "(SIGINT) saves a final checkpoint, closes the games and shuts Ray down; a second Ctrl+C skips the "
-        "checkpoint.",
+        description="Train one or more policies for a Godot RL Agents game with Ray RLlib, configured by a "
+        "YAML file. With CONTROLLER_METRICS set, one '@METRIC {json}' line per iteration goes to stdout. "
+        "Ctrl+C (SIGINT) saves a final checkpoint, closes the games and shuts Ray down; a second Ctrl+C "
+        "skips the checkpoint.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,
     )
@@ -102,7 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         resume_from = Path(args.resume).expanduser().absolute() if args.resume else None
         if resume_from and not is_resumable(resume_from):
             raise UserError(
-                f"--resume {args.resume} is not an RLlib checkpoint (no algorithm_state.pkl or rllib_checkpoint.json)",
+                f"--resume {args.resume} is not an RLlib checkpoint (no algorithm_state.pkl or "
+                "rllib_checkpoint.json)",
                 "pass a checkpoint_NNNNNN directory",
             )
         mapping_function = compile_mapping_function(spec.mapping_source) if spec.mapping_source else None

@@ -66,8 +66,8 @@ def main() -> None:
     lines = [
         "# Real Godot engine speed (bench/godot3_speed.py)",
         "",
-        f"{datetime.date.today().isoformat()}, {platform.platform()}, {args.seconds:.0f} s per row, godot3-server 3.2.3, "
-        "BallChase2D with 2 players, action_repeat 8, random actions.",
+        f"{datetime.date.today().isoformat()}, {platform.platform()}, {args.seconds:.0f} s per row, "
+        "godot3-server 3.2.3, BallChase2D with 2 players, action_repeat 8, random actions.",
         "",
         "| --speedup | fixed frame rate | game steps/s | agent steps/s |",
         "|---|---|---|---|",

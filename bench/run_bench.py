@@ -147,7 +147,8 @@ def godot_rl_env(n_agents: int, step_cost_ms: float, n_parallel: int = 1) -> Cal
 
 def bench_throughput(configurations: List[tuple], base_steps: int) -> List[str]:
     rows = [
-        "| agents per game | step cost (ms/tick) | godot-rl steps/s | ours steps/s | ratio | godot-rl collection steps/s | ours collection steps/s | collection ratio | metrics share of wall time |",
+        "| agents per game | step cost (ms/tick) | godot-rl steps/s | ours steps/s | ratio | godot-rl "
+        "collection steps/s | ours collection steps/s | collection ratio | metrics share of wall time |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for n_agents, step_cost in configurations:
@@ -159,8 +160,10 @@ def bench_throughput(configurations: List[tuple], base_steps: int) -> List[str]:
         theirs = max(theirs_runs, key=lambda run: run["steps_per_s"])
         mine = max(mine_runs, key=lambda run: run["steps_per_s"])
         rows.append(
-            f"| {n_agents} | {step_cost} | {theirs['steps_per_s']:.0f} | {mine['steps_per_s']:.0f} | {mine['steps_per_s'] / theirs['steps_per_s']:.2f}x "
-            f"| {theirs['collection_steps_per_s']:.0f} | {mine['collection_steps_per_s']:.0f} | {mine['collection_steps_per_s'] / theirs['collection_steps_per_s']:.2f}x "
+            f"| {n_agents} | {step_cost} | {theirs['steps_per_s']:.0f} | {mine['steps_per_s']:.0f} "
+            f"| {mine['steps_per_s'] / theirs['steps_per_s']:.2f}x "
+            f"| {theirs['collection_steps_per_s']:.0f} | {mine['collection_steps_per_s']:.0f} "
+            f"| {mine['collection_steps_per_s'] / theirs['collection_steps_per_s']:.2f}x "
             f"| {mine['metrics_share'] * 100:.2f} % |"
         )
         print(rows[-1], flush=True)
@@ -174,7 +177,8 @@ def bench_scaling(parallel_counts: List[int], steps: int, step_cost_ms: float) -
         result = train_timed(ours_env(1, step_cost_ms, count), steps * count, ours=True)
         base = base or result["steps_per_s"]
         rows.append(
-            f"| {count} | {result['steps_per_s']:.0f} | {result['steps_per_s'] / base:.2f}x | {result['steps_per_s'] / base / count * 100:.0f} % |"
+            f"| {count} | {result['steps_per_s']:.0f} | {result['steps_per_s'] / base:.2f}x | "
+            f"{result['steps_per_s'] / base / count * 100:.0f} % |"
         )
         print(rows[-1], flush=True)
     return rows
@@ -186,8 +190,10 @@ def bench_learning(steps: int) -> List[str]:
     return [
         "| trainer | mean episode reward (last 100 episodes) | wall time (s) |",
         "| --- | --- | --- |",
-        f"| godot-rl StableBaselinesGodotEnv + PPO | {theirs['reward_mean_last_100']:.1f} | {theirs['total_s']:.1f} |",
-        f"| this suite (GodotVecEnv + metrics) | {mine['reward_mean_last_100']:.1f} | {mine['total_s']:.1f} |",
+        f"| godot-rl StableBaselinesGodotEnv + PPO | {theirs['reward_mean_last_100']:.1f} | "
+        f"{theirs['total_s']:.1f} |",
+        f"| this suite (GodotVecEnv + metrics) | {mine['reward_mean_last_100']:.1f} | "
+        f"{mine['total_s']:.1f} |",
     ]
 
 
@@ -204,7 +210,8 @@ def _session_rss_bytes(session: int) -> int:
 
 
 def bench_rllib(iterations: int) -> List[str]:
-    """The shipped rllib_config.yaml (Pong, two policies): time to first iteration, seconds per iteration, peak memory."""
+    """The shipped rllib_config.yaml (Pong, two policies): time to first iteration, seconds per iteration,
+    peak memory."""
     from threading import Thread
 
     with tempfile.TemporaryDirectory() as directory:
@@ -251,7 +258,8 @@ def bench_rllib(iterations: int) -> List[str]:
         "| figure | value |",
         "| --- | --- |",
         f"| time to first iteration (Ray start included) | {first:.1f} s |",
-        f"| seconds per iteration (median of {len(per_iteration)}; 800 env steps, 2 policies) | {np.median(per_iteration):.2f} s |",
+        f"| seconds per iteration (median of {len(per_iteration)}; 800 env steps, 2 policies) | "
+        f"{np.median(per_iteration):.2f} s |",
         f"| peak memory of all processes (script, Ray, games) | {peak[0] / 2**30:.2f} GiB |",
     ]
 
@@ -328,11 +336,11 @@ def _median_time(function: Callable, repeats: int = 2000) -> float:
 
 def bench_metric_delivery(samples: int) -> List[str]:
     child = (
-        "import sys, time; sys.path.insert(0, %r)\n"
+        f"import sys, time; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
         "from godot_rl_cli.metrics import emit_metric\n"
-        "for index in range(%d):\n"
+        f"for index in range({samples:d}):\n"
         "    emit_metric({'kind': 'latency', 'sent_ns': time.clock_gettime_ns(time.CLOCK_MONOTONIC)})\n"
-        "    time.sleep(0.01)\n" % (str(REPO_ROOT), samples)
+        "    time.sleep(0.01)\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", child], stdout=subprocess.PIPE, env=dict(os.environ, CONTROLLER_METRICS="1")
@@ -368,15 +376,14 @@ def main() -> None:
     configurations = [(1, 0), (16, 0), (64, 0), (1, 0.5), (16, 0.5), (64, 0.5)]
     started = time.perf_counter()
     sections = {
-        "1. SB3 throughput: this suite vs godot-rl's StableBaselinesGodotEnv + PPO (same PPO settings)": bench_throughput(
-            configurations, 512 if quick else 2048
-        ),
-        "2. Scaling over game processes (step cost 0.4 ms per physics tick, 8 ticks per step: the game is the bottleneck)": bench_scaling(
-            [1, 2, 4] if quick else [1, 2, 4, 8], 1024 if quick else 4096, 0.4
-        ),
+        "1. SB3 throughput: this suite vs godot-rl's StableBaselinesGodotEnv + PPO (same PPO "
+        "settings)": bench_throughput(configurations, 512 if quick else 2048),
+        "2. Scaling over game processes (step cost 0.4 ms per physics tick, 8 ticks per step: the game is "
+        "the bottleneck)": bench_scaling([1, 2, 4] if quick else [1, 2, 4, 8], 1024 if quick else 4096, 0.4),
         "3. RLlib, shipped rllib_config.yaml": bench_rllib(5 if quick else 20),
         "4. check_py_env.py": bench_check_py_env(),
-        "5. ONNX export of the default PPO policy (MultiInputPolicy 64x64, obs 4, 2 continuous actions)": bench_onnx(),
+        "5. ONNX export of the default PPO policy (MultiInputPolicy 64x64, obs 4, 2 continuous "
+        "actions)": bench_onnx(),
         "6. Metric delivery through a pipe": bench_metric_delivery(100 if quick else 500),
         "7. Learning on BallChase (4 agents, 20,000 steps, PPO defaults)": bench_learning(20000),
     }
@@ -384,8 +391,10 @@ def main() -> None:
     lines = [
         "# Benchmark results",
         "",
-        f"Command: `.venv/bin/python bench/run_bench.py{' --quick' if quick else ''}` ({mode} mode, {time.perf_counter() - started:.0f} s)  ",
-        f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__} (1 thread)  ",
+        f"Command: `.venv/bin/python bench/run_bench.py{' --quick' if quick else ''}` ({mode} mode, "
+        f"{time.perf_counter() - started:.0f} s)  ",
+        f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, torch "
+        f"{torch.__version__} (1 thread)  ",
         f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
     ]
     for title, rows in sections.items():

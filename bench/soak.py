@@ -176,7 +176,8 @@ def main() -> None:
             result = run_cycle(rng, args.port, Path(workdir))
         results.append(result)
         print(
-            f"cycle {len(results)}: {result['scenario']}: {'ok' if result['ok'] else 'FAILED: ' + result['why']}",
+            f"cycle {len(results)}: {result['scenario']}: "
+            f"{'ok' if result['ok'] else 'FAILED: ' + result['why']}",
             flush=True,
         )
     by_scenario = Counter(result["scenario"].split(":")[0] for result in results)
@@ -190,7 +191,8 @@ def main() -> None:
         "| figure | value |",
         "| --- | --- |",
         f"| cycles run | {len(results)} |",
-        f"| faults injected (all but SIGINT cycles) | {sum(count for name, count in by_scenario.items() if name != 'SIGINT')} |",
+        "| faults injected (all but SIGINT cycles) | "
+        f"{sum(count for name, count in by_scenario.items() if name != 'SIGINT')} |",
         f"| SIGINT cycles | {by_scenario.get('SIGINT', 0)} |",
         f"| cycles that ended as expected | {len(results) - len(failed)} |",
         f"| models lost | {sum(result['lost'] for result in results)} |",

@@ -25,9 +25,7 @@ def metrics_enabled() -> bool:
 
 
 def utc_timestamp() -> str:
-    return (
-        datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_strict_json_value(value: Any, path: str = "") -> Any:
@@ -85,7 +83,8 @@ def format_metric_line(payload: Dict[str, Any]) -> str:
 
 
 def emit_metric(payload: Dict[str, Any]) -> None:
-    """Write one `@METRIC` line to stdout and flush it, when metrics are enabled. Never raises on bad values."""
+    """Write one `@METRIC` line to stdout and flush it, when metrics are enabled. Never raises on bad
+    values."""
     if not metrics_enabled():
         return
     line = format_metric_line(payload) + "\n"
@@ -104,7 +103,8 @@ def policy_metrics(
     learner_stats: Optional[Dict[str, Any]] = None,
     custom_metrics: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """One policy's entry: the learner numbers appear under both `learner_stats` (spec) and `learner` (controller)."""
+    """One policy's entry: the learner numbers appear under both `learner_stats` (spec) and `learner`
+    (controller)."""
     learner = dict(learner_stats or {})
     return {
         "reward_mean": reward_mean,

@@ -1,4 +1,5 @@
-"""SIGINT/SIGTERM handling shared by the training scripts: the first signal stops gracefully, the second hard."""
+"""SIGINT/SIGTERM handling shared by the training scripts: the first signal stops gracefully, the second
+hard."""
 
 import signal
 import sys

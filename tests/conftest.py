@@ -25,7 +25,8 @@ def _ports_free(start: int, count: int) -> bool:
 
 
 def find_free_port_block(count: int = 1) -> int:
-    """Return the first port of `count` consecutive free loopback ports (random start, so runs don't collide)."""
+    """Return the first port of `count` consecutive free loopback ports (random start, so runs don't
+    collide)."""
     import random
 
     rng = random.Random()
@@ -38,7 +39,8 @@ def find_free_port_block(count: int = 1) -> int:
 
 @pytest.fixture(scope="session", autouse=True)
 def temporary_files_in_pytest_tmp(tmp_path_factory) -> None:
-    """SB3 models trained in-process without TensorBoard create SB3-<date> log folders in the temp dir: keep them in pytest's."""
+    """SB3 models trained in-process without TensorBoard create SB3-<date> log folders in the temp dir: keep
+    them in pytest's."""
     tempfile.tempdir = str(tmp_path_factory.mktemp("tempdir"))
 
 

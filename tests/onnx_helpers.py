@@ -18,7 +18,8 @@ def random_feeds(session: onnxruntime.InferenceSession, batch: int, seed: int = 
 
 
 def assert_godot_interface(path: Path, observation_inputs: List[str]) -> onnxruntime.InferenceSession:
-    """Inputs `observation_inputs` + state_ins, outputs output + state_outs, any batch size, state passed through."""
+    """Inputs `observation_inputs` + state_ins, outputs output + state_outs, any batch size, state passed
+    through."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [item.name for item in session.get_inputs()] == observation_inputs + ["state_ins"]
     assert [item.name for item in session.get_outputs()] == ["output", "state_outs"]

@@ -1,5 +1,6 @@
-"""convert_rllib_to_onnx.py on real RLlib (old API stack) checkpoints: tiny in-process runs of five algorithms,
-and runs of rllib_training_script.py on the example games (two policies, a resumed run, a single policy)."""
+"""convert_rllib_to_onnx.py on real RLlib (old API stack) checkpoints: tiny in-process runs of five
+algorithms, and runs of rllib_training_script.py on the example games (two policies, a resumed run, a single
+policy)."""
 
 import os
 import shutil
@@ -54,7 +55,8 @@ class TwoPaddles(MultiAgentEnv):
 
 
 class OneAgent(gym.Env):
-    """A single agent with Box(5) observations and the action space of env_config["actions"], 20-step episodes."""
+    """A single agent with Box(5) observations and the action space of env_config["actions"], 20-step
+    episodes."""
 
     ACTIONS = {
         "box": spaces.Box(-1.0, 1.0, (2,), np.float32),
@@ -89,7 +91,8 @@ def old_stack(config):
 
 
 def single_agent_configs() -> Dict[str, object]:
-    """name -> AlgorithmConfig of a single-policy (default_policy) run, one per algorithm the trainer supports."""
+    """name -> AlgorithmConfig of a single-policy (default_policy) run, one per algorithm the trainer
+    supports."""
     from ray.rllib.algorithms.appo import APPOConfig
     from ray.rllib.algorithms.dqn import DQNConfig
     from ray.rllib.algorithms.impala import IMPALAConfig
@@ -142,7 +145,8 @@ def single_agent_configs() -> Dict[str, object]:
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> Dict[str, Path]:
-    """Checkpoints written by algo.save(), with Ray started once (a local instance even if a Ray head runs here)."""
+    """Checkpoints written by algo.save(), with Ray started once (a local instance even if a Ray head runs
+    here)."""
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.tune.registry import register_env
@@ -200,7 +204,8 @@ def run_file(path: Path, obs: np.ndarray) -> np.ndarray:
 
 
 def assert_computes_model_of(path: Path, checkpoint: Path, policy_id: str) -> None:
-    """The file's output is `policy.model`'s output of this very checkpoint's policy (logits, or the means of a Box)."""
+    """The file's output is `policy.model`'s output of this very checkpoint's policy (logits, or the means of
+    a Box)."""
     policy = load(checkpoint, policy_id)
     obs = observations(size=policy.observation_space.shape[0])
     with torch.no_grad():
@@ -211,7 +216,8 @@ def assert_computes_model_of(path: Path, checkpoint: Path, policy_id: str) -> No
 
 
 def assert_acts_like(path: Path, checkpoint: Path, policy_id: str) -> None:
-    """The game's action from the file (argmax per head, or the means) is the policy's deterministic action."""
+    """The game's action from the file (argmax per head, or the means) is the policy's deterministic
+    action."""
     policy = load(checkpoint, policy_id)
     obs = observations(size=policy.observation_space.shape[0])
     output = run_file(path, obs)
@@ -226,7 +232,8 @@ def assert_acts_like(path: Path, checkpoint: Path, policy_id: str) -> None:
     assert output.shape == (len(obs), sum(sizes))
     starts = np.cumsum([0] + sizes)
     chosen = np.stack(
-        [output[:, start:end].argmax(axis=1) for start, end in zip(starts[:-1], starts[1:])], axis=1
+        [output[:, start:end].argmax(axis=1) for start, end in zip(starts[:-1], starts[1:], strict=False)],
+        axis=1,
     )
     np.testing.assert_array_equal(chosen, actions.reshape(len(obs), -1))
 
@@ -240,7 +247,7 @@ def exported(result) -> List[Path]:
     lines = result.stdout.splitlines()
     assert len(lines) % 2 == 0, result.stdout
     paths = [Path(line) for line in lines[0::2]]
-    for path, summary in zip(paths, lines[1::2]):
+    for path, summary in zip(paths, lines[1::2], strict=False):
         assert summary.startswith(f"{path}: RLlib ") and "max verification error" in summary
     return paths
 
@@ -274,7 +281,8 @@ def test_trial_directory_exports_every_policy_of_the_latest_checkpoint(made, tmp
 
 @pytest.mark.parametrize("form", ["checkpoint", "trial", "run", "experiment"])
 def test_path_forms_pick_the_real_latest_checkpoint(made, tmp_path, form):
-    """A backup copy or a temporary folder with a higher number, an empty checkpoint_ folder and a stray file are never picked."""
+    """A backup copy or a temporary folder with a higher number, an empty checkpoint_ folder and a stray file
+    are never picked."""
     experiment = tmp_path / "exp"
     trial = copy_of(made["pair"], experiment / "PPO_2026-01-01_00-00-00" / "PPO_godot_abcde")
     copy_of(trial / "checkpoint_000000", trial / "checkpoint_000003_backup_1730000000")
@@ -384,7 +392,8 @@ def test_each_algorithm_exports_the_deterministic_action(made, tmp_path, case, l
 
 
 def test_verification_catches_a_file_that_differs_and_removes_it(made, tmp_path):
-    """A file exported from the policy before its weights changed no longer matches it: VerificationError, file removed."""
+    """A file exported from the policy before its weights changed no longer matches it: VerificationError,
+    file removed."""
     policy = load(made["pair"] / "checkpoint_000001", "left_policy")
     path = tmp_path / "left_policy.onnx"
     rllib_onnx.export_policy(policy, "left_policy", path, verify=False)
@@ -402,7 +411,8 @@ def test_verification_catches_a_file_that_differs_and_removes_it(made, tmp_path)
 
 
 def test_recurrent_and_filtered_policies_are_refused(made, tmp_path):
-    """An LSTM's state and a MeanStdFilter's statistics are not inputs the plugin can feed: refused, nothing written."""
+    """An LSTM's state and a MeanStdFilter's statistics are not inputs the plugin can feed: refused, nothing
+    written."""
     with pytest.raises(UserError, match="observation_filter MeanStdFilter"):
         rllib_onnx.export_checkpoint_policy(
             made["ppo-filtered"], "default_policy", tmp_path / "filtered.onnx"

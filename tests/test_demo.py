@@ -31,7 +31,7 @@ def test_full_schema_for_each_policy_and_growing_counters(tmp_path):
     samples = metric_lines(result.stdout)
     assert [s["training_iteration"] for s in samples] == [1, 2, 3, 4, 5, 6]
     assert all(s["kind"] == "iteration" for s in samples)
-    for earlier, later in zip(samples, samples[1:]):
+    for earlier, later in zip(samples, samples[1:], strict=False):
         assert (
             later["timesteps_total"] > earlier["timesteps_total"]
             and later["episodes_total"] > earlier["episodes_total"]
@@ -65,9 +65,13 @@ def test_same_seed_same_numbers(tmp_path):
             "demo.py", "--iterations", "3", "--interval", "0", "--seed", "6", cwd=tmp_path, env=demo_env()
         ).stdout
     )
-    strip = lambda samples: [
-        {k: v for k, v in s.items() if not k.startswith("time") and k != "env_throughput"} for s in samples
-    ]  # noqa: E731
+
+    def strip(samples):
+        return [
+            {k: v for k, v in s.items() if not k.startswith("time") and k != "env_throughput"}
+            for s in samples
+        ]
+
     assert strip(runs[0]) == strip(runs[1]) != strip(other)
 
 

@@ -191,7 +191,8 @@ def test_sb3_sigint_saves_the_model_and_stops_the_engines(tmp_path, game_path):
 
 
 def kill_engine_during_training(script: str, args: list, cwd: Path, engine_port: int) -> tuple:
-    """Start a trainer, SIGKILL the engine on `engine_port` once training runs; returns (exit code, stderr, seconds to exit)."""
+    """Start a trainer, SIGKILL the engine on `engine_port` once training runs; returns (exit code, stderr,
+    seconds to exit)."""
     process = start_script(script, *args, cwd=cwd, env=dict(os.environ, CONTROLLER_METRICS="1"))
     try:
         wait_for_line(process, "@METRIC ", timeout=120)
@@ -234,7 +235,10 @@ def rllib_config(tmp_path: Path, game_path: str, port: int, iterations: int) -> 
         },
         "multiagent": {
             "policies": ["policy_0", "policy_1"],
-            "policy_mapping_fn": "def policy_mapping_fn(agent_id, episode, worker, **kwargs):\n    return f'policy_{agent_id}'\n",
+            "policy_mapping_fn": (
+                "def policy_mapping_fn(agent_id, episode, worker, **kwargs):\n"
+                "    return f'policy_{agent_id}'\n"
+            ),
         },
         "checkpoint_frequency": 1,
         "stop": {"training_iteration": iterations},

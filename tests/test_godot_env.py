@@ -1,4 +1,5 @@
-"""RobustGodotEnv: every protocol fault ends in a clear GameError within seconds, and no game outlives its trainer."""
+"""RobustGodotEnv: every protocol fault ends in a clear GameError within seconds, and no game outlives its
+trainer."""
 
 import shutil
 import signal

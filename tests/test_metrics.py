@@ -136,10 +136,10 @@ def test_lines_from_many_threads_never_interleave(capsys, monkeypatch):
 
 def test_child_without_unbuffered_flag_delivers_first_line_within_a_second(tmp_path):
     child = (
-        "import sys, time; sys.path.insert(0, %r)\n"
+        f"import sys, time; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
         "from godot_rl_cli.metrics import emit_metric\n"
         "emit_metric({'kind': 'iteration', 'training_iteration': 1})\n"
-        "time.sleep(5)\n" % str(REPO_ROOT)
+        "time.sleep(5)\n"
     )
     env = {"CONTROLLER_METRICS": "1", "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen([PYTHON, "-c", child], stdout=subprocess.PIPE, env=env)

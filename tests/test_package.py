@@ -114,7 +114,8 @@ def test_pip_install_gives_working_console_commands(tmp_path):
 
 
 def test_send_actions_is_the_wrapper_of_godot_rl_private_call():
-    """`send_actions` relies on godot-rl's private `_send_as_json(dictionary)`: fail here if godot-rl changes it."""
+    """`send_actions` relies on godot-rl's private `_send_as_json(dictionary)`: fail here if godot-rl changes
+    it."""
     assert list(inspect.signature(GodotEnv._send_as_json).parameters) == ["self", "dictionary"]
     env = RobustGodotEnv(
         env_path=str(SIM_DIR / "BallChase.x86_64"), port=find_free_port_block(1), game_args={"n_agents": 2}

@@ -1,4 +1,5 @@
-"""rllib_training_script.py on the example games: both YAML shapes, resume, stop criteria, SIGINT, faults, a Ray head."""
+"""rllib_training_script.py on the example games: both YAML shapes, resume, stop criteria, SIGINT, faults, a
+Ray head."""
 
 import json
 import os
@@ -184,7 +185,9 @@ def test_legacy_keys_are_translated_and_unknown_keys_warned(tmp_path, capsys):
         ("env_config: {env_path: /nonexistent/Game.x86_64}\n", "does not exist"),
         ("stop: {iterations: 3}\nenv_config: {env_path: x}\n", "unknown stop criteria iterations"),
         (
-            "multiagent:\n  policies: [a]\n  policy_mapping_fn: 'def policy_mapping_fn(agent_id:\\n  return 1'\nenv_config: {env_path: PONG}\n",
+            "multiagent:\n  policies: [a]\n"
+            "  policy_mapping_fn: 'def policy_mapping_fn(agent_id:\\n  return 1'\n"
+            "env_config: {env_path: PONG}\n",
             "policy_mapping_fn does not compile",
         ),
         (

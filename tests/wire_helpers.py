@@ -10,7 +10,8 @@ from conftest import find_free_port_block
 
 
 class RawTrainer:
-    """Listens on a free port and launches `executable` on it, as the trainers do; for faults godot-rl's GodotEnv cannot survive."""
+    """Listens on a free port and launches `executable` on it, as the trainers do; for faults godot-rl's
+    GodotEnv cannot survive."""
 
     def __init__(self, executable: str, *engine_args: str, env_seed: int = 0, **game_args):
         self.port = find_free_port_block(1)

@@ -419,7 +419,7 @@ class Runner:
             self._physics_tick()
         self.game.end_step()
         n = self.game.n_agents
-        rewards, dones = zip(*(self.game.take_reward_and_done(index) for index in range(n)))
+        rewards, dones = zip(*(self.game.take_reward_and_done(index) for index in range(n)), strict=False)
         reward_list = [float(reward) for reward in rewards]
         nan_after = self._after("nan_reward_after_steps")
         if nan_after is not None and self.steps > nan_after:
@@ -511,7 +511,7 @@ def main(game_name: str) -> None:
         conn = Connection(port)
     except OSError as error:
         print(f"ERROR: could not connect to the trainer on port {port}: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     try:
         Runner(game, args).serve(conn)
     except TrainerGone:

@@ -98,7 +98,8 @@ def game_command(
 
 
 def _die_with_parent() -> None:
-    """Runs in the game's child process before exec: the kernel kills the game when its launching thread dies."""
+    """Runs in the game's child process before exec: the kernel kills the game when its launching thread
+    dies."""
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 

@@ -60,7 +60,8 @@ FIELD_NAMES = tuple(item.name for item in dataclasses.fields(GameSettings))
 
 
 def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True) -> argparse._ArgumentGroup:
-    """The game flags, in both spellings (`--env_path` and `--env-path`, ...), as the trainers and tabs take them."""
+    """The game flags, in both spellings (`--env_path` and `--env-path`, ...), as the trainers and tabs take
+    them."""
     game = parser.add_argument_group("game")
 
     def flag(name: str, **kwargs: Any) -> None:

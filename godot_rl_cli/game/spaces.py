@@ -1,4 +1,5 @@
-"""The game's per-agent spaces as the flat spaces trainers use, and actions back to the game's `{head: value}`."""
+"""The game's per-agent spaces as the flat spaces trainers use, and actions back to the game's
+`{head: value}`."""
 
 from typing import Any, Dict, List
 
@@ -9,7 +10,8 @@ from godot_rl_cli.errors import UserError
 
 
 def flat_action_space(heads: spaces.Dict) -> spaces.Space:
-    """One action space for the game's action heads: Discrete, MultiDiscrete or a concatenated Box in [-1, 1]."""
+    """One action space for the game's action heads: Discrete, MultiDiscrete or a concatenated Box in
+    [-1, 1]."""
     kinds = {type(head) for head in heads.values()}
     if kinds == {spaces.Discrete}:
         sizes = [int(head.n) for head in heads.values()]

@@ -24,8 +24,8 @@ def add_version_arguments(parser: argparse.ArgumentParser, reference: str) -> No
         type=int,
         default=DEFAULT_IR_VERSION,
         metavar="N",
-        help=f"ONNX IR version written in the file (default: {DEFAULT_IR_VERSION}, the newest the Godot plugin loads; "
-        "opset 9 needs >= 4, 13 needs >= 7, 15-17 need >= 8)",
+        help=f"ONNX IR version written in the file (default: {DEFAULT_IR_VERSION}, the newest the Godot "
+        "plugin loads; opset 9 needs >= 4, 13 needs >= 7, 15-17 need >= 8)",
     )
     parser.add_argument(
         "--no-verify",

@@ -100,7 +100,8 @@ def check_versions(opset: int, ir_version: int) -> None:
         )
     if ir_version > GODOT_MAX_IR_VERSION or opset > GODOT_MAX_OPSET:
         print_warning(
-            f"the Godot plugin (ONNX Runtime 1.15) loads IR version <= {GODOT_MAX_IR_VERSION} and opset <= {GODOT_MAX_OPSET} only"
+            f"the Godot plugin (ONNX Runtime 1.15) loads IR version <= {GODOT_MAX_IR_VERSION} and opset <= "
+            f"{GODOT_MAX_OPSET} only"
         )
 
 
@@ -143,7 +144,8 @@ def export_module(
     found_outputs = [value.name for value in model.graph.output]
     if found_inputs != input_names or found_outputs != output_names:
         raise RuntimeError(
-            f"the exported graph has inputs {found_inputs} and outputs {found_outputs}, expected {input_names} and {output_names}"
+            f"the exported graph has inputs {found_inputs} and outputs {found_outputs}, expected "
+            f"{input_names} and {output_names}"
         )
     return model
 
@@ -226,7 +228,7 @@ def run_onnx(
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs)))
+    return dict(zip(names, session.run(names, inputs), strict=False))
 
 
 def max_abs_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -242,7 +244,8 @@ def max_abs_error(actual: np.ndarray, expected: np.ndarray) -> float:
 def check_continuous(
     actual: np.ndarray, expected: np.ndarray, tolerance: float = CONTINUOUS_TOLERANCE, what: str = "outputs"
 ) -> float:
-    """Max absolute error of `actual` against `expected`; raises VerificationError (with the error) beyond `tolerance`."""
+    """Max absolute error of `actual` against `expected`; raises VerificationError (with the error) beyond
+    `tolerance`."""
     error = max_abs_error(actual, expected)
     if not error <= tolerance:
         raise VerificationError(
@@ -265,7 +268,8 @@ def check_discrete(logits: np.ndarray, expected_actions: np.ndarray, head_sizes:
         if not np.array_equal(chosen, expected[:, head]):
             mismatches = int(np.sum(chosen != expected[:, head]))
             raise VerificationError(
-                f"ONNX argmax differs from the policy's action in {mismatches} of {len(chosen)} samples (action head {head})"
+                f"ONNX argmax differs from the policy's action in {mismatches} of {len(chosen)} samples "
+                f"(action head {head})"
             )
         start += size
 
@@ -278,7 +282,8 @@ def check_state_passthrough(outputs: Dict[str, np.ndarray], state: np.ndarray) -
 def check_batch_sizes(
     model_path: Path, feeds: Dict[str, np.ndarray], batch_sizes: Sequence[int] = (1, 5)
 ) -> float:
-    """Run the file on the first `n` samples for each n: each row must equal the full batch's row (dynamic batch axis)."""
+    """Run the file on the first `n` samples for each n: each row must equal the full batch's row (dynamic
+    batch axis)."""
     full = run_onnx(model_path, feeds)
     error = 0.0
     for size in batch_sizes:

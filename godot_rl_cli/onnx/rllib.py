@@ -39,7 +39,8 @@ SINGLE_POLICY_ID = "default_policy"
 
 
 def validate_versions(opset: int, ir_version: int) -> None:
-    """Refuse impossible opset/IR pairs before loading anything; the warning about Godot's limits comes with each export."""
+    """Refuse impossible opset/IR pairs before loading anything; the warning about Godot's limits comes with
+    each export."""
     with contextlib.redirect_stderr(io.StringIO()):
         recipe.check_versions(opset, ir_version)
 
@@ -62,7 +63,8 @@ def policy_ids(checkpoint: Path) -> List[str]:
     if not ids:
         raise UserError(
             f"checkpoint {checkpoint} holds no policies (no policies/<id>/ folders with policy_state.pkl)",
-            "export a checkpoint written by rllib_training_script.py (RLlib's old API stack); the checkpoint may be incomplete",
+            "export a checkpoint written by rllib_training_script.py (RLlib's old API stack); the checkpoint "
+            "may be incomplete",
         )
     return ids
 
@@ -82,14 +84,16 @@ def select_policies(available: List[str], policy: Optional[str] = None, single: 
         if len(available) == 1:
             return available
         raise UserError(
-            f"--no-multiagent needs a single-policy checkpoint, this one holds {len(available)} policies: {', '.join(available)}",
+            f"--no-multiagent needs a single-policy checkpoint, this one holds {len(available)} policies: "
+            f"{', '.join(available)}",
             "omit --no-multiagent to export them all, or pick one with --policy",
         )
     return list(available)
 
 
 def output_paths(output: Path, prefix: str, ids: List[str]) -> Dict[str, Path]:
-    """`<output>/<prefix><id>.onnx` per policy; an `output` ending in .onnx is the file for a single policy."""
+    """`<output>/<prefix><id>.onnx` per policy; an `output` ending in .onnx is the file for a single
+    policy."""
     if output.suffix == ".onnx":
         if len(ids) != 1:
             raise UserError(
@@ -115,7 +119,8 @@ def load_policy(checkpoint: Path, policy_id: str):
             policy = Policy.from_checkpoint(str(checkpoint / "policies" / policy_id))
     except ImportError as error:
         raise UserError(
-            f"cannot load policy {policy_id!r} from {checkpoint}: it refers to Python code that is not importable here ({error})",
+            f"cannot load policy {policy_id!r} from {checkpoint}: it refers to Python code that is not "
+            f"importable here ({error})",
             "run the converter where the training code is importable (set PYTHONPATH)",
         ) from None
     except Exception as error:
@@ -141,7 +146,8 @@ def algorithm_name(policy) -> str:
 
 
 def check_exportable(policy, policy_id: str) -> None:
-    """Refuse policies whose actions depend on more than the current observation, or on spaces ONNX cannot take."""
+    """Refuse policies whose actions depend on more than the current observation, or on spaces ONNX cannot
+    take."""
     if algorithm_name(policy).lower() not in ALGORITHMS:
         raise UserError(
             f"policy {policy_id!r} comes from {algorithm_name(policy)}, which this exporter does not know",
@@ -149,17 +155,20 @@ def check_exportable(policy, policy_id: str) -> None:
         )
     if policy.is_recurrent():
         raise UserError(
-            f"policy {policy_id!r} is recurrent (LSTM/attention): its state cannot pass through the plugin's state_ins",
+            f"policy {policy_id!r} is recurrent (LSTM/attention): its state cannot pass through the plugin's "
+            "state_ins",
             "train without use_lstm/use_attention to export for Godot",
         )
     if policy.config.get("observation_filter", "NoFilter") != "NoFilter":
         raise UserError(
-            f"policy {policy_id!r} was trained with observation_filter {policy.config['observation_filter']}, which is not part of the policy",
+            f"policy {policy_id!r} was trained with observation_filter "
+            f"{policy.config['observation_filter']}, which is not part of the policy",
             "train with observation_filter: NoFilter to export for Godot",
         )
     if not isinstance(policy.observation_space, spaces.Box):
         raise UserError(
-            f"policy {policy_id!r} observes a {type(policy.observation_space).__name__} space; only flat Box observations can be exported",
+            f"policy {policy_id!r} observes a {type(policy.observation_space).__name__} space; only flat Box "
+            "observations can be exported",
             "train with rllib_training_script.py, which flattens the game's observations",
         )
     if policy.config.get("num_atoms", 1) > 1:
@@ -187,7 +196,8 @@ def squash_bounds(policy) -> Optional[Tuple[float, float]]:
 
 
 class GodotPolicyGraph(torch.nn.Module):
-    """(obs [batch, n], state_ins [batch]) -> (output, state_outs): the policy's action distribution inputs."""
+    """(obs [batch, n], state_ins [batch]) -> (output, state_outs): the policy's action distribution
+    inputs."""
 
     def __init__(self, policy):
         super().__init__()
@@ -221,7 +231,8 @@ class GodotPolicyGraph(torch.nn.Module):
         ), state_ins  # TorchSquashedGaussian's deterministic sample
 
     def _q_values(self, model_out: torch.Tensor) -> torch.Tensor:
-        """DQN's Q-values as dqn_torch_policy.compute_q_values computes them (no -inf masked actions in Godot games)."""
+        """DQN's Q-values as dqn_torch_policy.compute_q_values computes them (no -inf masked actions in Godot
+        games)."""
         action_scores = self.model.get_q_value_distributions(model_out)[0]
         if not self.policy.config.get("dueling"):
             return action_scores

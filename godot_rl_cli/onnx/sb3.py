@@ -76,7 +76,8 @@ def open_model_zip(model_path: Path) -> zipfile.ZipFile:
 
 
 def algorithm_from_metadata(data: dict) -> Optional[str]:
-    """Step 1: the `controller_algo` field the training script saves, else the policy class's module and the hyperparameters."""
+    """Step 1: the `controller_algo` field the training script saves, else the policy class's module and the
+    hyperparameters."""
     if data.get("controller_algo") in ALGORITHMS:
         return data["controller_algo"]
     policy_class = data.get("policy_class")
@@ -94,7 +95,8 @@ def algorithm_from_metadata(data: dict) -> Optional[str]:
 
 
 def algorithm_from_structure(archive: zipfile.ZipFile) -> Optional[str]:
-    """Step 2: the networks in policy.pth: q_net target (DQN), actor target (TD3), critic target (SAC), action_net (PPO/A2C)."""
+    """Step 2: the networks in policy.pth: q_net target (DQN), actor target (TD3), critic target (SAC),
+    action_net (PPO/A2C)."""
     try:
         state = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
     except Exception:
@@ -133,7 +135,8 @@ def _load_as(model_path: Path, algo: str) -> BaseAlgorithm:
 
 
 def load_sb3_model(model_path: Path, algo: Optional[str] = None) -> Tuple[BaseAlgorithm, str]:
-    """Load `model_path`, detecting the algorithm in the spec's order (metadata, structure, trying each loader).
+    """Load `model_path`, detecting the algorithm in the spec's order (metadata, structure, trying each
+    loader).
 
     A given `algo` must agree with what the file says it holds (TD3 and DDPG are interchangeable).
     """
@@ -180,7 +183,8 @@ class ObservationInput:
     def __init__(self, key: Optional[str], space: spaces.Space):
         if not isinstance(space, spaces.Box):
             raise UserError(
-                f"observation {key or 'space'!r} is a {type(space).__name__} space; only Box observations (vectors and images) can be exported",
+                f"observation {key or 'space'!r} is a {type(space).__name__} space; only Box observations "
+                "(vectors and images) can be exported",
                 "send observations as float arrays or 2d images",
             )
         self.key = key
@@ -231,7 +235,9 @@ class ObservationLayout:
         if not self.is_dict:
             return self.parts[0].to_policy(tensors[0])
         if not self.concatenated:
-            return {part.key: part.to_policy(tensor) for part, tensor in zip(self.parts, tensors)}
+            return {
+                part.key: part.to_policy(tensor) for part, tensor in zip(self.parts, tensors, strict=False)
+            }
         observation, start = {}, 0
         for part in self.parts:
             observation[part.key] = part.to_policy(tensors[0][:, start : start + part.size])
@@ -245,7 +251,7 @@ class ObservationLayout:
         arrays = [part.to_game(samples[part.key]) for part in self.parts]
         if self.concatenated:
             return {"obs": np.concatenate([array.reshape(len(array), -1) for array in arrays], axis=1)}
-        return dict(zip(self.input_names, arrays))
+        return dict(zip(self.input_names, arrays, strict=False))
 
 
 class GodotPolicyGraph(torch.nn.Module):
@@ -376,7 +382,8 @@ def convert_sb3_file(
     use_obs_array: bool = False,
     verify: bool = True,
 ) -> recipe.ExportSummary:
-    """Load `model_path` (detecting the algorithm unless given) and export it; default output: beside it, `.onnx`."""
+    """Load `model_path` (detecting the algorithm unless given) and export it; default output: beside it,
+    `.onnx`."""
     model_path = with_zip_suffix(Path(model_path))
     model, algo = load_sb3_model(model_path, algo)
     output_path = Path(output_path) if output_path else model_path.with_suffix(".onnx")

@@ -1,4 +1,5 @@
-"""ControllerMetricsCallback: per-policy custom metrics from the agents' info, and one `@METRIC` line per iteration."""
+"""ControllerMetricsCallback: per-policy custom metrics from the agents' info, and one `@METRIC` line per
+iteration."""
 
 import math
 from collections import defaultdict

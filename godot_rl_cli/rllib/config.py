@@ -64,7 +64,8 @@ class RunSpec:
 
 
 def load_run_spec(path: str) -> RunSpec:
-    """Read and check the YAML file; every problem is a one-line UserError (with the line number for syntax)."""
+    """Read and check the YAML file; every problem is a one-line UserError (with the line number for
+    syntax)."""
     source = Path(path).expanduser().absolute()
     if not source.is_file():
         raise UserError(
@@ -100,7 +101,8 @@ def load_run_spec(path: str) -> RunSpec:
     unknown = set(spec.env_config) - ENV_CONFIG_KEYS
     if unknown:
         print_warning(
-            f"env_config keys {', '.join(sorted(unknown))} are not known; they are passed to the game as --key=value"
+            f"env_config keys {', '.join(sorted(unknown))} are not known; they are passed to the game as "
+            "--key=value"
         )
     multiagent = settings.pop("multiagent", None) or {}
     if multiagent.get("policies"):
@@ -117,7 +119,8 @@ def load_run_spec(path: str) -> RunSpec:
             print_warning(f"framework {value!r} ignored: {reason}")
     if settings.get("restart_failed_sub_environments"):
         raise UserError(
-            "restart_failed_sub_environments does not work with Godot games on Ray 2.48's old API stack (Ray hands the error on as an observation)",
+            "restart_failed_sub_environments does not work with Godot games on Ray 2.48's old API stack (Ray "
+            "hands the error on as an observation)",
             "set max_env_restarts: N in env_config instead",
         )
     spec.settings = settings

@@ -144,7 +144,8 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         return obs, reward, terminated, truncated, info
 
     def _restart_game(self, error: GameError):
-        """Relaunch a crashed or hung game; the episode in progress ends, truncated at its last observation."""
+        """Relaunch a crashed or hung game; the episode in progress ends, truncated at its last
+        observation."""
         self.restarts.spend(error)
         self.game.close()
         self.game = self.launch_game()

@@ -4,7 +4,7 @@
         <ALGO>_godot_<5 hex>/                               the trial directory (`trial_id` is in its name)
             run_manifest.json                               what the controller reads (algorithm, tag, ...)
             result.json, progress.csv, events.out.tfevents  RLlib's UnifiedLogger
-            checkpoint_000000/, checkpoint_000001/, ...     `algo.save()`, written to a hidden folder then renamed
+            checkpoint_000000/, checkpoint_000001/, ...     `algo.save()` to a hidden folder, then renamed
 
 Finding a checkpoint: a `checkpoint_<digits>` directory holding `policies/`, `rllib_checkpoint.json` or
 `algorithm_state.pkl`; a trial directory holding several (the highest number, or the requested one:
@@ -64,7 +64,8 @@ class Trial:
         return self.directory / f"checkpoint_{index:06d}"
 
     def save_checkpoint(self, algo: Any, index: int) -> Path:
-        """Write `algo.save()` into a hidden folder, then rename it: a checkpoint_NNNNNN folder is always complete."""
+        """Write `algo.save()` into a hidden folder, then rename it: a checkpoint_NNNNNN folder is always
+        complete."""
         path = self.checkpoint_path(index)
         temporary = self.directory / f".{path.name}.tmp"
         try:
@@ -101,20 +102,23 @@ def last_result(trial_dir: Path) -> Dict[str, Any]:
 
 
 def holds_checkpoint(path: Path) -> bool:
-    """A directory with what `algo.save()` writes: `policies/`, `rllib_checkpoint.json` or `algorithm_state.pkl`."""
+    """A directory with what `algo.save()` writes: `policies/`, `rllib_checkpoint.json` or
+    `algorithm_state.pkl`."""
     return path.is_dir() and (
         (path / "policies").is_dir() or any((path / name).is_file() for name in CHECKPOINT_FILES)
     )
 
 
 def checkpoint_number(path: Path) -> Optional[int]:
-    """N for a `checkpoint_<digits>` directory holding a checkpoint, else None (backups, copies, other files)."""
+    """N for a `checkpoint_<digits>` directory holding a checkpoint, else None (backups, copies, other
+    files)."""
     match = CHECKPOINT_NAME.fullmatch(path.name)
     return int(match.group(1)) if match and holds_checkpoint(path) else None
 
 
 def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
-    """Every `checkpoint_<digits>` checkpoint in `root` or up to `depth` levels below it (not inside checkpoints)."""
+    """Every `checkpoint_<digits>` checkpoint in `root` or up to `depth` levels below it (not inside
+    checkpoints)."""
     found: List[Path] = []
     level = [root]
     for _ in range(depth + 1):
@@ -160,8 +164,9 @@ def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
     candidates = find_checkpoints(path)
     if not candidates:
         raise UserError(
-            f"no RLlib checkpoint found in {path} or up to {SEARCH_DEPTH} levels below it "
-            "(looked for checkpoint_<number> directories holding policies/, rllib_checkpoint.json or algorithm_state.pkl)",
+            f"no RLlib checkpoint found in {path} or up to {SEARCH_DEPTH} levels below it (looked for "
+            "checkpoint_<number> directories holding policies/, rllib_checkpoint.json or "
+            "algorithm_state.pkl)",
             "pass the directory of a run of rllib_training_script.py, or a checkpoint directory",
         )
     trials = sorted({candidate.parent for candidate in candidates})

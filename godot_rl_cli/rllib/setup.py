@@ -50,7 +50,8 @@ def probe_game(env_config: Dict[str, Any]) -> RobustGodotEnv:
 
 
 def _mapping(spec_function: Optional[Callable], agent_policy_names: List[str]) -> Callable:
-    """RLlib's mapping function: the YAML's (called with the agent's index) or each agent to its own policy name."""
+    """RLlib's mapping function: the YAML's (called with the agent's index) or each agent to its own policy
+    name."""
     if spec_function is None:
 
         def mapping(agent_id, episode=None, worker=None, **kwargs):
@@ -82,7 +83,8 @@ def build_config(
             ) from None
         if policy not in policy_names:
             raise UserError(
-                f"policy_mapping_fn maps agent {index} to {policy!r}, which is not a policy ({', '.join(policy_names)})",
+                f"policy_mapping_fn maps agent {index} to {policy!r}, which is not a policy "
+                f"({', '.join(policy_names)})",
                 "map every agent to a policy listed under multiagent.policies",
             )
         agents_of.setdefault(policy, index)

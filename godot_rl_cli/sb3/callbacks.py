@@ -234,7 +234,8 @@ def iteration_metrics(
 
 
 def human_summary(payload: Dict[str, Any], recent: IterationStats) -> str:
-    """One progress line: counters from `payload`, episode statistics of `recent` (the episodes since the last line)."""
+    """One progress line: counters from `payload`, episode statistics of `recent` (the episodes since the last
+    line)."""
 
     def number(values: List[float], digits: int = 2) -> str:
         return f"{np.mean(values):.{digits}f}" if values else "-"
@@ -242,14 +243,15 @@ def human_summary(payload: Dict[str, Any], recent: IterationStats) -> str:
     rewards = recent.rewards
     spread = f" [{min(rewards):.2f}, {max(rewards):.2f}]" if rewards else ""
     return (
-        f"iteration {payload['training_iteration']} | steps {payload['timesteps_total']} | "
-        f"episodes {payload['episodes_total']} | last {len(rewards)} episodes: reward mean {number(rewards)}{spread}, "
+        f"iteration {payload['training_iteration']} | steps {payload['timesteps_total']} | episodes "
+        f"{payload['episodes_total']} | last {len(rewards)} episodes: reward mean {number(rewards)}{spread}, "
         f"length {number(recent.lengths, 1)} | {payload['env_throughput'] or 0:.0f} steps/s"
     )
 
 
 class AtomicCheckpointCallback(BaseCallback):
-    """Saves `<directory>/rl_model_<steps>_steps.zip` each time the step count crosses a multiple of `frequency`."""
+    """Saves `<directory>/rl_model_<steps>_steps.zip` each time the step count crosses a multiple of
+    `frequency`."""
 
     def __init__(self, directory: Path, frequency: int, prefix: str = "rl_model"):
         super().__init__()

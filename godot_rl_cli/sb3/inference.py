@@ -16,7 +16,8 @@ INFERENCE_ITERATION_STEPS = 1000
 def run_inference(
     model: BaseAlgorithm, env: VecEnv, timesteps: int, policy_name: str, should_stop: Callable[[], bool]
 ) -> int:
-    """Step the deterministic policy for `timesteps` env steps; one iteration line per 1000 steps. Returns episodes run."""
+    """Step the deterministic policy for `timesteps` env steps; one iteration line per 1000 steps. Returns
+    episodes run."""
     started = time.monotonic()
     iteration_started, iteration_steps = started, 0
     stats, steps, iteration, episodes = IterationStats(), 0, 0, 0

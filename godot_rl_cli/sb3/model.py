@@ -1,4 +1,5 @@
-"""Choosing, building and loading the SB3 model: hyperparameters from the algorithm table, action-space fit."""
+"""Choosing, building and loading the SB3 model: hyperparameters from the algorithm table, action-space
+fit."""
 
 import argparse
 import inspect
@@ -21,7 +22,8 @@ ACTION_KINDS = {
 
 
 def hyperparameters(args: argparse.Namespace, n_envs: int) -> Dict[str, Any]:
-    """Constructor kwargs for the chosen algorithm: defaults, then the flags given; warns about flags it ignores."""
+    """Constructor kwargs for the chosen algorithm: defaults, then the flags given; warns about flags it
+    ignores."""
     algorithm = ALGORITHMS[args.algo]
     chosen = dict(algorithm.sb3_defaults)
     for name in algorithm.sb3_hyperparameters:

@@ -14,9 +14,9 @@ POLICY_TYPES = ("mlp", "cnn", "lstm", "grn")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stable_baselines3_training_script.py",
-        description="Train one policy for a Godot RL Agents game with Stable-Baselines3. With CONTROLLER_METRICS "
-        "set, one '@METRIC {json}' line per training iteration goes to stdout. Ctrl+C (SIGINT) saves the model "
-        "and closes the game; a second Ctrl+C skips the save.",
+        description="Train one policy for a Godot RL Agents game with Stable-Baselines3. With "
+        "CONTROLLER_METRICS set, one '@METRIC {json}' line per training iteration goes to stdout. Ctrl+C "
+        "(SIGINT) saves the model and closes the game; a second Ctrl+C skips the save.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,
     )

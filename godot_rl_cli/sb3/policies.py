@@ -19,8 +19,8 @@ from godot_rl_cli.errors import UserError
 GRN_BLOCKS = 2
 LSTM_REFUSAL = (
     "--policy-type lstm is not supported by the SB3 trainer: Stable-Baselines3 has no recurrent policy "
-    "(RecurrentPPO lives in sb3-contrib) and the Godot plugin's ONNX runner feeds a single state_ins value per "
-    "call, which cannot carry an LSTM's hidden and cell state"
+    "(RecurrentPPO lives in sb3-contrib) and the Godot plugin's ONNX runner feeds a single state_ins value "
+    "per call, which cannot carry an LSTM's hidden and cell state"
 )
 
 

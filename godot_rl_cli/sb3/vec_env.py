@@ -61,7 +61,8 @@ class GodotVecEnv(VecEnv):
         names = {name for game in self.games for name in game.agent_policy_names}
         if len(names) > 1:
             raise UserError(
-                f"the game has several policies ({', '.join(sorted(names))}) but Stable-Baselines3 trains one",
+                f"the game has several policies ({', '.join(sorted(names))}) but Stable-Baselines3 trains "
+                "one",
                 "train multi-policy games with rllib_training_script.py",
             )
 
