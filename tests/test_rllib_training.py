@@ -3,6 +3,7 @@ Ray head."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -357,6 +358,12 @@ def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
     assert_pong_metrics(metric_lines(result.stdout))
     assert "minibatch_size" in result.stdout and "num_env_runners" in result.stdout, (
         "effective settings are printed"
+    )
+    started_ports = sorted(
+        int(port) for port in re.findall(r"simulated\) seed=-?\d+ port=(\d+)", result.stderr)
+    )
+    assert started_ports == [port, port + 1], (
+        "the probe game, then only the env runner's: no idle game in the driver"
     )
 
 
