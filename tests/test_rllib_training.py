@@ -296,6 +296,7 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
     assert with_episodes and {"hits", "misses"} <= set(
         with_episodes[-1]["policies"]["left_policy"]["custom_metrics"]
     )
+    assert "Torch threads for the learner: 1 (default" in result.stdout
     [trial] = trial_dirs(directory / "exp")
     assert trial.parent.name.startswith("PPO_") and trial.name.startswith("PPO_godot_")
     manifest = json.loads((trial / "run_manifest.json").read_text())
