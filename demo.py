@@ -14,14 +14,14 @@ import time
 from typing import List, Optional
 
 from godot_rl_cli import metrics
-from godot_rl_cli.cli_types import int_in_range, non_negative_float
+from godot_rl_cli.cli_types import HelpFormatter, int_in_range, non_negative_float
 from godot_rl_cli.errors import print_error, print_warning
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
     parser.add_argument("--iterations", type=int_in_range(1), default=20, help="iterations to simulate")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from godot_rl_cli.cli_types import int_in_range, key_value
+from godot_rl_cli.cli_types import HelpFormatter, int_in_range, key_value
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "YAML file. With CONTROLLER_METRICS set, one '@METRIC {json}' line per iteration goes to stdout. "
         "Ctrl+C (SIGINT) saves a final checkpoint, closes the games and shuts Ray down; a second Ctrl+C "
         "skips the checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
     parser.add_argument(
