@@ -20,14 +20,8 @@ import numpy as np
 from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from godot_rl_cli.game import (
-    GameDiedError,
-    GameError,
-    GameHungError,
-    GameSettings,
-    RestartBudget,
-    RobustGodotEnv,
-)
+from godot_rl_cli.game import GameError, GameSettings, RobustGodotEnv
+from godot_rl_cli.game.restarts import RESTARTABLE_ERRORS, RestartBudget
 from godot_rl_cli.game.settings import DEFAULT_PORT
 from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
@@ -119,7 +113,7 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         try:
             self.game.send_actions(self.encoder.encode(actions))
             observations, rewards, dones, _, infos = self.game.step_recv()
-        except (GameDiedError, GameHungError) as error:
+        except RESTARTABLE_ERRORS as error:
             return self._restart_game(error)
         self.last_obs = [self._flatten(observation) for observation in observations]
         obs, reward, terminated, info = {}, {}, {}, {}
