@@ -170,7 +170,7 @@ class ControllerMetricsCallback(BaseCallback):
         self.stats = IterationStats()
 
     def _payload(self, steps: int, iteration_seconds: float, total_seconds: float) -> Dict[str, Any]:
-        payload = iteration_metrics(
+        payload = iteration_payload(
             self.stats,
             policy_name=self.policy_name,
             training_iteration=self.iteration,
@@ -186,7 +186,7 @@ class ControllerMetricsCallback(BaseCallback):
         return payload
 
 
-def iteration_metrics(
+def iteration_payload(
     stats: IterationStats,
     *,
     policy_name: str,
@@ -200,18 +200,10 @@ def iteration_metrics(
     checkpoints: int,
 ) -> Dict[str, Any]:
     """The iteration payload for the episodes in `stats` (reward statistics are None when none ended)."""
-    rewards, lengths = stats.rewards, stats.lengths
-    reward_mean = sum(rewards) / len(rewards) if rewards else None
-    reward_min = min(rewards) if rewards else None
-    reward_max = max(rewards) if rewards else None
-    length_mean = sum(lengths) / len(lengths) if lengths else None
     custom = stats.custom_means()
     policy = metrics.policy_metrics(
-        reward_mean=reward_mean,
-        reward_min=reward_min,
-        reward_max=reward_max,
-        episode_len_mean=length_mean,
-        completed_episodes=len(rewards),
+        **metrics.episode_statistics(stats.rewards, stats.lengths),
+        completed_episodes=len(stats.rewards),
         learner_stats=learner,
         custom_metrics=custom,
     )
@@ -219,17 +211,14 @@ def iteration_metrics(
         training_iteration=training_iteration,
         timesteps_total=timesteps_total,
         episodes_total=episodes_total,
-        episodes_this_iter=len(rewards),
-        episode_reward_mean=reward_mean,
-        episode_reward_min=reward_min,
-        episode_reward_max=reward_max,
-        episode_len_mean=length_mean,
+        episodes_this_iter=len(stats.rewards),
         time_this_iter_s=time_this_iter_s,
         time_total_s=time_total_s,
         env_steps_this_iter=env_steps_this_iter,
         custom_metrics=custom,
         policies={policy_name: policy},
         checkpoints=checkpoints,
+        **metrics.run_episode_fields(policy),
     )
 
 
