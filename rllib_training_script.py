@@ -146,6 +146,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         log_to_driver=True,
         configure_logging=False,
     )
+    signals.install()  # Ray's SIGTERM handler would end the run without its final checkpoint
     exit_code = 0
     algo = None
     last_saved_iteration = None

@@ -416,7 +416,9 @@ def test_dqn_off_policy_on_pong(tmp_path):
     assert json.loads((trial / "run_manifest.json").read_text())["algorithm"] == "DQN"
 
 
-def test_sigint_saves_a_final_checkpoint_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stop_signal_saves_a_final_checkpoint_and_leaves_nothing(tmp_path, stop_signal):
+    """SIGTERM (timeout, docker stop, Slurm, systemd) behaves exactly as the controller's SIGINT."""
     port = find_free_port_block(2)
     config = controller_config(tmp_path, port, stop=None)
     data = yaml.safe_load(config.read_text())
@@ -435,7 +437,7 @@ def test_sigint_saves_a_final_checkpoint_and_leaves_nothing(tmp_path):
         for line in process.stdout:
             if line.startswith("@METRIC "):
                 break
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         started = time.monotonic()
         _, stderr = process.communicate(timeout=60)
         assert time.monotonic() - started < 30
