@@ -1,0 +1,58 @@
+"""argparse value types shared by every script; no ML imports, so `--help` and bad flags stay fast."""
+
+import argparse
+import math
+from typing import Callable, List, Optional, Tuple
+
+
+def int_in_range(low: int, high: Optional[int] = None) -> Callable[[str], int]:
+    """An integer in [low, high] (no upper bound when `high` is None)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range [{low}, {high if high is not None else '∞'}]")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0."""
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number of 0 or more."""
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number, 0 or more")
+    return value
+
+
+def parse_int_list(text: str) -> List[int]:
+    """'64,64' -> [64, 64]; raises ValueError on anything but positive integers separated by commas."""
+    values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    if not values or any(value <= 0 for value in values):
+        raise ValueError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def int_list(text: str) -> List[int]:
+    """argparse type for `parse_int_list`."""
+    try:
+        return parse_int_list(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def key_value(text: str) -> Tuple[str, str]:
+    """'KEY=VALUE' (a leading '--' on KEY is dropped) -> (KEY, VALUE)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.lstrip("-"), value
