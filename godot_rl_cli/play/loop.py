@@ -20,6 +20,7 @@ second one ends the games at once. A game never outlives the script, SIGKILL inc
 layer starts games with the kernel's parent-death signal).
 """
 
+import gc
 import sys
 import threading
 import traceback
@@ -375,4 +376,9 @@ def run_playback(
 
     writer = LineWriter(tab, stream if stream is not None else claim_stdout(), on_closed=reader_gone)
     playback = Playback(args, writer, label)
-    return playback.run(open_source, settings)
+    code = playback.run(open_source, settings)
+    if stream is None:
+        # The script ends next. Without this, the interpreter's final garbage collections over torch's and
+        # Ray's objects take about a second, too long for the controller's stop (games are closed already).
+        gc.freeze()
+    return code
