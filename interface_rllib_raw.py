@@ -14,9 +14,7 @@ from godot_rl_cli.cli_types import int_in_range
 from godot_rl_cli.play.options import (
     add_interface_arguments,
     add_playback_arguments,
-    interface_settings,
     new_parser,
-    require_agent_path,
     trimmed_or_none,
 )
 
@@ -58,31 +56,18 @@ def build_parser():
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from godot_rl_cli.play.loop import run_playback
+    from godot_rl_cli.play.loop import run_interface
 
-    onnx = args.agent_path.suffix == ".onnx"
-
-    def open_source():
-        require_agent_path(
-            args.agent_path,
-            "pass a checkpoint_N directory, the trial or run directory holding them, or an .onnx export",
-        )
-        if onnx:
-            from godot_rl_cli.play.onnx_source import OnnxActions
-
-            return OnnxActions(args.agent_path, label=args.policy, deterministic=not args.stochastic)
+    def open_model():
         from godot_rl_cli.play.rllib_source import RLlibActions, find_checkpoint
 
-        return RLlibActions(
-            find_checkpoint(args.agent_path, args.checkpoint_number),
-            args.policy,
-            deterministic=not args.stochastic,
-        )
+        checkpoint = find_checkpoint(args.agent_path, args.checkpoint_number)
+        return RLlibActions(checkpoint, args.policy, deterministic=not args.stochastic)
 
-    settings = interface_settings(
-        args, "onnx" if onnx else "rllib-raw", checkpoint_number=args.checkpoint_number, policy=args.policy
+    path_help = "pass a checkpoint_N directory, the trial or run directory holding them, or an .onnx export"
+    return run_interface(
+        args, "rllib-raw", open_model, path_help, checkpoint_number=args.checkpoint_number, policy=args.policy
     )
-    return run_playback(args, "INTERFACE", "Interface", open_source, settings)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ from godot_rl_cli.play.options import (
     SB3_ALGORITHMS,
     add_interface_arguments,
     add_playback_arguments,
-    interface_settings,
     new_parser,
-    require_agent_path,
     sb3_algorithm,
 )
 
@@ -47,22 +45,16 @@ def build_parser():
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from godot_rl_cli.play.loop import run_playback
+    from godot_rl_cli.play.loop import run_interface
 
-    onnx = args.agent_path.suffix == ".onnx"
-
-    def open_source():
-        require_agent_path(args.agent_path, "pass the model .zip or its .onnx export")
-        if onnx:
-            from godot_rl_cli.play.onnx_source import OnnxActions
-
-            return OnnxActions(args.agent_path, deterministic=not args.stochastic)
+    def open_model():
         from godot_rl_cli.play.sb3_source import SB3Actions
 
         return SB3Actions(args.agent_path, args.algo, deterministic=not args.stochastic)
 
-    settings = interface_settings(args, "onnx" if onnx else "sb3-raw", algo=args.algo)
-    return run_playback(args, "INTERFACE", "Interface", open_source, settings)
+    return run_interface(
+        args, "sb3-raw", open_model, "pass the model .zip or its .onnx export", algo=args.algo
+    )
 
 
 if __name__ == "__main__":

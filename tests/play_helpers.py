@@ -169,6 +169,28 @@ class ScriptRun:
         self.process.wait()
 
 
+def after(kind: str, count: int = 1) -> Callable[[List[Dict]], bool]:
+    """A `wait_for` condition: `count` events of `kind` have come."""
+    return lambda events: len(of_kind(events, kind)) >= count
+
+
+def stop_with_sigint(
+    run: ScriptRun, until: Callable[[List[Dict]], bool], timeout: float = 60
+) -> Tuple[List, List]:
+    """Once `until(events)` holds, one SIGINT: the script must exit 0 within SIGINT_LIMIT_S.
+    Returns its (events, actions), every line checked."""
+    try:
+        run.wait_for(until, timeout)
+        elapsed = run.interrupt()
+    finally:
+        run.close()
+    assert run.process.returncode == 0, (run.process.returncode, run.stderr[-2000:])
+    assert elapsed < SIGINT_LIMIT_S, f"the script took {elapsed:.2f} s to exit after SIGINT"
+    events, actions = run.parsed()
+    check_fields(events, actions)
+    return events, actions
+
+
 def run_to_end(
     script: str, *args: str, cwd: Path, timeout: float = 90, unbuffered: bool = True
 ) -> Tuple[int, List[Dict], List[Dict], str]:

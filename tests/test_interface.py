@@ -3,6 +3,7 @@
 import json
 import subprocess
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,13 +11,13 @@ import pytest
 import yaml
 from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
 from play_helpers import (
-    SIGINT_LIMIT_S,
     ScriptRun,
+    after,
     assert_no_game_left,
-    check_fields,
     episode_rewards,
     of_kind,
     run_to_end,
+    stop_with_sigint,
 )
 from script_helpers import run_script
 
@@ -107,6 +108,16 @@ def rllib_run(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(experiment=experiment, trial=trial, onnx=directory / "onnx")
 
 
+def play_each(script: str, agent_paths: list, args: list, cwd: Path) -> list:
+    """Run `script` to its end once per agent path, with the same arguments: [(events, actions)] of each."""
+    runs = []
+    for agent in agent_paths:
+        code, events, actions, stderr = run_to_end(script, str(agent), *args, cwd=cwd)
+        assert code == 0, stderr[-2000:]
+        runs.append((events, actions))
+    return runs
+
+
 def rows(actions: list) -> list:
     return [row for action in actions for row in action["agents"]]
 
@@ -129,21 +140,11 @@ def test_sb3_model_in_the_editor_with_the_controllers_argv(sb3_models, tmp_path)
         "--port",
         str(port),
     ]
-    run = ScriptRun(SB3, *args, cwd=model_dir)
     try:
-        run.wait_for_events("episode_end", 2, timeout=60)
-        elapsed = run.interrupt()
+        events, actions = stop_with_sigint(ScriptRun(SB3, *args, cwd=model_dir), after("episode_end", 2))
         assert game.wait(timeout=5) == 0
     finally:
-        run.close()
         game.kill()
-    assert run.process.returncode == 0 and elapsed < SIGINT_LIMIT_S, (
-        run.process.returncode,
-        elapsed,
-        run.stderr[-2000:],
-    )
-    events, actions = run.parsed()
-    check_fields(events, actions)
     settings = events[0]
     assert (
         settings["agent_type"] == "sb3-raw"
@@ -166,32 +167,25 @@ def test_sb3_model_in_the_editor_with_the_controllers_argv(sb3_models, tmp_path)
 def test_sb3_model_and_its_onnx_export_play_alike(sb3_models, tmp_path, name, game, agents):
     """Deterministic actions, seeded game: the model and the file the game would ship earn equal rewards."""
     port = find_free_port_block(1)
-    runs = {}
-    for kind in (name, f"{name}_onnx"):
-        args = [
-            str(sb3_models[kind]),
-            "--mode=single",
-            f"--env-path={game}",
-            "--max-episodes=2",
-            f"--port={port}",
-            "--game_arg",
-            f"n_agents={agents}",
-        ]
-        code, events, actions, stderr = run_to_end(SB3, *args, cwd=tmp_path)
-        assert code == 0, stderr[-2000:]
-        runs[kind] = (events, actions)
-        assert_no_game_left(port)
-    (model_events, model_actions), (onnx_events, onnx_actions) = runs.values()
+    args = [
+        "--mode=single",
+        f"--env-path={game}",
+        "--max-episodes=2",
+        f"--port={port}",
+        f"--game_arg=n_agents={agents}",
+    ]
+    (model_events, model_actions), (onnx_events, onnx_actions) = play_each(
+        SB3, [sb3_models[name], sb3_models[f"{name}_onnx"]], args, tmp_path
+    )
     assert onnx_events[0]["agent_type"] == "onnx" and {row["policy"] for row in rows(onnx_actions)} == {name}
     expected, exported = episode_rewards(model_events), episode_rewards(onnx_events)
     assert len(expected) == 2 and list(expected[0]) == [f"agent_{i}" for i in range(agents)]
     for model_rewards, onnx_rewards in zip(expected, exported):
         assert onnx_rewards == pytest.approx(model_rewards, abs=1e-3)
     if name == "camera":
-        assert all(
-            row["observation"]["camera_2d"] == "uint8[36x36x1]" for row in rows(model_actions + onnx_actions)
-        )
-        assert all(len(row["observation"]["obs"]) == 4 for row in rows(model_actions))
+        observations = [row["observation"] for row in rows(model_actions + onnx_actions)]
+        assert all(obs["camera_2d"] == "uint8[36x36x1]" and len(obs["obs"]) == 4 for obs in observations)
+    assert_no_game_left(port)
 
 
 def test_model_that_does_not_fit_the_game_is_one_error_event(sb3_models, tmp_path):
@@ -214,15 +208,9 @@ def test_model_that_does_not_fit_the_game_is_one_error_event(sb3_models, tmp_pat
         f"--port={port}",
         cwd=tmp_path,
     )
-    try:
-        run.wait_for(lambda events: [e["attempt"] for e in of_kind(events, "connected")] == [1, 2])
-        elapsed = run.interrupt()
-    finally:
-        run.close()
-    assert run.process.returncode == 0 and elapsed < SIGINT_LIMIT_S, (run.process.returncode, elapsed)
-    assert (
-        "ONNX model ballchase.onnx does not fit the game" in of_kind(run.parsed()[0], "error")[0]["message"]
-    )
+    events, _ = stop_with_sigint(run, after("connected", 2))
+    assert [e["attempt"] for e in of_kind(events, "connected")] == [1, 2]
+    assert "ONNX model ballchase.onnx does not fit the game" in of_kind(events, "error")[0]["message"]
     assert_no_game_left(port)
 
 
@@ -240,19 +228,7 @@ def test_rllib_trial_directory_plays_each_agent_with_its_policy(rllib_run, tmp_p
         f"--port={port}",
         "--stochastic",
     ]
-    run = ScriptRun(RLLIB, *args, cwd=tmp_path)
-    try:
-        run.wait_for_events("episode_end", 2, timeout=60)
-        elapsed = run.interrupt()
-    finally:
-        run.close()
-    assert run.process.returncode == 0 and elapsed < SIGINT_LIMIT_S, (
-        run.process.returncode,
-        elapsed,
-        run.stderr[-2000:],
-    )
-    events, actions = run.parsed()
-    check_fields(events, actions)
+    events, actions = stop_with_sigint(ScriptRun(RLLIB, *args, cwd=tmp_path), after("episode_end", 2))
     assert events[0]["agent_type"] == "rllib-raw" and events[0]["deterministic"] is False
     assert of_kind(events, "status")[0]["message"].startswith(
         "Loaded RLlib checkpoint checkpoint_000000: left_policy"
@@ -268,23 +244,22 @@ def test_rllib_trial_directory_plays_each_agent_with_its_policy(rllib_run, tmp_p
 
 def test_rllib_policy_and_its_onnx_export_play_alike(rllib_run, tmp_path):
     port = find_free_port_block(1)
-    runs = []
-    for agent in (str(rllib_run.experiment), str(rllib_run.onnx / "left_policy.onnx")):
-        args = [
-            agent,
-            "--policy",
-            " left_policy ",
-            "--mode=single",
-            f"--env-path={PONG}",
-            "--max-episodes=2",
-            f"--port={port}",
-        ]
-        code, events, actions, stderr = run_to_end(RLLIB, *args, cwd=tmp_path)
-        assert code == 0, stderr[-2000:]
-        assert {row["policy"] for row in rows(actions)} == {"left_policy"}
-        assert {row["agent"] for row in rows(actions)} == {"agent_0", "agent_1"}
-        runs.append(episode_rewards(events))
-    assert len(runs[0]) == 2 and runs[0] == runs[1]
+    args = [
+        "--policy",
+        " left_policy ",
+        "--mode=single",
+        f"--env-path={PONG}",
+        "--max-episodes=2",
+        f"--port={port}",
+    ]
+    runs = play_each(RLLIB, [rllib_run.experiment, rllib_run.onnx / "left_policy.onnx"], args, tmp_path)
+    for _, actions in runs:
+        assert {(row["agent"], row["policy"]) for row in rows(actions)} == {
+            ("agent_0", "left_policy"),
+            ("agent_1", "left_policy"),
+        }
+    checkpoint_rewards, onnx_rewards = [episode_rewards(events) for events, _ in runs]
+    assert len(checkpoint_rewards) == 2 and checkpoint_rewards == onnx_rewards
     assert_no_game_left(port)
 
 

@@ -8,13 +8,13 @@ import time
 import pytest
 from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
 from play_helpers import (
-    SIGINT_LIMIT_S,
     ScriptRun,
+    after,
     assert_no_game_left,
-    check_fields,
     of_kind,
     parse_lines,
     run_to_end,
+    stop_with_sigint,
 )
 from script_helpers import processes_matching
 
@@ -38,15 +38,7 @@ def test_controller_tui_argv_single_mode_stops_within_a_second_on_sigint(tmp_pat
         "n_agents=2",
     ]
     run = ScriptRun(SCRIPT, *args, cwd=tmp_path)
-    try:
-        run.wait_for_events("episode_end", 3)
-        elapsed = run.interrupt()
-    finally:
-        run.close()
-    assert run.process.returncode == 0, run.stderr[-2000:]
-    assert elapsed < SIGINT_LIMIT_S, f"SIGINT took {elapsed:.2f} s"
-    events, actions = run.parsed()
-    check_fields(events, actions)
+    events, actions = stop_with_sigint(run, after("episode_end", 3))
     assert [e["kind"] for e in events[:2]] == ["settings", "status"]
     settings = events[0]
     assert (
@@ -196,15 +188,10 @@ def test_editor_case_waits_on_the_port_and_sigint_closes_the_game(tmp_path):
         SCRIPT, "--mode=single", "--headless", "--restart-delay=2.0000", "--port", str(port), cwd=tmp_path
     )
     try:
-        run.wait_for_events("episode_end", 1)
-        elapsed = run.interrupt()
+        events, _ = stop_with_sigint(run, after("episode_end"))
         assert game.wait(timeout=5) == 0, "the game quits when the simulator closes it"
     finally:
-        run.close()
         game.kill()
-    assert run.process.returncode == 0 and elapsed < SIGINT_LIMIT_S, (run.process.returncode, elapsed)
-    events, actions = run.parsed()
-    check_fields(events, actions)
     assert any(
         "Waiting for the Godot editor on port" in e["message"] and "press Play" in e["message"]
         for e in events
@@ -216,18 +203,10 @@ def test_editor_case_waits_on_the_port_and_sigint_closes_the_game(tmp_path):
 def test_sigint_while_waiting_for_the_editor(tmp_path):
     port = find_free_port_block(1)
     run = ScriptRun(SCRIPT, "--mode", "auto", "--port", str(port), cwd=tmp_path)
-    try:
-        run.wait_for(lambda events: any("press Play" in e.get("message", "") for e in events))
-        time.sleep(0.3)
-        elapsed = run.interrupt()
-    finally:
-        run.close()
-    assert run.process.returncode == 0 and elapsed < SIGINT_LIMIT_S, (
-        run.process.returncode,
-        elapsed,
-        run.stderr[-2000:],
+    events, _ = stop_with_sigint(
+        run, lambda events: any("press Play" in e.get("message", "") for e in events)
     )
-    assert of_kind(run.parsed()[0], "status")[-1]["message"].startswith("Simulator stopped")
+    assert of_kind(events, "status")[-1]["message"].startswith("Simulator stopped")
 
 
 def test_lines_arrive_at_once_without_unbuffered_mode_and_sigkill_takes_the_game_along(tmp_path):

@@ -44,6 +44,7 @@ from godot_rl_cli.play.lines import (
     compact_action,
     compact_observation,
 )
+from godot_rl_cli.play.options import interface_settings, require_agent_path
 from godot_rl_cli.play.sources import ActionSource, PlaybackError, describe_game_observations, describe_space
 from godot_rl_cli.stop_signals import StopSignals
 
@@ -382,3 +383,24 @@ def run_playback(
         # Ray's objects take about a second, too long for the controller's stop (games are closed already).
         gc.freeze()
     return code
+
+
+def run_interface(
+    args: Namespace, kind: str, open_model: Callable[[], ActionSource], path_help: str, **settings: Any
+) -> int:
+    """Run an interface script: an `.onnx` agent path plays with onnxruntime as the Godot plugin runs
+    it (labelled `--policy` when given), any other through `open_model` (`kind` in the settings)."""
+    onnx = args.agent_path.suffix == ".onnx"
+
+    def open_source() -> ActionSource:
+        require_agent_path(args.agent_path, path_help)
+        if not onnx:
+            return open_model()
+        from godot_rl_cli.play.onnx_source import OnnxActions
+
+        return OnnxActions(
+            args.agent_path, label=getattr(args, "policy", None), deterministic=not args.stochastic
+        )
+
+    all_settings = interface_settings(args, "onnx" if onnx else kind, **settings)
+    return run_playback(args, "INTERFACE", "Interface", open_source, all_settings)
