@@ -1,12 +1,13 @@
 """simulator.py run as the controller runs it, on the example games: argv, lines, SIGINT, crashes, leaks."""
 
 import json
+import shutil
 import signal
 import subprocess
 import time
 
 import pytest
-from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
+from conftest import IN_CI, PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
 from play_helpers import (
     ScriptRun,
     after,
@@ -209,6 +210,42 @@ def test_sigint_while_waiting_for_the_editor(tmp_path):
     assert of_kind(events, "status")[-1]["message"].startswith("Simulator stopped")
 
 
+@pytest.mark.parametrize(
+    "fault,phase", [("hang_after_steps=5", "episode_start"), ("never_connect=1", "status")]
+)
+def test_sigint_while_the_game_hangs_or_never_connects_kills_it_within_a_second(tmp_path, fault, phase):
+    """A game that cannot be told to close (hung, or started but not connected) is killed."""
+    port = find_free_port_block(1)
+    run = ScriptRun(SCRIPT, f"--env-path={BALLCHASE}", f"--port={port}", f"--game_arg={fault}", cwd=tmp_path)
+    events, _ = stop_with_sigint(run, lambda events: of_kind(events, phase) and time.sleep(0.5) is None)
+    assert not of_kind(events, "error") and not of_kind(events, "warning"), "a stop is not an error"
+    assert_no_game_left(port)
+
+
+def test_sigterm_and_a_vanished_reader_stop_the_run_too(tmp_path):
+    port = find_free_port_block(1)
+    run = ScriptRun(SCRIPT, f"--env-path={BALLCHASE}", f"--port={port}", "--step-delay=0.01", cwd=tmp_path)
+    run.wait_for(after("episode_start"))
+    run.process.send_signal(signal.SIGTERM)
+    assert run.finish(timeout=5) == 0
+    assert_no_game_left(port)
+    # the controller quits without stopping the simulator: the pipe breaks and the simulator stops
+    process = subprocess.Popen(
+        [PYTHON, str(REPO_ROOT / SCRIPT), f"--env-path={BALLCHASE}", f"--port={port}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout.readline().startswith(b"@SIM_EVENT ")
+        process.stdout.close()
+        assert process.wait(timeout=5) == 0
+        assert b"Traceback" not in process.stderr.read()
+    finally:
+        process.kill()
+    assert_no_game_left(port)
+
+
 def test_lines_arrive_at_once_without_unbuffered_mode_and_sigkill_takes_the_game_along(tmp_path):
     port = find_free_port_block(1)
     run = ScriptRun(
@@ -227,6 +264,32 @@ def test_lines_arrive_at_once_without_unbuffered_mode_and_sigkill_takes_the_game
         assert_no_game_left(port)
     finally:
         run.close()
+
+
+def test_real_godot_engine(tmp_path):
+    """The real Godot 3 example game (godot3-server), one policy per player, as fast as the engine goes."""
+    if shutil.which("godot3-server") is None:
+        if IN_CI:
+            pytest.fail("godot3-server is not installed (.ci/run installs it)")
+        pytest.skip("godot3-server is not installed (apt-get install godot3-server)")
+    port = find_free_port_block(1)
+    game = REPO_ROOT / "examples" / "godot3" / "BallChase2D.x86_64"
+    args = [
+        f"--env-path={game}",
+        "--framerate=2000",
+        "--game_arg=policy_mode=split",
+        "--max-episodes=2",
+        f"--port={port}",
+    ]
+    code, events, actions, stderr = run_to_end(SCRIPT, *args, cwd=tmp_path)
+    assert code == 0, stderr[-2000:]
+    assert of_kind(events, "connected")[0]["mode"] == "multi"
+    assert {(row["agent"], row["policy"]) for a in actions for row in a["agents"]} == {
+        ("0", "policy_0"),
+        ("1", "policy_1"),
+    }
+    assert [end["steps"] for end in of_kind(events, "episode_end")] == [100, 100]
+    assert_no_game_left(port)
 
 
 def test_bad_command_lines_fail_fast_before_any_game(tmp_path):

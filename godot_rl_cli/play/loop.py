@@ -15,7 +15,7 @@ at that step). `--max-steps N` ends the episode after N steps (agents not done a
 resets the game.
 
 Stopping: the first SIGINT or SIGTERM makes every wait for the game give up within a poll interval
-(`request_stop`), closes the game (killed if it does not quit within CLOSE_GRACE_S) and exits 0; a
+(`request_stop`), closes the game (killed if it has not quit CLOSE_GRACE_S later) and exits 0; a
 second one ends the games at once. A game never outlives the script, SIGKILL included (the game
 layer starts games with the kernel's parent-death signal).
 """
@@ -49,7 +49,7 @@ from godot_rl_cli.play.sources import ActionSource, PlaybackError, describe_game
 from godot_rl_cli.stop_signals import StopSignals
 
 FINISHED, STOPPED, FAILED, FATAL = "finished", "stopped", "failed", "fatal"
-CLOSE_GRACE_S = 0.5
+CLOSE_GRACE_S = 0.3
 AGENTS_IN_MESSAGES = 8
 
 
@@ -142,7 +142,7 @@ class Playback:
             self.writer.event("status", message=f"Loaded {source.describe()}", source=source.kind)
         StopSignals(
             f"Stopping the {self.label.lower()}: closing the game (signal again to end it at once)",
-            on_first=self.stop.set,
+            on_first=self.stop_soon,
         )
         try:
             code = self._attempts(source)
@@ -223,7 +223,7 @@ class Playback:
             return FAILED
         finally:
             if game is not None:
-                self._close(game)
+                game.close()
 
     def _open_game(self, attempt: int) -> RobustGodotEnv:
         args = self.args
@@ -266,17 +266,17 @@ class Playback:
             action_space=describe_space(game.action_spaces[0]),
         )
 
-    def _close(self, game: RobustGodotEnv) -> None:
-        """Close the game; when stopping, one that does not quit within CLOSE_GRACE_S is killed."""
-        timer = threading.Timer(CLOSE_GRACE_S, game.kill_game) if self.stop.is_set() else None
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
-        try:
-            game.close()
-        finally:
-            if timer is not None:
-                timer.cancel()
+    def stop_soon(self) -> None:
+        """Stop the run (the first SIGINT or SIGTERM, or the reader gone): every wait for a game gives up
+        within a poll interval, and a game that has not quit CLOSE_GRACE_S later (one still starting, so
+        it cannot be told to close, or a hung one) is killed. Safe in a signal handler."""
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        request_stop()
+        killer = threading.Timer(CLOSE_GRACE_S, stop_all_games)
+        killer.daemon = True
+        killer.start()
 
     def _report(self, kind: str, message: str) -> None:
         fields = {}
@@ -370,10 +370,9 @@ def run_playback(
     Protocol lines go to `stream`, by default the real stdout (claimed: everything else goes to stderr)."""
     playback: Optional[Playback] = None
 
-    def reader_gone() -> None:  # the controller quit: stop as on SIGINT
+    def reader_gone() -> None:  # the controller quit without stopping the script: stop as on SIGINT
         if playback is not None:
-            playback.stop.set()
-        request_stop()
+            playback.stop_soon()
 
     writer = LineWriter(tab, stream if stream is not None else claim_stdout(), on_closed=reader_gone)
     playback = Playback(args, writer, label)
