@@ -385,10 +385,3 @@ def test_modes():
     assert resolve_mode("auto", ["shared_policy"] * 3) == "single"
     assert resolve_mode("single", ["a", "b"]) == "single"
     assert agent_ids("single", 2) == ["agent_0", "agent_1"] and agent_ids("multi", 2) == ["0", "1"]
-
-
-def test_default_port_is_the_plugins():
-    from godot_rl_cli.godot_env import RobustGodotEnv
-    from godot_rl_cli.play.options import DEFAULT_PORT
-
-    assert DEFAULT_PORT == RobustGodotEnv.DEFAULT_PORT

@@ -2,19 +2,23 @@
 
 Every flag the controller passes is accepted in both forms (`--step-delay=0.0500` and `--step-delay 0`),
 multi-word flags also with underscores as the trainers spell them (`--env_path`, `--action_repeat`).
-No ML imports here: `--help` and a bad flag answer at once.
+No ML imports here: `--help` and a bad flag answer at once. The game's defaults are RobustGodotEnv's.
 """
 
 import argparse
+import inspect
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from godot_rl_cli.cli_types import int_in_range, key_value, non_negative_float, positive_float
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.godot_env import RobustGodotEnv
 from godot_rl_cli.play.lines import ACTION_LINES_PER_S
 
-DEFAULT_PORT = 11008  # the Godot RL Agents plugin's (GodotEnv.DEFAULT_PORT)
+GAME_DEFAULTS = {
+    name: parameter.default for name, parameter in inspect.signature(RobustGodotEnv).parameters.items()
+}
 MODES = ("single", "multi", "auto")
 SB3_ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3", "ddpg")  # the algorithms sb3_onnx.load_sb3_model knows
 
@@ -56,7 +60,7 @@ def add_playback_arguments(parser: argparse.ArgumentParser) -> None:
     game.add_argument(
         "--port",
         type=int_in_range(1024, 65535),
-        default=DEFAULT_PORT,
+        default=GAME_DEFAULTS["port"],
         help="TCP port on 127.0.0.1 the game (or the editor) connects to",
     )
     game.add_argument(
@@ -77,7 +81,10 @@ def add_playback_arguments(parser: argparse.ArgumentParser) -> None:
         help="pass --fixed-fps N so a real Godot game runs as fast as it can",
     )
     game.add_argument(
-        "--seed", type=int, default=0, help="seed of the game (--env_seed) and of sampled actions"
+        "--seed",
+        type=int,
+        default=GAME_DEFAULTS["seed"],
+        help="seed of the game (--env_seed) and of sampled actions",
     )
     game.add_argument(
         "--game_arg",
@@ -94,7 +101,7 @@ def add_playback_arguments(parser: argparse.ArgumentParser) -> None:
         "--connect_timeout",
         dest="connect_timeout",
         type=positive_float,
-        default=60.0,
+        default=GAME_DEFAULTS["connect_timeout"],
         help="seconds to wait for the game (or the editor) to connect",
     )
     game.add_argument(
@@ -102,7 +109,7 @@ def add_playback_arguments(parser: argparse.ArgumentParser) -> None:
         "--step_timeout",
         dest="step_timeout",
         type=positive_float,
-        default=60.0,
+        default=GAME_DEFAULTS["step_timeout"],
         help="seconds of silence after which the game counts as hung",
     )
 
