@@ -216,14 +216,26 @@ def interface_settings(args: argparse.Namespace, agent_type: str, **fields: Any)
     }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each flag's default after its help, unless the help speaks of it or there is none; the description
+    and the epilog kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        no_value = action.nargs == 0 or action.default is None or action.default is argparse.SUPPRESS
+        if not action.option_strings or no_value or action.default == [] or "default" in text:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """A parser with the suite's conventions: no prefix matching, the shared epilog."""
+    """A parser with the suite's conventions: no prefix matching, defaults in --help, the shared epilog."""
     return argparse.ArgumentParser(
         prog=prog,
         description=textwrap.fill(description, 100),
         epilog=PLAYBACK_EPILOG,
         allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
 
 

@@ -193,8 +193,7 @@ def map_agents_to_policies(
         else:
             raise PlaybackError(
                 f"the game's agents use the policies {', '.join(sorted(set(agent_policy_names)))} "
-                "but the checkpoint holds "
-                f"{', '.join(available)}",
+                f"but the checkpoint holds {', '.join(available)}",
                 "pass --policy ID to play one of them for every agent",
             )
     return chosen
