@@ -298,6 +298,7 @@ class Playback:
             self.writer.event(
                 "episode_start", message=f"Episode {self.episode} started", episode=self.episode, mode=mode
             )
+            truncate = False
             while not tracker.ended:
                 if self.stop.is_set():
                     raise StopRequested()
@@ -311,34 +312,36 @@ class Playback:
                     raise StopRequested()
                 skipped = self.limiter.admit(forced)
                 if skipped is not None:
-                    rows = [
-                        {
-                            "agent": agent,
-                            "policy": policy,
-                            "observation": compact_observation(observation),
-                            "action": compact_action(action),
-                            "reward": float(reward),
-                            "terminated": bool(done),
-                            "truncated": truncate and not done,
-                            "done": bool(done) or truncate,
-                            "info": info,
-                        }
-                        for agent, policy, observation, action, reward, done, info in zip(
-                            ids, policies, observations, actions, rewards, dones, infos
-                        )
-                    ]
-                    payload = {"episode": self.episode, "step": tracker.steps, "mode": mode, "agents": rows}
-                    self.writer.action({**payload, "skipped_steps": skipped} if skipped else payload)
+                    step = zip(ids, policies, observations, actions, rewards, dones, infos)
+                    self._write_step(mode, tracker.steps, step, truncate, skipped)
                 observations = next_observations
                 if self.args.step_delay > 0 and self.stop.wait(self.args.step_delay):
                     raise StopRequested()
-            self._end_episode(
-                tracker, mode, truncated=self.max_steps is not None and tracker.steps >= self.max_steps
-            )
+            self._end_episode(tracker, mode, truncate)
             if self.max_episodes is not None and self.episodes_done >= self.max_episodes:
                 return FINISHED
-            if self.max_steps is not None and tracker.steps >= self.max_steps:
+            if truncate:
                 observations, _ = game.reset()
+
+    def _write_step(self, mode: str, step: int, agents, truncate: bool, skipped: int) -> None:
+        """One action line: a row per agent (`agents` yields agent, policy, observation, action, reward,
+        done, info); `skipped_steps` when the rate limit skipped steps before it."""
+        rows = [
+            {
+                "agent": agent,
+                "policy": policy,
+                "observation": compact_observation(observation),
+                "action": compact_action(action),
+                "reward": float(reward),
+                "terminated": bool(done),
+                "truncated": truncate and not done,
+                "done": bool(done) or truncate,
+                "info": info,
+            }
+            for agent, policy, observation, action, reward, done, info in agents
+        ]
+        payload = {"episode": self.episode, "step": step, "mode": mode, "agents": rows}
+        self.writer.action({**payload, "skipped_steps": skipped} if skipped else payload)
 
     def _end_episode(self, tracker: EpisodeTracker, mode: str, truncated: bool) -> None:
         self.episodes_done += 1
