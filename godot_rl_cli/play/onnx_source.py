@@ -92,7 +92,7 @@ class OnnxActions(ModelActions):
         observations = (
             "{" + ", ".join(f"{name}: {tuple(dims[1:])}" for name, dims in self.inputs.items()) + "}"
         )
-        return observations, f"{ACTION_OUTPUT} of width {self.output_width or 'unknown'}"
+        return observations, f"as an {ACTION_OUTPUT} of {self.output_width or 'unknown'} values"
 
     def check(self, game) -> List[str]:
         space = game.observation_spaces[0]
