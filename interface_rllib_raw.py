@@ -10,7 +10,7 @@ and each step (at most 20 a second) one `@INTERFACE_ACTION {json}` line on stdou
 import sys
 from typing import List, Optional
 
-from godot_rl_cli.cli_types import int_in_range
+from godot_rl_cli.cli_types import add_flag, int_in_range
 from godot_rl_cli.play.options import (
     add_interface_arguments,
     add_playback_arguments,
@@ -33,12 +33,10 @@ def build_parser():
         "a checkpoint_N directory, a trial directory holding several (the latest is used), "
         "a run directory holding one trial, or an .onnx file exported by convert_rllib_to_onnx.py",
     )
-    parser.add_argument(
-        "--checkpoint-number",
-        "--checkpoint_number",
-        dest="checkpoint_number",
+    add_flag(
+        parser,
+        "checkpoint-number",
         type=int_in_range(0),
-        default=None,
         metavar="N",
         help="play checkpoint N of the trial (default: the latest; ignored for a checkpoint_N path)",
     )

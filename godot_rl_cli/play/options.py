@@ -11,7 +11,14 @@ import textwrap
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from godot_rl_cli.cli_types import int_in_range, key_value, non_negative_float, positive_float
+from godot_rl_cli.cli_types import (
+    HelpFormatter,
+    add_flag,
+    int_in_range,
+    key_value,
+    non_negative_float,
+    positive_float,
+)
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.godot_env import RobustGodotEnv
 from godot_rl_cli.play.lines import ACTION_LINES_PER_S
@@ -42,125 +49,114 @@ def mode_name(text: str) -> str:
 
 
 def add_playback_arguments(parser: argparse.ArgumentParser) -> None:
-    """The game and playback flags every playback script takes."""
+    """The game and playback flags every playback script takes (multi-word ones in both spellings)."""
     game = parser.add_argument_group("game")
-    game.add_argument(
-        "--env-path",
-        "--env_path",
-        dest="env_path",
-        default=None,
+    add_flag(
+        game,
+        "env-path",
         help="exported game (.x86_64) to launch; omit it to wait for the Godot editor (press Play)",
     )
-    game.add_argument("--show-window", action="store_true", help="show the game's window")
-    game.add_argument(
-        "--headless",
+    add_flag(game, "show-window", action="store_true", help="show the game's window")
+    add_flag(
+        game,
+        "headless",
         action="store_true",
-        help="hide the game's window (the default; wins when both flags are given)",
+        help="hide the game's window (the default; wins when both are given)",
     )
-    game.add_argument(
-        "--port",
+    add_flag(
+        game,
+        "port",
         type=int_in_range(1024, 65535),
         default=GAME_DEFAULTS["port"],
         help="TCP port on 127.0.0.1 the game (or the editor) connects to",
     )
-    game.add_argument(
-        "--speedup", type=int_in_range(1, 100), default=1, help="physics speed multiplier passed to the game"
+    add_flag(
+        game,
+        "speedup",
+        type=int_in_range(1, 100),
+        default=1,
+        help="physics speed multiplier passed to the game",
     )
-    game.add_argument(
-        "--action-repeat",
-        "--action_repeat",
-        dest="action_repeat",
+    add_flag(
+        game,
+        "action-repeat",
         type=int_in_range(1),
-        default=None,
         help="physics frames per action (default: the game's own setting, as in training)",
     )
-    game.add_argument(
-        "--framerate",
+    add_flag(
+        game,
+        "framerate",
         type=int_in_range(1),
-        default=None,
         help="pass --fixed-fps N so a real Godot game runs as fast as it can",
     )
-    game.add_argument(
-        "--seed",
+    add_flag(
+        game,
+        "seed",
         type=int,
         default=GAME_DEFAULTS["seed"],
         help="seed of the game (--env_seed) and of sampled actions",
     )
-    game.add_argument(
-        "--game_arg",
-        "--game-arg",
-        dest="game_arg",
+    add_flag(
+        game,
+        "game_arg",
         type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="extra --KEY=VALUE argument for the game (repeatable)",
     )
-    game.add_argument(
-        "--connect-timeout",
-        "--connect_timeout",
-        dest="connect_timeout",
+    add_flag(
+        game,
+        "connect-timeout",
         type=positive_float,
         default=GAME_DEFAULTS["connect_timeout"],
         help="seconds to wait for the game (or the editor) to connect",
     )
-    game.add_argument(
-        "--step-timeout",
-        "--step_timeout",
-        dest="step_timeout",
+    add_flag(
+        game,
+        "step-timeout",
         type=positive_float,
         default=GAME_DEFAULTS["step_timeout"],
         help="seconds of silence after which the game counts as hung",
     )
 
     run = parser.add_argument_group("playback")
-    run.add_argument(
-        "--mode",
+    add_flag(
+        run,
+        "mode",
         type=mode_name,
         choices=MODES,
         default="auto",
         help="how agents are named and grouped (see below)",
     )
-    run.add_argument(
-        "--step-delay",
-        "--step_delay",
-        dest="step_delay",
-        type=non_negative_float,
-        default=0.0,
-        help="seconds to wait after each step",
-    )
-    run.add_argument(
-        "--restart-delay",
-        "--restart_delay",
-        dest="restart_delay",
+    add_flag(run, "step-delay", type=non_negative_float, default=0.0, help="seconds to wait after each step")
+    add_flag(
+        run,
+        "restart-delay",
         type=non_negative_float,
         default=2.0,
         help="seconds to wait before restarting after the game crashed, hung or failed",
     )
-    run.add_argument(
-        "--max-steps",
-        "--max_steps",
-        dest="max_steps",
+    add_flag(
+        run,
+        "max-steps",
         type=int,
         default=0,
         help="end an episode after this many steps (the game is reset); 0 or less: no limit",
     )
-    run.add_argument(
-        "--max-episodes",
-        "--max_episodes",
-        dest="max_episodes",
-        type=int,
-        default=0,
-        help="exit after this many episodes; 0 or less: no limit",
+    add_flag(
+        run, "max-episodes", type=int, default=0, help="exit after this many episodes; 0 or less: no limit"
     )
-    run.add_argument(
-        "--no-auto-restart",
+    add_flag(
+        run,
+        "no-auto-restart",
         dest="auto_restart",
         action="store_false",
         help="exit with code 1 on the first failure instead of restarting",
     )
-    run.add_argument(
-        "--log-tracebacks",
+    add_flag(
+        run,
+        "log-tracebacks",
         action="store_true",
         help="add the Python traceback to error events (and print it on stderr)",
     )
@@ -216,16 +212,12 @@ def interface_settings(args: argparse.Namespace, agent_type: str, **fields: Any)
     }
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Each flag's default after its help, unless the help speaks of it or there is none; the description
+class PlaybackHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The suite's help (each flag's default), with no default shown for on/off flags and the description
     and the epilog kept as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        no_value = action.nargs == 0 or action.default is None or action.default is argparse.SUPPRESS
-        if not action.option_strings or no_value or action.default == [] or "default" in text:
-            return text
-        return text + " (default: %(default)s)"
+        return action.help or "" if action.nargs == 0 else super()._get_help_string(action)
 
 
 def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -235,7 +227,7 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
         description=textwrap.fill(description, 100),
         epilog=PLAYBACK_EPILOG,
         allow_abbrev=False,
-        formatter_class=HelpFormatter,
+        formatter_class=PlaybackHelpFormatter,
     )
 
 
