@@ -21,7 +21,8 @@ from play_helpers import (
 )
 from script_helpers import run_script
 
-from godot_rl_cli.play.sources import PlaybackError, flatten_observation, map_agents_to_policies
+from godot_rl_cli.game.spaces import flatten_observation
+from godot_rl_cli.play.sources import PlaybackError, map_agents_to_policies
 
 SB3 = "interface_sb3_raw.py"
 RLLIB = "interface_rllib_raw.py"
@@ -318,6 +319,7 @@ def test_agents_map_to_policies_as_in_training():
 
 
 def test_observations_are_flattened_as_rllib_training_flattens_them():
+    """One function serves training and playback: keys in the game's order, not gymnasium's sorted order."""
     from godot_rl_cli.rllib.env import GodotMultiAgentEnv
 
     observation = {"b": [1.0, 2.0], "a_2d": np.arange(4, dtype=np.uint8).reshape(2, 2, 1), "c": [3.0]}
@@ -325,7 +327,9 @@ def test_observations_are_flattened_as_rllib_training_flattens_them():
     trained_on = GodotMultiAgentEnv._flatten(
         SimpleNamespace(game=SimpleNamespace(observation_key_order=order)), observation
     )
-    np.testing.assert_array_equal(flatten_observation(observation, order), trained_on)
+    expected = np.array([1.0, 2.0, 0.0, 1.0, 2.0, 3.0, 3.0], dtype=np.float32)
+    np.testing.assert_array_equal(trained_on, expected)
+    np.testing.assert_array_equal(flatten_observation(observation, order), expected)
 
 
 def test_onnx_output_is_decoded_as_the_plugin_decodes_it():

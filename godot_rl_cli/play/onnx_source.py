@@ -16,14 +16,14 @@ import numpy as np
 from gymnasium import spaces
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.game.spaces import flatten_observation
 from godot_rl_cli.onnx.recipe import ACTION_OUTPUT, STATE_INPUT
 from godot_rl_cli.play.sources import (
     ModelActions,
     PlaybackError,
-    flatten_observation,
-    limit_threads,
     mismatch,
 )
+from godot_rl_cli.threads import thread_count
 
 
 def _static(dims: Sequence[Any]) -> List[Optional[int]]:
@@ -53,7 +53,7 @@ class OnnxActions(ModelActions):
                 "pass the .onnx file written by convert_sb3_to_onnx.py or convert_rllib_to_onnx.py",
             )
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = limit_threads()
+        options.intra_op_num_threads = thread_count()
         options.log_severity_level = 3
         try:
             self.session = onnxruntime.InferenceSession(

@@ -11,19 +11,19 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.game.spaces import flatten_observation
 from godot_rl_cli.onnx.rllib import load_policy, policy_ids
 from godot_rl_cli.play.sources import (
     ModelActions,
     describe_space,
-    flatten_observation,
     game_action_space,
-    limit_torch_threads,
     map_agents_to_policies,
     mismatch,
     same_action_space,
 )
 from godot_rl_cli.rllib.env import flat_observation_space
 from godot_rl_cli.rllib.layout import holds_checkpoint, resolve_checkpoint
+from godot_rl_cli.threads import configure_torch_threads
 
 
 def find_checkpoint(path: Path, number: Optional[int] = None) -> Path:
@@ -37,7 +37,7 @@ class RLlibActions(ModelActions):
     kind = "rllib-raw"
 
     def __init__(self, checkpoint: Path, policy: Optional[str] = None, deterministic: bool = True):
-        limit_torch_threads()
+        configure_torch_threads(None)
         self.checkpoint = checkpoint
         self.forced = policy
         self.deterministic = deterministic

@@ -16,10 +16,10 @@ from godot_rl_cli.play.sources import (
     ModelActions,
     describe_space,
     game_action_space,
-    limit_torch_threads,
     mismatch,
     same_action_space,
 )
+from godot_rl_cli.threads import configure_torch_threads
 
 
 def observation_shapes(space: spaces.Space) -> Dict[Optional[str], tuple]:
@@ -38,7 +38,7 @@ class SB3Actions(ModelActions):
     kind = "sb3-raw"
 
     def __init__(self, model_path: Path, algo: Optional[str] = None, deterministic: bool = True):
-        limit_torch_threads()
+        configure_torch_threads(None)
         self.path = with_zip_suffix(Path(model_path))
         self.model, self.algo = load_sb3_model(self.path, algo)
         self.deterministic = deterministic

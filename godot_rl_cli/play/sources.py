@@ -8,7 +8,6 @@ Model sources decode actions the way training does (`ActionEncoder`); their fram
 `sb3_source`, `rllib_source` and `onnx_source`, imported only when used.
 """
 
-import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -91,26 +90,6 @@ class ModelActions(ActionSource):
 
 
 # --- helpers shared by the model sources -----------------------------------------------------------
-
-
-def limit_threads() -> int:
-    """Threads for inference: 1 (a few agents' batch gains nothing from more) unless OMP_NUM_THREADS says."""
-    try:
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    except (KeyError, ValueError):
-        return 1
-
-
-def limit_torch_threads() -> None:
-    import torch
-
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(limit_threads())
-
-
-def flatten_observation(observation: Dict[str, Any], key_order: Sequence[str]) -> np.ndarray:
-    """The observation as RLlib training sees it (rllib_env.py): every key flattened, in the game's order."""
-    return np.concatenate([np.asarray(observation[key], dtype=np.float32).ravel() for key in key_order])
 
 
 def game_action_space(game, index: int) -> Optional[spaces.Space]:

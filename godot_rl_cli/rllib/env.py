@@ -23,7 +23,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from godot_rl_cli.game import GameError, GameSettings, RobustGodotEnv
 from godot_rl_cli.game.restarts import RESTARTABLE_ERRORS, RestartBudget
 from godot_rl_cli.game.settings import DEFAULT_PORT
-from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
+from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space, flatten_observation
 
 AgentId = Union[int, str]
 
@@ -86,12 +86,7 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         self.game_was_reset = False
 
     def _flatten(self, observation: Dict[str, Any]) -> np.ndarray:
-        return np.concatenate(
-            [
-                np.asarray(observation[key], dtype=np.float32).ravel()
-                for key in self.game.observation_key_order
-            ]
-        )
+        return flatten_observation(observation, self.game.observation_key_order)
 
     def reset(self, *, seed=None, options=None) -> Tuple[dict, dict]:
         if self.shared_episode or not self.game_was_reset:
