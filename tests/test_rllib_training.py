@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
-from script_helpers import metric_lines, run_script, script_command
+from script_helpers import metric_lines, processes_matching, run_script, script_command
 
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec
@@ -260,6 +260,29 @@ def test_stop_criteria(tmp_path):
     assert StopCriteria({}).reason(result(training_iteration=10**6)) is None
     with pytest.raises(UserError):
         compile_mapping_function("x = 1")
+
+
+def test_game_seed_is_seed_plus_port_offset_whatever_the_port():
+    """Game i of the run gets seed + i (its port offset): the same seed gives the same games on any port."""
+    from ray.rllib.env.env_context import EnvContext
+
+    from godot_rl_cli.rllib.env import GodotMultiAgentEnv
+
+    def game_of(port: int, worker: int, vector: int):
+        env_config = {"env_path": PONG, "port": port, "seed": 5, "_envs_per_worker": 2}
+        env = GodotMultiAgentEnv(EnvContext(env_config, worker_index=worker, vector_index=vector))
+        try:
+            [command] = processes_matching(f"--port={port + 2 * worker + vector} ")
+            return command.split("--env_seed=")[1].split()[0], env.reset()[0][0]
+        finally:
+            env.close()
+
+    (seed, observation), (other_seed, other_observation) = (
+        game_of(find_free_port_block(4), 1, 1),
+        game_of(find_free_port_block(4), 1, 1),
+    )
+    assert seed == other_seed == "8" and (observation == other_observation).all()
+    assert game_of(find_free_port_block(2), 0, 0)[0] == "5"
 
 
 # --- real runs --------------------------------------------------------------------------------------
