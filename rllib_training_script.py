@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from godot_rl_cli.cli_types import int_in_range, key_value
+from godot_rl_cli.cli_types import int_in_range, key_value, seed_value
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path
@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path"
     )
     parser.add_argument(
-        "--seed", type=int, default=None, help="seed for RLlib and the games; overrides the YAML"
+        "--seed",
+        type=seed_value,
+        default=None,
+        help="seed for RLlib and the games (game i gets seed + i), 0 to 2**32-1; overrides the YAML",
     )
     parser.add_argument(
         "--num_workers",
@@ -189,7 +192,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"{result.get('time_this_iter_s', 0):.1f} s",
                 flush=True,
             )
-            if result["training_iteration"] % spec.checkpoint_frequency == 0:
+            if spec.checkpoint_frequency and result["training_iteration"] % spec.checkpoint_frequency == 0:
                 save_checkpoint()
             reason = stop.reason(result)
             if reason:

@@ -20,6 +20,14 @@ def int_in_range(low: int, high: Optional[int] = None) -> Callable[[str], int]:
     return parse
 
 
+SEED_MAX = 2**32 - 1  # numpy's and therefore SB3's and RLlib's limit
+
+
+def seed_value(text: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1."""
+    return int_in_range(0, SEED_MAX)(text)
+
+
 def positive_float(text: str) -> float:
     """A finite number above 0."""
     value = float(text)

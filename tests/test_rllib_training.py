@@ -176,6 +176,56 @@ def test_legacy_keys_are_translated_and_unknown_keys_warned(tmp_path, capsys):
     assert "no_such_key" not in effective and "WARNING: setting 'no_such_key'" in capsys.readouterr().err
 
 
+def test_unknown_top_level_keys_are_warnings_naming_the_closest_key(tmp_path, capsys):
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from godot_rl_cli.rllib.config import apply_settings
+
+    path = controller_config(tmp_path, 12000, stop={"training_iteration": 3})
+    data = yaml.safe_load(path.read_text())
+    data.update(stopp={"training_iteration": 1}, checkpoint_frequncy=5, zzz=1)
+    data["config"]["env_config"]["speedupp"] = 2
+    path.write_text(yaml.safe_dump(data))
+    spec = load_run_spec(str(path))
+    warnings = capsys.readouterr().err.splitlines()
+    assert spec.stop == {"training_iteration": 3} and spec.checkpoint_frequency == 1
+    assert any("key 'stopp' in" in line and "ignored (did you mean 'stop'?)" in line for line in warnings)
+    assert any(
+        "'checkpoint_frequncy' in" in line and "(did you mean 'checkpoint_frequency'?)" in line
+        for line in warnings
+    )
+    assert any("'zzz' in" in line and "(known: algorithm, checkpoint_frequency," in line for line in warnings)
+    assert any("'speedupp' is not a game setting" in line and "'speedup'?" in line for line in warnings)
+    assert all(line.startswith("WARNING: ") for line in warnings)
+
+    flat = shipped_config(tmp_path, 12000, stopp={"training_iteration": 1}, checkpoint_frequncy=3)
+    spec = load_run_spec(str(flat))
+    assert spec.stop == {"training_iteration": 2}
+    apply_settings(
+        PPOConfig().api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False),
+        spec.settings,
+    )
+    warnings = capsys.readouterr().err
+    assert "setting 'stopp' is not known to PPOConfig; ignored (did you mean 'stop'?)" in warnings
+    assert (
+        "'checkpoint_frequncy' is not known to PPOConfig; ignored (did you mean 'checkpoint_frequency'?)"
+        in (warnings)
+    )
+
+
+def test_checkpoint_frequency_0_means_only_the_final_checkpoint(tmp_path):
+    assert (
+        load_run_spec(str(shipped_config(tmp_path, 12000, checkpoint_frequency=0))).checkpoint_frequency == 0
+    )
+    assert (
+        load_run_spec(str(shipped_config(tmp_path, 12000, checkpoint_frequency=None))).checkpoint_frequency
+        == 10
+    )
+    for bad in ("abc", -1, 1.5, True):
+        with pytest.raises(UserError, match="checkpoint_frequency .* must be a whole number"):
+            load_run_spec(str(shipped_config(tmp_path, 12000, checkpoint_frequency=bad)))
+
+
 @pytest.mark.parametrize(
     "content,message",
     [
@@ -383,7 +433,7 @@ def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
     )
 
 
-def test_single_policy_ballchase_with_own_episodes_per_agent(tmp_path):
+def test_single_policy_ballchase_with_own_episodes_per_agent_and_only_a_final_checkpoint(tmp_path):
     port = find_free_port_block(2)
     config = controller_config(
         tmp_path,
@@ -392,6 +442,7 @@ def test_single_policy_ballchase_with_own_episodes_per_agent(tmp_path):
         env_path=str(SIM_DIR / "BallChase.x86_64"),
         multiagent=False,
     )
+    config.write_text(config.read_text().replace("checkpoint_frequency: 1", "checkpoint_frequency: 0"))
     args = [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", "n_agents=3"]
     result = run_isolated(args, tmp_path, metrics_env())
     assert result.returncode == 0, result.stderr[-3000:]
@@ -399,6 +450,9 @@ def test_single_policy_ballchase_with_own_episodes_per_agent(tmp_path):
     assert set(samples[-1]["policies"]) == {"shared_policy"}
     assert samples[-1]["num_agent_steps_sampled"] == 3 * samples[-1]["num_env_steps_sampled"]
     assert samples[-1]["episodes_total"] >= 1 and samples[-1]["episode_len_mean"] is not None
+    [trial] = trial_dirs(tmp_path / "exp")
+    assert [p.name for p in trial.glob("checkpoint_*")] == ["checkpoint_000000"], "checkpoint_frequency 0"
+    assert json.loads((trial / "run_manifest.json").read_text())["checkpoint_frequency"] == 0
 
 
 def test_dqn_off_policy_on_pong(tmp_path):

@@ -4,7 +4,7 @@ import argparse
 from typing import List, Optional
 
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
-from godot_rl_cli.cli_types import int_in_range, int_list, positive_float
+from godot_rl_cli.cli_types import int_in_range, int_list, positive_float, seed_value
 from godot_rl_cli.game.settings import add_game_arguments
 from godot_rl_cli.threads import add_thread_argument
 
@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--experiment_name", default="experiment", help="name of this run in the logs")
     run.add_argument(
-        "--seed", type=int, default=0, help="seed for numpy, torch and the games (game i gets seed + i)"
+        "--seed",
+        type=seed_value,
+        default=0,
+        help="seed for numpy, torch and the games, 0 to 2**32-1 (game i gets seed + i)",
     )
     run.add_argument("--device", default="auto", help="torch device: auto, cpu or cuda")
     run.add_argument(
