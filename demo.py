@@ -52,6 +52,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     policy_names = [f"policy_{index + 1}" for index in range(args.policies)]
     steps_per_iteration, episodes_total, timesteps_total = 4000, 0, 0
     started = time.monotonic()
+    identity = metrics.run_identity("demo", f"demo_{args.seed}", f"demo_seed_{args.seed}")
 
     print(
         f"Demo training run: {args.iterations} iterations, {args.policies} policies, seed {args.seed}",
@@ -99,6 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             custom_metrics={"goals_scored": float(iteration * 3), "shots_taken": float(iteration * 7)},
             policies=policies,
             checkpoints=iteration // 5,
+            **identity,
         )
         print(
             f"Iteration {iteration}: timesteps {timesteps_total}, reward mean "

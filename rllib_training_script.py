@@ -128,6 +128,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     import ray
     from ray.tune.logger import UnifiedLogger
 
+    from godot_rl_cli import metrics
+    from godot_rl_cli.rllib.callbacks import count_env_restarts, iteration_payload
     from godot_rl_cli.rllib.setup import find_game_error
 
     trial = Trial.create(Path(args.experiment_dir).expanduser().absolute(), spec.algorithm)
@@ -159,7 +161,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"Saved checkpoint {path}", flush=True)
         checkpoint_index += 1
         last_saved_iteration = algo.iteration
-        algo.callbacks.checkpoints_saved += 1
 
     try:
         algo = config.build_algo(
@@ -194,6 +195,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
             if spec.checkpoint_frequency and result["training_iteration"] % spec.checkpoint_frequency == 0:
                 save_checkpoint()
+            if metrics.metrics_enabled():  # after the save: `checkpoints` is what is on disk
+                identity = metrics.run_identity(
+                    trial.experiment_tag, trial.trial_id, result.get("experiment_id")
+                )
+                metrics.emit_metric(
+                    iteration_payload(result, len(trial.checkpoints()), count_env_restarts(algo), identity)
+                )
             reason = stop.reason(result)
             if reason:
                 print(f"Stopping: {reason}", flush=True)

@@ -30,6 +30,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import VecMonitor
 
+    from godot_rl_cli import metrics
     from godot_rl_cli.onnx.recipe import VerificationError
     from godot_rl_cli.onnx.sb3 import export_sb3_model
     from godot_rl_cli.sb3.callbacks import (
@@ -121,9 +122,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                 ) from None
             model.tensorboard_log = str(experiment_dir)
 
+        identity = metrics.run_identity(args.experiment_name)
         if args.inference:
             episodes = run_inference(
-                model, monitored_env, args.timesteps, env.policy_name, lambda: stopper.requested
+                model,
+                monitored_env,
+                args.timesteps,
+                env.policy_name,
+                lambda: stopper.requested,
+                lambda: env.restarts.used,
+                identity,
             )
             print(f"Inference finished: {episodes} episode(s).", flush=True)
         else:
@@ -133,8 +141,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if args.save_checkpoint_frequency
                 else None
             )
-            metrics = ControllerMetricsCallback(env.policy_name, checkpoints, lambda: env.restarts.used)
-            callbacks = [stopper, metrics] + ([checkpoints] if checkpoints else [])
+            reporter = ControllerMetricsCallback(
+                env.policy_name, checkpoints, lambda: env.restarts.used, identity
+            )
+            callbacks = [stopper, reporter] + ([checkpoints] if checkpoints else [])
             rollout_size = getattr(model, "n_steps", 1) * env.num_envs
             started = time.monotonic()
             model.learn(

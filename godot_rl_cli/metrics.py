@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import threading
+import uuid
 from typing import Any, Dict, Optional
 
 PREFIX = "@METRIC "
@@ -26,6 +27,24 @@ def metrics_enabled() -> bool:
 
 def utc_timestamp() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def result_date() -> str:
+    """The local time as RLlib writes a result's `date` (YYYY-mm-dd_HH-MM-SS)."""
+    return datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def run_identity(
+    experiment_tag: str, trial_id: Optional[str] = None, experiment_id: Optional[str] = None
+) -> Dict[str, str]:
+    """The fields that say which run a metric line belongs to: `trial_id` (for RLlib, part of the trial
+    directory's name, which the controller looks for), `experiment_id` and `experiment_tag`; missing ids are
+    made up (random hex)."""
+    return {
+        "trial_id": trial_id or uuid.uuid4().hex[:8],
+        "experiment_id": experiment_id or uuid.uuid4().hex,
+        "experiment_tag": experiment_tag,
+    }
 
 
 def to_strict_json_value(value: Any, path: str = "") -> Any:
@@ -139,9 +158,14 @@ def iteration_payload(
     custom_metrics: Optional[Dict[str, Any]] = None,
     policies: Optional[Dict[str, Dict[str, Any]]] = None,
     checkpoints: int = 0,
+    trial_id: Optional[str] = None,
+    experiment_id: Optional[str] = None,
+    experiment_tag: Optional[str] = None,
+    date: Optional[str] = None,
     **extra: Any,
 ) -> Dict[str, Any]:
-    """A full `iteration` sample with every field of the spec's schema; counters are non-negative ints."""
+    """A full `iteration` sample with every field of the spec's schema and the run's identity (see
+    `run_identity`; `date` defaults to now); counters are non-negative ints."""
     if env_throughput is None and time_this_iter_s > 0:
         env_throughput = env_steps_this_iter / time_this_iter_s
 
@@ -170,5 +194,9 @@ def iteration_payload(
         "custom_metrics": dict(custom_metrics or {}),
         "policies": dict(policies or {}),
         "checkpoints": counter(checkpoints, 0),
+        "trial_id": trial_id,
+        "experiment_id": experiment_id,
+        "experiment_tag": experiment_tag,
+        "date": date or result_date(),
         **extra,
     }

@@ -324,9 +324,10 @@ def test_rllib_max_env_restarts_relaunches_crashed_games(tmp_path, max_env_resta
     ]
     assert "exit code 3" in restarts[0] and f"of max_env_restarts {max_env_restarts}" in restarts[0]
     if returncode == 0:
-        assert len(restarts) >= 2 and [
-            sample["training_iteration"] for sample in metric_lines(result.stdout)
-        ] == [1, 2, 3]
+        samples = metric_lines(result.stdout)
+        assert len(restarts) >= 2 and [sample["training_iteration"] for sample in samples] == [1, 2, 3]
+        counts = [sample["env_restarts"] for sample in samples]
+        assert counts == sorted(counts) and counts[-1] == len(restarts), "every relaunch is counted"
     else:
         assert (
             len(restarts) == 1

@@ -3,6 +3,7 @@ Ray head."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -364,12 +365,21 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
     assert_pong_metrics(samples)
+    assert [s["checkpoints"] for s in samples] == [1, 2], (
+        "the checkpoints on disk after each iteration's save"
+    )
+    assert all(s["env_restarts"] == 0 for s in samples)
     with_episodes = [s for s in samples if s["episodes_this_iter"]]
     assert with_episodes and {"hits", "misses"} <= set(
         with_episodes[-1]["policies"]["left_policy"]["custom_metrics"]
     )
     [trial] = trial_dirs(directory / "exp")
     assert trial.parent.name.startswith("PPO_") and trial.name.startswith("PPO_godot_")
+    for sample in samples:  # what the controller uses to find the trial directory, and stores
+        assert sample["trial_id"] and sample["trial_id"] in trial.name
+        assert sample["experiment_tag"] == trial.parent.name
+        assert isinstance(sample["experiment_id"], str) and len(sample["experiment_id"]) >= 8
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", sample["date"])
     manifest = json.loads((trial / "run_manifest.json").read_text())
     assert (
         manifest["algorithm"] == "PPO"

@@ -126,6 +126,11 @@ def test_parallel_run_emits_full_metrics_checkpoints_and_final_model(first_run):
     assert {"distance", "targets_reached"} <= set(with_episodes[0]["custom_metrics"])
     assert samples[-1]["episodes_total"] == sum(s["episodes_this_iter"] for s in samples)
     assert samples[-1]["checkpoints"] == 2
+    assert {s["trial_id"] for s in samples} != {None} and len({s["trial_id"] for s in samples}) == 1
+    assert {s["experiment_tag"] for s in samples} == {"run"} and len(
+        {s["experiment_id"] for s in samples}
+    ) == 1
+    assert all(s["date"] and s["env_restarts"] == 0 for s in samples)
     checkpoints = sorted((directory / "exp").glob("rl_model_*_steps.zip"))
     assert [p.name for p in checkpoints] == ["rl_model_1600_steps.zip", "rl_model_800_steps.zip"]
     final = directory / "exp" / "run_final.zip"

@@ -63,6 +63,10 @@ class Trial:
     def checkpoint_path(self, index: int) -> Path:
         return self.directory / f"checkpoint_{index:06d}"
 
+    def checkpoints(self) -> List[Path]:
+        """The complete checkpoints in the trial directory now."""
+        return find_checkpoints(self.directory, depth=0)
+
     def save_checkpoint(self, algo: Any, index: int) -> Path:
         """Write `algo.save()` into a hidden folder, then rename it: a checkpoint_NNNNNN folder is always
         complete."""
