@@ -14,7 +14,13 @@ from godot_rl_cli.cli_types import int_in_range, key_value, seed_value
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path
-from godot_rl_cli.rllib.layout import Trial, is_resumable, last_result, next_checkpoint_index
+from godot_rl_cli.rllib.layout import (
+    DEFAULT_EXPERIMENT_DIR,
+    Trial,
+    is_resumable,
+    last_result,
+    next_checkpoint_index,
+)
 from godot_rl_cli.threads import add_thread_argument
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -35,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)",
     )
     parser.add_argument(
-        "--experiment_dir", default="logs/rllib", help="directory for results and checkpoints"
+        "--experiment_dir", default=DEFAULT_EXPERIMENT_DIR, help="directory for results and checkpoints"
     )
     parser.add_argument(
         "--resume",

@@ -10,7 +10,8 @@ Finding a checkpoint: a `checkpoint_<digits>` directory holding `policies/`, `rl
 `algorithm_state.pkl`; a trial directory holding several (the highest number, or the requested one:
 `checkpoint_10` and `checkpoint_000010` are both number 10); or a run directory with one trial somewhere
 below it (searched SEARCH_DEPTH levels down). Look-alikes such as `checkpoint_000003_backup_1730000000` are
-never picked. No Ray import here.
+never picked. Without a path, the newest run under the experiment directory that holds a checkpoint is used
+(`newest_trial`). No Ray import here.
 """
 
 import datetime
@@ -25,6 +26,7 @@ from typing import Any, Dict, List, Optional
 
 from godot_rl_cli.errors import UserError
 
+DEFAULT_EXPERIMENT_DIR = "logs/rllib"  # the trainer's --experiment_dir default, where the exporter looks too
 CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)")
 CHECKPOINT_FILES = ("rllib_checkpoint.json", "algorithm_state.pkl")
 MANIFEST = "run_manifest.json"
@@ -192,3 +194,40 @@ def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
             "pass one of those to --checkpoint-number",
         )
     return chosen[-1]
+
+
+def _created(trial: Path) -> tuple:
+    """When a trial started: its manifest's created_at (then its mtime), for ordering runs."""
+    try:
+        created = json.loads((trial / MANIFEST).read_text()).get("created_at", "")
+        started = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+    except (OSError, ValueError, AttributeError):
+        started = 0.0
+    try:
+        return started, trial.stat().st_mtime
+    except OSError:
+        return started, 0.0
+
+
+def newest_trial(experiment_dir: Path, algorithm: Optional[str] = None) -> Path:
+    """The trial directory of the newest run under `experiment_dir` (`<ALGO>_<date>/<ALGO>_godot_<id>/`, the
+    trainer's layout) that holds a checkpoint; only runs of `algorithm` when it is given."""
+    how = "pass the checkpoint, or --experiment_dir where the runs are"
+    if not experiment_dir.is_dir():
+        raise UserError(f"experiment directory {experiment_dir} does not exist or is not a directory", how)
+    trials = []
+    try:
+        for run in sorted(experiment_dir.iterdir()):
+            if not run.is_dir() or (algorithm and not run.name.startswith(f"{algorithm}_")):
+                continue
+            for trial in sorted(run.iterdir()):
+                if trial.is_dir() and find_checkpoints(trial, depth=0):
+                    trials.append((_created(trial), trial))
+    except OSError as error:
+        raise UserError(
+            f"cannot read the experiment directory {experiment_dir} ({error.strerror})", how
+        ) from None
+    if not trials:
+        runs = f"{algorithm} runs" if algorithm else "runs"
+        raise UserError(f"no {runs} with a checkpoint under {experiment_dir}", how)
+    return max(trials)[1]
