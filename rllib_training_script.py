@@ -13,6 +13,7 @@ from typing import List, Optional
 from godot_rl_cli.cli_types import int_in_range, key_value, seed_value
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
+from godot_rl_cli.game.debug_panel import print_debug_panel
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path
 from godot_rl_cli.rllib.layout import (
     DEFAULT_EXPERIMENT_DIR,
@@ -78,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="extra --KEY=VALUE argument for the games (repeatable)",
     )
+    parser.add_argument(
+        "--debug_panel",
+        "--debug-panel",
+        dest="debug_panel",
+        action="store_true",
+        help="before training, print what the game sends for one real reset and one real step",
+    )
     add_thread_argument(parser)
     return parser
 
@@ -120,7 +128,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         from godot_rl_cli.rllib.setup import build_config, probe_game  # imports Ray
 
         game = probe_game(env_config)
-        config, policy_names = build_config(spec, env_config, game, mapping_function)
+        try:
+            config, policy_names = build_config(spec, env_config, game, mapping_function)
+            if args.debug_panel:
+                policy_of = config.policy_mapping_fn
+                print_debug_panel(game, "RLlib", lambda index: policy_of(index, None, None))
+        finally:
+            game.close()
     except UserError as error:
         exit_with_error(error.what, error.how)
     except GameError as error:

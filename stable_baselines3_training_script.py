@@ -31,6 +31,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from stable_baselines3.common.vec_env import VecMonitor
 
     from godot_rl_cli import metrics
+    from godot_rl_cli.game.debug_panel import print_debug_panel
     from godot_rl_cli.onnx.recipe import VerificationError
     from godot_rl_cli.onnx.sb3 import export_sb3_model
     from godot_rl_cli.sb3.callbacks import (
@@ -65,6 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         set_random_seed(args.seed)
         env = GodotVecEnv(GameSettings.from_args(args), args.n_parallel)
         check_action_space(args.algo, env.action_space)
+        if args.debug_panel:
+            print_debug_panel(env.games[0], "Stable-Baselines3")
     except UserError as error:
         if env is not None:
             env.close()

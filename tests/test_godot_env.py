@@ -172,3 +172,23 @@ def test_game_dies_with_a_killed_trainer():
         assert processes_matching(f"--port={port} ") == []
     finally:
         process.kill()
+
+
+def test_debug_panel_that_fails_is_one_warning_line(capsys):
+    from godot_rl_cli.game.debug_panel import print_debug_panel
+
+    env = RobustGodotEnv(
+        env_path=BALLCHASE,
+        port=find_free_port_block(1),
+        game_args={"fault": "wrong_shape", "fault_after_steps": 0},
+    )
+    try:
+        print_debug_panel(env, "test")
+    finally:
+        env.close()
+    captured = capsys.readouterr()
+    assert "=== end of debug panel ===" not in captured.out
+    [warning] = [line for line in captured.err.splitlines() if not line.startswith("[game:")]
+    assert (
+        warning.startswith("WARNING: debug panel failed: GameProtocolError: game ") and "BallChase" in warning
+    )

@@ -430,6 +430,66 @@ def test_resume_continues_iterations_and_checkpoint_numbers(shipped_run, tmp_pat
     assert {p: p.stat().st_mtime_ns for p in first_trial.rglob("*")} == before, "nothing earlier overwritten"
 
 
+@pytest.fixture(scope="module")
+def flags_run(shipped_run, tmp_path_factory):
+    """One run for the flags --restore, --env_path, --seed, --num_workers and --debug_panel, from a config
+    without env_path that says num_workers: 0."""
+    directory = tmp_path_factory.mktemp("rllib_flags")
+    [trial] = trial_dirs(shipped_run[0] / "exp")
+    port = find_free_port_block(4)
+    config = shipped_config(directory, port, stop={"training_iteration": 3})
+    data = yaml.safe_load(config.read_text())
+    del data["env_config"]["env_path"]
+    config.write_text(yaml.safe_dump(data))
+    args = [
+        f"--config_file={config}",
+        f"--experiment_dir={directory / 'exp'}",
+        f"--restore={trial / 'checkpoint_000001'}",
+        f"--env_path={PONG}",
+        "--seed=7",
+        "--num_workers=1",
+        "--debug_panel",
+    ]
+    return port, run_isolated(args, directory, metrics_env())
+
+
+def test_restore_continues_like_resume(flags_run):
+    _, result = flags_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [s["training_iteration"] for s in metric_lines(result.stdout)] == [3]
+    assert "Resumed from" in result.stdout
+
+
+def test_env_path_seed_and_num_workers_flags_override_the_yaml(flags_run):
+    """The YAML has no env_path and num_workers: 0; game i of the run gets seed 7 + i."""
+    port, result = flags_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "env_runners 1 x 1 envs" in result.stdout
+    assert f"Pong (Godot RL example game, simulated) seed=7 port={port}" in result.stderr, "the probe game"
+    assert f"seed=8 port={port + 1}" in result.stderr, "env runner 1's game"
+
+
+def test_debug_panel_shows_a_real_reset_and_step_then_trains(flags_run):
+    _, result = flags_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    start, end = lines.index("=== Debug panel (RLlib) ==="), lines.index("=== end of debug panel ===")
+    panel = "\n".join(lines[start:end])
+    assert f"env_path: {PONG}" in panel and "agents: 2: 0 -> left_policy, 1 -> right_policy" in panel
+    for policy in ("left_policy", "right_policy"):
+        assert f"policy {policy} (agents" in panel
+    assert panel.count("observation space: Dict('obs': Box(-1.0, 1.0, (6,), float32))") == 2
+    assert panel.count("action space: Dict('move': Discrete(3)) (trained as Discrete(3))") == 2
+    assert re.search(r"reset observation, agent 1: \{'obs': \[", panel)
+    assert re.search(r"sampled action, agent 0: \{'move': [012]\}", panel)
+    assert (
+        "step rewards: [" in panel and "step terminated: [False, False], truncated: [False, False]" in panel
+    )
+    assert "step info: [{'hits': 0, 'misses': 0}" in panel
+    assert end < next(i for i, line in enumerate(lines) if line.startswith("Training policies"))
+    assert metric_lines(result.stdout), "training runs after the panel"
+
+
 def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
     port = find_free_port_block(4)
     config = controller_config(tmp_path, port, stop={"training_iteration": 2}, num_workers=1)

@@ -1,6 +1,7 @@
 """stable_baselines3_training_script.py, run as the controller runs it, on the example games."""
 
 import os
+import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -180,6 +181,57 @@ def test_inference_runs_saved_policy_without_saving(first_run, tmp_path):
     assert samples[-1]["policies"]["shared_policy"]["reward_mean"] is not None
     assert final.stat().st_mtime_ns == before
     assert not (tmp_path / "exp").exists() or not list((tmp_path / "exp").rglob("*.zip"))
+
+
+@pytest.fixture(scope="module")
+def flags_run(tmp_path_factory):
+    """One run for the flags the controller never passes: each test below shows one flag's effect. The game's
+    command line is read while it runs."""
+    directory = tmp_path_factory.mktemp("sb3_flags")
+    port = find_free_port_block(2)
+    saved = directory / "models" / "custom"
+    args = controller_args(directory / "exp", port, 3200) + [
+        "--game_arg",
+        "n_agents=2",
+        "--debug_panel",
+        "--viz",
+        "--action_repeat=3",
+        "--learning_rate=0.001",
+        "--linear_lr_schedule",
+        "--n_steps=16",
+        f"--save_model_path={saved}",
+        "--device=cpu",
+    ]
+    process = start_script(SCRIPT, *args, cwd=directory, env=dict(os.environ, CONTROLLER_METRICS="1"))
+    try:
+        first_lines = wait_for_line(process, "@METRIC ", timeout=120)
+        game_commands = processes_matching(f"--port={port} ")
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    result = subprocess.CompletedProcess(args, process.returncode, "".join(first_lines) + stdout, stderr)
+    assert result.returncode == 0, stderr[-3000:]
+    assert_no_game_left(port)
+    return directory, saved, game_commands, result
+
+
+def test_debug_panel_shows_a_real_reset_and_step_then_trains(flags_run):
+    _, _, _, result = flags_run
+    lines = result.stdout.splitlines()
+    start, end = (
+        lines.index("=== Debug panel (Stable-Baselines3) ==="),
+        lines.index("=== end of debug panel ==="),
+    )
+    panel = "\n".join(lines[start:end])
+    assert f"env_path: {game('BallChase')}" in panel
+    assert "agents: 2: 0 -> shared_policy, 1 -> shared_policy" in panel
+    assert "observation space: Dict('obs': Box(-1.0, 1.0, (4,), float32))" in panel
+    assert "action space: Dict('move': Box(-1.0, 1.0, (2,), float32))" in panel
+    assert "reset observation, agent 1: {'obs': [" in panel and "sampled action, agent 0: {'move': [" in panel
+    assert "step terminated: [False, False], truncated: [False, False]" in panel
+    assert "step info: [{'distance': " in panel
+    assert end < next(i for i, line in enumerate(lines) if line.startswith("Game ready"))
+    assert len(metric_lines(result.stdout)) == 100, "training runs after the panel"
 
 
 def test_inference_without_model_is_an_error(tmp_path):
