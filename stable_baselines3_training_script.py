@@ -41,7 +41,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         save_model_atomically,
     )
     from godot_rl_cli.sb3.inference import run_inference
-    from godot_rl_cli.sb3.model import algorithm_class, check_action_space, hyperparameters, load_model
+    from godot_rl_cli.sb3.model import (
+        algorithm_class,
+        check_action_space,
+        check_model_file,
+        hyperparameters,
+        load_model,
+    )
     from godot_rl_cli.sb3.policies import check_policy_type, policy_kwargs_for
     from godot_rl_cli.sb3.vec_env import GodotVecEnv
     from godot_rl_cli.signals import StopSignals
@@ -62,12 +68,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.env_path = validate_env_path(args.env_path)
         check_policy_type(args.policy_type)
         if args.resume_model_path:
-            model = load_model(args.algo, args.resume_model_path, args.device)
+            check_model_file(args.resume_model_path)  # loaded below, with the games
         set_random_seed(args.seed)
         env = GodotVecEnv(GameSettings.from_args(args), args.n_parallel)
         check_action_space(args.algo, env.action_space)
         if args.debug_panel:
             print_debug_panel(env.games[0], "Stable-Baselines3")
+        monitored_env = VecMonitor(env)
+        if args.resume_model_path:  # with this run's envs: their number may differ from the saved run's
+            model = load_model(args.algo, args.resume_model_path, args.device, monitored_env)
     except UserError as error:
         if env is not None:
             env.close()
@@ -87,7 +96,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"observations {env.observation_space}, actions {env.action_space}; torch threads {threads}",
         flush=True,
     )
-    monitored_env = VecMonitor(env)
     exit_code = 0
     training_started = False
     try:
@@ -116,13 +124,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                     f"resuming keeps the saved network {saved_arch}; "
                     f"--policy-hidden-layers {args.policy_hidden_layers} ignored"
                 )
-            try:
-                model.set_env(monitored_env)
-            except ValueError as error:
-                raise UserError(
-                    f"the model {args.resume_model_path} does not fit this game ({error})",
-                    "resume with the game it was trained on",
-                ) from None
             model.tensorboard_log = str(experiment_dir)
 
         identity = metrics.run_identity(args.experiment_name)

@@ -142,23 +142,54 @@ def test_parallel_run_emits_full_metrics_checkpoints_and_final_model(first_run):
     assert_no_game_left(port, 2)
 
 
-def test_resume_continues_iterations_and_timesteps(first_run, tmp_path):
+def optimizer_steps(model_zip: Path) -> int:
+    """Adam's step count in a saved model: how many updates its optimizer has made."""
+    import io
+
+    import torch
+
+    with zipfile.ZipFile(model_zip) as archive:
+        state = torch.load(io.BytesIO(archive.read("policy.optimizer.pth")), weights_only=False)
+    return int(next(iter(state["state"].values()))["step"])
+
+
+def test_resume_with_another_number_of_envs_continues_optimizer_and_counters(first_run, tmp_path):
+    """Saved with 2 games x 2 agents (4 envs), resumed on 1 game of 1 agent: SB3 loads it with the new env."""
     directory, _, _ = first_run
     port = find_free_port_block(2)
     checkpoint = directory / "exp" / "rl_model_1600_steps.zip"
     env = dict(os.environ, CONTROLLER_METRICS="1")
     args = controller_args(tmp_path / "exp", port, 600) + [
         "--game_arg",
-        "n_agents=4",
+        "n_agents=1",
         f"--resume_model_path={checkpoint}",
     ]
     result = run_script(SCRIPT, *args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Game ready: 1 agent(s) in 1 process(es)" in result.stdout
     samples = metric_lines(result.stdout)
     assert samples[0]["training_iteration"] > 1600 // 128
-    assert samples[0]["timesteps_total"] > 1600
+    assert samples[0]["timesteps_total"] > 1600 and samples[0]["env_steps_this_iter"] == 32, "1 env x n_steps"
     assert samples[-1]["timesteps_total"] >= 2200
     assert samples[0]["episodes_total"] >= 16, "episode counter continues from the checkpoint"
+    n_epochs = 10  # PPO's default; a rollout of 32 steps is one minibatch: one optimizer step per epoch
+    assert optimizer_steps(tmp_path / "exp" / "run_final.zip") == optimizer_steps(
+        checkpoint
+    ) + n_epochs * len(samples), "the optimizer continues from the saved one"
+
+
+def test_resume_on_a_game_with_other_spaces_names_both(first_run, tmp_path):
+    directory, _, _ = first_run
+    port = find_free_port_block(2)
+    checkpoint = directory / "exp" / "rl_model_1600_steps.zip"
+    args = controller_args(tmp_path / "exp", port, 600, env_path=game("BallChaseDiscrete"))
+    result = run_script(SCRIPT, *args, f"--resume_model_path={checkpoint}", cwd=tmp_path)
+    assert result.returncode == 1
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert "rl_model_1600_steps.zip does not fit this game" in error
+    assert "actions Box(-1.0, 1.0, (2,), float32)" in error and "takes actions Discrete(5)" in error
+    assert "Traceback" not in result.stderr
+    assert_no_game_left(port)
 
 
 def test_inference_runs_saved_policy_without_saving(first_run, tmp_path):
