@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from godot_rl_cli.cli_types import int_in_range, key_value, seed_value
+from godot_rl_cli.cli_types import directory_path, int_in_range, key_value, seed_value
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
 from godot_rl_cli.game.debug_panel import print_debug_panel
@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)",
     )
     parser.add_argument(
-        "--experiment_dir", default=DEFAULT_EXPERIMENT_DIR, help="directory for results and checkpoints"
+        "--experiment_dir",
+        type=directory_path,
+        default=DEFAULT_EXPERIMENT_DIR,
+        help="directory for results and checkpoints",
     )
     parser.add_argument(
         "--resume",
@@ -152,7 +155,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     from godot_rl_cli.rllib.callbacks import count_env_restarts, iteration_payload
     from godot_rl_cli.rllib.setup import find_game_error
 
-    trial = Trial.create(Path(args.experiment_dir).expanduser().absolute(), spec.algorithm)
+    try:
+        trial = Trial.create(Path(args.experiment_dir).expanduser().absolute(), spec.algorithm)
+    except OSError as error:
+        exit_with_error(
+            f"cannot create the run directory in {args.experiment_dir} ({error.strerror or error})",
+            "pass an --experiment_dir you can write to",
+        )
     checkpoint_index = next_checkpoint_index(resume_from)
     episodes_offset = int(last_result(resume_from.parent).get("episodes_total", 0)) if resume_from else 0
     trial.write_manifest(

@@ -100,22 +100,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     training_started = False
     try:
         if model is None:
-            model = algorithm_class(args.algo)(
-                "MultiInputPolicy",
-                monitored_env,
-                policy_kwargs=policy_kwargs_for(
-                    args.policy_type,
-                    args.policy_hidden_layers,
-                    env.observation_space,
-                    args.cnn_channels,
-                    args.grn_hidden_size,
-                ),
-                tensorboard_log=str(experiment_dir),
-                seed=args.seed,
-                device=args.device,
-                verbose=1,
-                **hyperparameters(args, env.num_envs),
+            policy_kwargs = policy_kwargs_for(
+                args.policy_type,
+                args.policy_hidden_layers,
+                env.observation_space,
+                args.cnn_channels,
+                args.grn_hidden_size,
             )
+            try:
+                model = algorithm_class(args.algo)(
+                    "MultiInputPolicy",
+                    monitored_env,
+                    policy_kwargs=policy_kwargs,
+                    tensorboard_log=str(experiment_dir),
+                    seed=args.seed,
+                    device=args.device,
+                    verbose=1,
+                    **hyperparameters(args, env.num_envs),
+                )
+            except (AssertionError, ValueError, RuntimeError) as error:  # SB3's and torch's own checks
+                raise UserError(
+                    f"--algo {args.algo} cannot be built with these settings: {error}",
+                    f"change the hyperparameter or --device flags ({env.num_envs} env(s) here; see --help)",
+                ) from None
             model.controller_algo = args.algo  # saved in the zip's metadata, read by convert_sb3_to_onnx.py
         else:
             saved_arch = model.policy_kwargs.get("net_arch")

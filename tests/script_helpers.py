@@ -82,3 +82,40 @@ def processes_matching(pattern: str) -> List[str]:
         if pattern in command and state != "Z":
             found.append(command)
     return found
+
+
+def in_session(session: int) -> List[str]:
+    """Live processes of a process session (a script started with start_new_session, and all it started)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[3]) == session and stat[0] != "Z":
+            found.append(pid)
+    return found
+
+
+def run_in_own_session(
+    command: List[str], cwd: Path, env: Optional[dict] = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """Run `command` in its own session and check that nothing it started (games, Ray) outlives it."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 5
+    while in_session(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert in_session(process.pid) == [], f"processes outlived the script: {in_session(process.pid)}"
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
-from script_helpers import metric_lines, processes_matching, run_script, script_command
+from script_helpers import (
+    in_session,
+    metric_lines,
+    processes_matching,
+    run_in_own_session,
+    run_script,
+    script_command,
+)
 
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec
@@ -94,34 +101,9 @@ def trial_dirs(experiment_dir: Path) -> list:
     return sorted(path.parent for path in experiment_dir.glob("*/*/run_manifest.json"))
 
 
-def in_session(session: int) -> list:
-    """Live processes of a process session (a script started with start_new_session, and all it started)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat[3]) == session and stat[0] != "Z":
-            found.append(pid)
-    return found
-
-
 def run_isolated(args: list, cwd: Path, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
     """Run the script in its own session and check that nothing it started (games, Ray) outlives it."""
-    process = subprocess.Popen(
-        script_command(SCRIPT, *args),
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    stdout, stderr = process.communicate(timeout=timeout)
-    time.sleep(1.0)
-    assert in_session(process.pid) == [], f"processes outlived the script: {in_session(process.pid)}"
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return run_in_own_session(script_command(SCRIPT, *args), cwd, env, timeout)
 
 
 def metrics_env() -> dict:

@@ -137,7 +137,9 @@ def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
                     if entry.is_dir() and not entry.name.startswith(".")
                 )
             except OSError:
-                continue
+                if directory == root:
+                    raise
+                continue  # an unreadable folder below the root: not where the trainer writes
             for entry in entries:
                 if checkpoint_number(entry) is not None:
                     found.append(entry)
@@ -148,7 +150,18 @@ def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
 
 
 def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
-    """The checkpoint directory `path` designates (itself, or the chosen one of the single trial below it)."""
+    """The checkpoint directory `path` designates (itself, or the chosen one of the single trial below it); a
+    directory that cannot be read is a UserError."""
+    try:
+        return _resolve_checkpoint(path, number)
+    except OSError as error:
+        raise UserError(
+            f"cannot read {error.filename or path} ({error.strerror or error})",
+            "check the directory's permissions",
+        ) from None
+
+
+def _resolve_checkpoint(path: Path, number: Optional[int]) -> Path:
     if not path.exists():
         raise UserError(
             f"checkpoint path {path} does not exist",
@@ -224,9 +237,7 @@ def newest_trial(experiment_dir: Path, algorithm: Optional[str] = None) -> Path:
                 if trial.is_dir() and find_checkpoints(trial, depth=0):
                     trials.append((_created(trial), trial))
     except OSError as error:
-        raise UserError(
-            f"cannot read the experiment directory {experiment_dir} ({error.strerror})", how
-        ) from None
+        raise UserError(f"cannot read {error.filename or experiment_dir} ({error.strerror})", how) from None
     if not trials:
         runs = f"{algorithm} runs" if algorithm else "runs"
         raise UserError(f"no {runs} with a checkpoint under {experiment_dir}", how)

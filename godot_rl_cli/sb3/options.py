@@ -4,7 +4,7 @@ import argparse
 from typing import List, Optional
 
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
-from godot_rl_cli.cli_types import int_in_range, int_list, positive_float, seed_value
+from godot_rl_cli.cli_types import directory_path, int_in_range, int_list, positive_float, seed_value
 from godot_rl_cli.game.settings import add_game_arguments
 from godot_rl_cli.threads import add_thread_argument
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--experiment_dir",
+        type=directory_path,
         default="logs/sb3",
         help="directory for TensorBoard logs, checkpoints and the final model",
     )
