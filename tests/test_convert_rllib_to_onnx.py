@@ -373,6 +373,15 @@ def test_controller_cli_export_takes_the_newest_run_of_the_configs_algorithm(mad
     assert_one_error(convert(cwd=tmp_path / "logs"), "experiment directory", "does not exist")
 
 
+def test_no_verify_through_the_script(made, tmp_path):
+    result = convert(made["pair"], "-o", "out", "--policy", "left_policy", "--no-verify", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].endswith("not verified")
+    assert_computes_model_of(
+        tmp_path / "out" / "left_policy.onnx", made["pair"] / "checkpoint_000001", "left_policy"
+    )
+
+
 def test_output_paths(tmp_path):
     assert rllib_onnx.output_paths(tmp_path / "out", "p_", PAIR) == {
         policy_id: tmp_path / "out" / f"p_{policy_id}.onnx" for policy_id in PAIR

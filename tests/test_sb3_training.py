@@ -265,6 +265,42 @@ def test_debug_panel_shows_a_real_reset_and_step_then_trains(flags_run):
     assert len(metric_lines(result.stdout)) == 100, "training runs after the panel"
 
 
+def test_learning_rate_flag_and_linear_schedule(flags_run):
+    """--learning_rate=0.001 --linear_lr_schedule: each update's rate is 0.001 x the part of the run left."""
+    _, _, _, result = flags_run
+    samples = metric_lines(result.stdout)
+    rates = [sample["policies"]["shared_policy"]["learner"]["learning_rate"] for sample in samples]
+    expected = [0.001 * (1 - sample["timesteps_total"] / 3200) for sample in samples]
+    assert rates == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:], strict=False)), "it decays"
+
+
+def test_n_steps_flag_sets_the_rollout(flags_run):
+    _, _, _, result = flags_run
+    assert {sample["env_steps_this_iter"] for sample in metric_lines(result.stdout)} == {16 * 2}, "2 agents"
+
+
+def test_save_model_path_flag(flags_run):
+    directory, saved, _, result = flags_run
+    assert (
+        zipfile.is_zipfile(saved.with_name("custom.zip")) and f"Model saved to {saved}.zip" in result.stdout
+    )
+    assert not list((directory / "exp").glob("*.zip")), "nothing at the default path"
+
+
+def test_device_flag(flags_run):
+    """The model is built on the device asked for (an unknown one is an error: tests/test_bad_inputs.py)."""
+    _, _, _, result = flags_run
+    assert "Using cpu device" in result.stdout
+
+
+def test_viz_and_action_repeat_flags_reach_the_game(flags_run):
+    _, _, game_commands, _ = flags_run
+    [command] = [command for command in game_commands if "--env_seed=" in command]  # not the trainer's
+    assert "--action_repeat=3 " in command + " "
+    assert "--headless" not in command and "--disable-render-loop" not in command, "--viz shows the window"
+
+
 def test_inference_without_model_is_an_error(tmp_path):
     result = run_script(SCRIPT, "--inference", f"--env_path={game('BallChase')}", cwd=tmp_path)
     assert result.returncode == 2
@@ -356,6 +392,34 @@ def test_policy_types_train_and_export(tmp_path, policy_args, game_name):
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["output", "state_outs"]
     assert "state_ins" in [i.name for i in session.get_inputs()]
+    assert_architecture(tmp_path / "exp" / "run_final.zip", policy_args)
+
+
+def assert_architecture(model_zip: Path, policy_args: list) -> None:
+    """The saved network is the one the flags ask for."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from godot_rl_cli.sb3.policies import GRN_BLOCKS, GatedResidualBlock, GRNExtractor, SmallImageCNN
+
+    policy = PPO.load(model_zip, device="cpu").policy
+    extractor = policy.features_extractor
+    assert [
+        layer.out_features for layer in policy.mlp_extractor.policy_net if hasattr(layer, "out_features")
+    ] == [
+        64,
+        64,
+    ]
+    if "--policy-type=grn" in policy_args:
+        assert isinstance(extractor, GRNExtractor) and extractor.project.out_features == 32
+        blocks = list(extractor.blocks)
+        assert len(blocks) == GRN_BLOCKS and all(isinstance(block, GatedResidualBlock) for block in blocks)
+        assert extractor.features_dim == 32
+    else:
+        assert isinstance(extractor, SmallImageCNN)
+        convolutions = [m for m in extractor.branches["camera_2d"] if isinstance(m, torch.nn.Conv2d)]
+        assert [conv.out_channels for conv in convolutions] == [8, 16]
+        assert isinstance(extractor.branches["obs"], torch.nn.Flatten)
 
 
 def test_lstm_policy_is_refused_before_the_game_starts(tmp_path):
