@@ -19,6 +19,7 @@ from script_helpers import (
     interrupt,
     metric_lines,
     processes_matching,
+    ray_head,
     run_script,
     script_command,
     start_script,
@@ -339,35 +340,13 @@ def test_rllib_max_env_restarts_relaunches_crashed_games(tmp_path, max_env_resta
 
 
 @pytest.fixture(scope="module")
-def ray_head():
+def shared_ray_head():
     """One Ray head for the RLlib SIGINT cycles, so that each cycle does not pay Ray's start-up."""
-    from conftest import PYTHON
-
-    ray = str(Path(PYTHON).parent / "ray")
-    head_port = find_free_port_block(1)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    started = subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            f"--port={head_port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    yield f"127.0.0.1:{head_port}"
-    subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+    with ray_head() as address:
+        yield address
 
 
-def test_rllib_repeated_sigint_cycles_never_lose_a_checkpoint(tmp_path, ray_head):
+def test_rllib_repeated_sigint_cycles_never_lose_a_checkpoint(tmp_path, shared_ray_head):
     rng = random.Random(7)
     port = find_free_port_block(2)
     for cycle in range(20):
@@ -378,7 +357,7 @@ def test_rllib_repeated_sigint_cycles_never_lose_a_checkpoint(tmp_path, ray_head
             RLLIB,
             f"--config_file={config}",
             f"--experiment_dir={directory / 'exp'}",
-            f"--ray_address={ray_head}",
+            f"--ray_address={shared_ray_head}",
             cwd=directory,
         )
         try:

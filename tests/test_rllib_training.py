@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
+from conftest import REPO_ROOT, SIM_DIR, find_free_port_block
 from script_helpers import (
     in_session,
     metric_lines,
     processes_matching,
+    ray_head,
     run_in_own_session,
     run_script,
     script_command,
@@ -616,40 +617,17 @@ def test_stop_file_that_appears_stops_the_run(tmp_path):
 
 
 def test_run_on_a_separately_started_ray_head(tmp_path):
-    ray = str(Path(PYTHON).parent / "ray")
-    head_port = find_free_port_block(1)
-    env = dict(os.environ, RAY_ADDRESS="")
-    env.pop("RAY_ADDRESS")
-    started = subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            f"--port={head_port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    try:
+    with ray_head() as address:
         port = find_free_port_block(2)
         config = controller_config(tmp_path, port, stop={"training_iteration": 2}, num_workers=1)
         result = run_script(
             SCRIPT,
             f"--config_file={config}",
             f"--experiment_dir={tmp_path / 'exp'}",
-            f"--ray_address=127.0.0.1:{head_port}",
+            f"--ray_address={address}",
             cwd=tmp_path,
             env=metrics_env(),
             timeout=240,
         )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert_pong_metrics(metric_lines(result.stdout))
-    finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_pong_metrics(metric_lines(result.stdout))
