@@ -154,6 +154,9 @@ CASES = {
     "rllib env_config seed -1": Case(
         RLLIB, yaml_file("env_config: {env_path: PONG, seed: -1}\n"), 1, "env_config seed -1 is not valid"
     ),
+    "rllib env_config game_args is a list": Case(
+        RLLIB, yaml_file("env_config: {env_path: PONG, game_args: [1]}\n"), 1, "env_config game_args must be"
+    ),
     "rllib binary file": Case(RLLIB, binary_yaml, 1, "is not UTF-8 text"),
     "rllib unreadable file": Case(
         RLLIB,

@@ -20,7 +20,7 @@ import yaml
 
 from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError, print_warning
-from godot_rl_cli.game.settings import FIELD_NAMES
+from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
 
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
@@ -97,6 +97,7 @@ def load_run_spec(path: str) -> RunSpec:
     settings.pop("checkpoint_frequency", None)
     spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)
     spec.env_config = dict(_typed(settings.pop("env_config", None) or {}, dict, "env_config", path))
+    GameSettings.from_env_config(spec.env_config)  # each game setting's value, checked now
     for key in sorted(set(spec.env_config) - ENV_CONFIG_KEYS, key=str):
         close = difflib.get_close_matches(str(key), ENV_CONFIG_KEYS, n=1)
         print_warning(
