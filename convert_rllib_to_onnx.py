@@ -1,4 +1,9 @@
-"""Convert the policies of an RLlib checkpoint to ONNX files the Godot RL Agents plugin runs (see --help)."""
+"""Convert the policies of an RLlib checkpoint to ONNX files the Godot RL Agents plugin runs (see --help).
+
+The Training Controller's CLI runs `convert_rllib_to_onnx.py --config_file CFG --output_dir DIR
+[--checkpoint PATH]`: without a checkpoint, the newest checkpoint of the newest run of the config's algorithm
+under the trainer's default experiment directory is exported.
+"""
 
 import argparse
 import sys
@@ -7,6 +12,7 @@ from typing import List, Optional
 
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.onnx.options import add_version_arguments
+from godot_rl_cli.rllib.layout import DEFAULT_EXPERIMENT_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,13 +28,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "checkpoint_path",
+        nargs="?",
+        default=None,
         help="a checkpoint_NNNNNN directory, a trial directory holding several (the latest is used), or a "
-        "run directory holding one trial",
+        "run directory holding one trial (default: the newest run under --experiment_dir)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        dest="checkpoint_flag",
+        default=None,
+        metavar="PATH",
+        help="the same as the checkpoint_path argument (the Training Controller's CLI passes it so)",
+    )
+    parser.add_argument(
+        "--config_file",
+        default=None,
+        metavar="YAML",
+        help="without a checkpoint path: use the newest run of this RLlib YAML's algorithm",
+    )
+    parser.add_argument(
+        "--experiment_dir",
+        default=DEFAULT_EXPERIMENT_DIR,
+        help="without a checkpoint path: where to look for the newest run, as rllib_training_script.py's "
+        f"--experiment_dir (default: {DEFAULT_EXPERIMENT_DIR})",
     )
     parser.add_argument(
         "-o",
         "--output",
         "--output-dir",
+        "--output_dir",
         dest="output",
         default="onnx_exports",
         metavar="DIR",
@@ -63,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.checkpoint_path and args.checkpoint_flag:
+        parser.error("give the checkpoint once: as the checkpoint_path argument or as --checkpoint")
+    checkpoint_path = args.checkpoint_path or args.checkpoint_flag
 
     from godot_rl_cli.onnx.recipe import describe_failure
     from godot_rl_cli.onnx.rllib import (
@@ -73,13 +105,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         select_policies,
         validate_versions,
     )
-    from godot_rl_cli.rllib.layout import resolve_checkpoint
+    from godot_rl_cli.rllib.config import load_run_spec
+    from godot_rl_cli.rllib.layout import newest_trial, resolve_checkpoint
 
     try:
         validate_versions(args.opset, args.ir_version)
-        checkpoint = resolve_checkpoint(
-            Path(args.checkpoint_path).expanduser().absolute(), args.checkpoint_number
-        )
+        if checkpoint_path:
+            checkpoint = resolve_checkpoint(
+                Path(checkpoint_path).expanduser().absolute(), args.checkpoint_number
+            )
+        else:
+            algorithm = load_run_spec(args.config_file).algorithm if args.config_file else None
+            experiment_dir = Path(args.experiment_dir).expanduser().absolute()
+            checkpoint = resolve_checkpoint(newest_trial(experiment_dir, algorithm), args.checkpoint_number)
+            print(f"Exporting {checkpoint}, of the newest run under {experiment_dir}", file=sys.stderr)
         chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
         paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)
     except UserError as error:

@@ -14,8 +14,10 @@ import time
 from typing import List, Optional
 
 from godot_rl_cli import metrics
-from godot_rl_cli.cli_types import HelpFormatter, int_in_range, non_negative_float
+from godot_rl_cli.cli_types import HelpFormatter, float_in_range, int_in_range
 from godot_rl_cli.errors import print_error, print_warning
+
+MAX_INTERVAL_S = 3600
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--iterations", type=int_in_range(1), default=20, help="iterations to simulate")
-    parser.add_argument("--interval", type=non_negative_float, default=0.5, help="seconds between iterations")
+    parser.add_argument(
+        "--interval",
+        type=float_in_range(0, MAX_INTERVAL_S),
+        default=0.5,
+        help=f"seconds between iterations (at most {MAX_INTERVAL_S})",
+    )
     parser.add_argument(
         "--policies", type=int_in_range(1), default=2, help="number of policies in each metric line"
     )
@@ -52,6 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     policy_names = [f"policy_{index + 1}" for index in range(args.policies)]
     steps_per_iteration, episodes_total, timesteps_total = 4000, 0, 0
     started = time.monotonic()
+    identity = metrics.run_identity("demo", f"demo_{args.seed}", f"demo_seed_{args.seed}")
 
     print(
         f"Demo training run: {args.iterations} iterations, {args.policies} policies, seed {args.seed}",
@@ -99,6 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             custom_metrics={"goals_scored": float(iteration * 3), "shots_taken": float(iteration * 7)},
             policies=policies,
             checkpoints=iteration // 5,
+            **identity,
         )
         print(
             f"Iteration {iteration}: timesteps {timesteps_total}, reward mean "

@@ -10,11 +10,18 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from godot_rl_cli.cli_types import HelpFormatter, int_in_range, key_value
+from godot_rl_cli.cli_types import HelpFormatter, directory_path, int_in_range, key_value, seed_value
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
+from godot_rl_cli.game.debug_panel import print_debug_panel
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path
-from godot_rl_cli.rllib.layout import Trial, is_resumable, last_result, next_checkpoint_index
+from godot_rl_cli.rllib.layout import (
+    DEFAULT_EXPERIMENT_DIR,
+    Trial,
+    is_resumable,
+    last_result,
+    next_checkpoint_index,
+)
 from godot_rl_cli.threads import add_thread_argument
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -35,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)",
     )
     parser.add_argument(
-        "--experiment_dir", default="logs/rllib", help="directory for results and checkpoints"
+        "--experiment_dir",
+        type=directory_path,
+        default=DEFAULT_EXPERIMENT_DIR,
+        help="directory for results and checkpoints",
     )
     parser.add_argument(
         "--resume",
@@ -53,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path"
     )
     parser.add_argument(
-        "--seed", type=int, default=None, help="seed for RLlib and the games; overrides the YAML"
+        "--seed",
+        type=seed_value,
+        default=None,
+        help="seed for RLlib and the games (game i gets seed + i), 0 to 2**32-1; overrides the YAML",
     )
     parser.add_argument(
         "--num_workers",
@@ -68,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="extra --KEY=VALUE argument for the games (repeatable)",
+    )
+    parser.add_argument(
+        "--debug_panel",
+        "--debug-panel",
+        dest="debug_panel",
+        action="store_true",
+        help="before training, print what the game sends for one real reset and one real step",
     )
     add_thread_argument(parser)
     return parser
@@ -111,7 +131,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         from godot_rl_cli.rllib.setup import build_config, probe_game  # imports Ray
 
         game = probe_game(env_config)
-        config, policy_names = build_config(spec, env_config, game, mapping_function)
+        try:
+            config, policy_names = build_config(spec, env_config, game, mapping_function)
+            if args.debug_panel:
+                policy_of = config.policy_mapping_fn
+                print_debug_panel(game, "RLlib", lambda index: policy_of(index, None, None))
+        finally:
+            game.close()
     except UserError as error:
         exit_with_error(error.what, error.how)
     except GameError as error:
@@ -125,9 +151,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     import ray
     from ray.tune.logger import UnifiedLogger
 
+    from godot_rl_cli import metrics
+    from godot_rl_cli.rllib.callbacks import count_env_restarts, iteration_payload
     from godot_rl_cli.rllib.setup import find_game_error
 
-    trial = Trial.create(Path(args.experiment_dir).expanduser().absolute(), spec.algorithm)
+    try:
+        trial = Trial.create(Path(args.experiment_dir).expanduser().absolute(), spec.algorithm)
+    except OSError as error:
+        exit_with_error(
+            f"cannot create the run directory in {args.experiment_dir} ({error.strerror or error})",
+            "pass an --experiment_dir you can write to",
+        )
     checkpoint_index = next_checkpoint_index(resume_from)
     episodes_offset = int(last_result(resume_from.parent).get("episodes_total", 0)) if resume_from else 0
     trial.write_manifest(
@@ -157,7 +191,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"Saved checkpoint {path}", flush=True)
         checkpoint_index += 1
         last_saved_iteration = algo.iteration
-        algo.callbacks.checkpoints_saved += 1
 
     try:
         algo = config.build_algo(
@@ -190,8 +223,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"{result.get('time_this_iter_s', 0):.1f} s",
                 flush=True,
             )
-            if result["training_iteration"] % spec.checkpoint_frequency == 0:
+            if spec.checkpoint_frequency and result["training_iteration"] % spec.checkpoint_frequency == 0:
                 save_checkpoint()
+            if metrics.metrics_enabled():  # after the save: `checkpoints` is what is on disk
+                identity = metrics.run_identity(
+                    trial.experiment_tag, trial.trial_id, result.get("experiment_id")
+                )
+                metrics.emit_metric(
+                    iteration_payload(result, len(trial.checkpoints()), count_env_restarts(algo), identity)
+                )
             reason = stop.reason(result)
             if reason:
                 print(f"Stopping: {reason}", flush=True)

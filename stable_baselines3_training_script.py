@@ -30,6 +30,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import VecMonitor
 
+    from godot_rl_cli import metrics
+    from godot_rl_cli.game.debug_panel import print_debug_panel
     from godot_rl_cli.onnx.recipe import VerificationError
     from godot_rl_cli.onnx.sb3 import export_sb3_model
     from godot_rl_cli.sb3.callbacks import (
@@ -39,7 +41,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         save_model_atomically,
     )
     from godot_rl_cli.sb3.inference import run_inference
-    from godot_rl_cli.sb3.model import algorithm_class, check_action_space, hyperparameters, load_model
+    from godot_rl_cli.sb3.model import (
+        algorithm_class,
+        check_action_space,
+        check_model_file,
+        hyperparameters,
+        load_model,
+    )
     from godot_rl_cli.sb3.policies import check_policy_type, policy_kwargs_for
     from godot_rl_cli.sb3.vec_env import GodotVecEnv
     from godot_rl_cli.signals import StopSignals
@@ -60,10 +68,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.env_path = validate_env_path(args.env_path)
         check_policy_type(args.policy_type)
         if args.resume_model_path:
-            model = load_model(args.algo, args.resume_model_path, args.device)
+            check_model_file(args.resume_model_path)  # loaded below, with the games
         set_random_seed(args.seed)
         env = GodotVecEnv(GameSettings.from_args(args), args.n_parallel)
         check_action_space(args.algo, env.action_space)
+        if args.debug_panel:
+            print_debug_panel(env.games[0], "Stable-Baselines3")
+        monitored_env = VecMonitor(env)
+        if args.resume_model_path:  # with this run's envs: their number may differ from the saved run's
+            model = load_model(args.algo, args.resume_model_path, args.device, monitored_env)
     except UserError as error:
         if env is not None:
             env.close()
@@ -83,27 +96,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"observations {env.observation_space}, actions {env.action_space}; torch threads {threads}",
         flush=True,
     )
-    monitored_env = VecMonitor(env)
     exit_code = 0
     training_started = False
     try:
         if model is None:
-            model = algorithm_class(args.algo)(
-                "MultiInputPolicy",
-                monitored_env,
-                policy_kwargs=policy_kwargs_for(
-                    args.policy_type,
-                    args.policy_hidden_layers,
-                    env.observation_space,
-                    args.cnn_channels,
-                    args.grn_hidden_size,
-                ),
-                tensorboard_log=str(experiment_dir),
-                seed=args.seed,
-                device=args.device,
-                verbose=1,
-                **hyperparameters(args, env.num_envs),
+            policy_kwargs = policy_kwargs_for(
+                args.policy_type,
+                args.policy_hidden_layers,
+                env.observation_space,
+                args.cnn_channels,
+                args.grn_hidden_size,
             )
+            try:
+                model = algorithm_class(args.algo)(
+                    "MultiInputPolicy",
+                    monitored_env,
+                    policy_kwargs=policy_kwargs,
+                    tensorboard_log=str(experiment_dir),
+                    seed=args.seed,
+                    device=args.device,
+                    verbose=1,
+                    **hyperparameters(args, env.num_envs),
+                )
+            except (AssertionError, ValueError, RuntimeError) as error:  # SB3's and torch's own checks
+                raise UserError(
+                    f"--algo {args.algo} cannot be built with these settings: {error}",
+                    f"change the hyperparameter or --device flags ({env.num_envs} env(s) here; see --help)",
+                ) from None
             model.controller_algo = args.algo  # saved in the zip's metadata, read by convert_sb3_to_onnx.py
         else:
             saved_arch = model.policy_kwargs.get("net_arch")
@@ -112,18 +131,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                     f"resuming keeps the saved network {saved_arch}; "
                     f"--policy-hidden-layers {args.policy_hidden_layers} ignored"
                 )
-            try:
-                model.set_env(monitored_env)
-            except ValueError as error:
-                raise UserError(
-                    f"the model {args.resume_model_path} does not fit this game ({error})",
-                    "resume with the game it was trained on",
-                ) from None
             model.tensorboard_log = str(experiment_dir)
 
+        identity = metrics.run_identity(args.experiment_name)
         if args.inference:
             episodes = run_inference(
-                model, monitored_env, args.timesteps, env.policy_name, lambda: stopper.requested
+                model,
+                monitored_env,
+                args.timesteps,
+                env.policy_name,
+                lambda: stopper.requested,
+                lambda: env.restarts.used,
+                identity,
             )
             print(f"Inference finished: {episodes} episode(s).", flush=True)
         else:
@@ -133,8 +152,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if args.save_checkpoint_frequency
                 else None
             )
-            metrics = ControllerMetricsCallback(env.policy_name, checkpoints, lambda: env.restarts.used)
-            callbacks = [stopper, metrics] + ([checkpoints] if checkpoints else [])
+            reporter = ControllerMetricsCallback(
+                env.policy_name, checkpoints, lambda: env.restarts.used, identity
+            )
+            callbacks = [stopper, reporter] + ([checkpoints] if checkpoints else [])
             rollout_size = getattr(model, "n_steps", 1) * env.num_envs
             started = time.monotonic()
             model.learn(

@@ -2,6 +2,7 @@
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any, Callable, List, Optional, Tuple
 
 
@@ -29,12 +30,46 @@ def int_in_range(low: int, high: Optional[int] = None) -> Callable[[str], int]:
     return parse
 
 
+SEED_MAX = 2**32 - 1  # numpy's and therefore SB3's and RLlib's limit
+
+
+def seed_value(text: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1."""
+    return int_in_range(0, SEED_MAX)(text)
+
+
 def positive_float(text: str) -> float:
     """A finite number above 0."""
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text} must be a positive number")
     return value
+
+
+def float_in_range(low: float, high: float) -> Callable[[str], float]:
+    """A finite number in [low, high]."""
+
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range [{low:g}, {high:g}]")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def directory_path(text: str) -> Path:
+    """A directory to write into, created if missing: not an existing file, nor a path below one."""
+    path = Path(text).expanduser()
+    for folder in [path, *path.parents]:
+        try:
+            if folder.exists() and not folder.is_dir():
+                which = "is a file" if folder == path else f"is below {folder}, which is a file"
+                raise argparse.ArgumentTypeError(f"{text} {which}, not a directory")
+        except OSError:
+            break  # unreadable: the write itself will say why
+    return path
 
 
 def non_negative_float(text: str) -> float:

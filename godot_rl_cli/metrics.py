@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import threading
+import uuid
 from typing import Any, Dict, Optional, Sequence
 
 PREFIX = "@METRIC "
@@ -26,6 +27,24 @@ def metrics_enabled() -> bool:
 
 def utc_timestamp() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def result_date() -> str:
+    """The local time as RLlib writes a result's `date` (YYYY-mm-dd_HH-MM-SS)."""
+    return datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def run_identity(
+    experiment_tag: str, trial_id: Optional[str] = None, experiment_id: Optional[str] = None
+) -> Dict[str, str]:
+    """The fields that say which run a metric line belongs to: `trial_id` (for RLlib, part of the trial
+    directory's name, which the controller looks for), `experiment_id` and `experiment_tag`; missing ids are
+    made up (random hex)."""
+    return {
+        "trial_id": trial_id or uuid.uuid4().hex[:8],
+        "experiment_id": experiment_id or uuid.uuid4().hex,
+        "experiment_tag": experiment_tag,
+    }
 
 
 def to_strict_json_value(value: Any, path: str = "") -> Any:
@@ -119,6 +138,7 @@ def policy_metrics(
 
 
 EPISODE_FIELDS = ("episode_reward_mean", "episode_reward_min", "episode_reward_max", "episode_len_mean")
+IDENTITY_FIELDS = ("trial_id", "experiment_id", "experiment_tag")
 POLICY_EPISODE_KEYS = ("reward_mean", "reward_min", "reward_max", "episode_len_mean")  # the same, per policy
 STEP_COUNTERS = (
     "num_env_steps_sampled",
@@ -158,7 +178,8 @@ def iteration_payload(
     """A full `iteration` sample with every field of the spec's schema; counters are non-negative ints.
 
     `fields` may hold the EPISODE_FIELDS (None when no episode ended), `env_throughput` (default: steps
-    per second of this iteration), the STEP_COUNTERS (default: `timesteps_total`) and any extra field.
+    per second of this iteration), the STEP_COUNTERS (default: `timesteps_total`), the run's identity
+    (IDENTITY_FIELDS, see `run_identity`; `date` defaults to now) and any extra field.
     """
     if fields.get("env_throughput") is None and time_this_iter_s > 0:
         fields["env_throughput"] = env_steps_this_iter / time_this_iter_s
@@ -182,5 +203,7 @@ def iteration_payload(
         "custom_metrics": dict(custom_metrics or {}),
         "policies": dict(policies or {}),
         "checkpoints": counter(checkpoints),
+        **{name: fields.pop(name, None) for name in IDENTITY_FIELDS},
+        "date": fields.pop("date", None) or result_date(),
         **fields,
     }

@@ -1,14 +1,15 @@
 """Run the suite's scripts as the controller does and read what they print."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
-from conftest import PYTHON, REPO_ROOT
+from conftest import PYTHON, REPO_ROOT, find_free_port_block
 
 
 def _reject_constant(name: str):
@@ -82,3 +83,84 @@ def processes_matching(pattern: str) -> List[str]:
         if pattern in command and state != "Z":
             found.append(command)
     return found
+
+
+def in_session(session: int) -> List[str]:
+    """Live processes of a process session (a script started with start_new_session, and all it started)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[3]) == session and stat[0] != "Z":
+            found.append(pid)
+    return found
+
+
+def run_in_own_session(
+    command: List[str], cwd: Path, env: Optional[dict] = None, timeout: float = 240
+) -> subprocess.CompletedProcess:
+    """Run `command` in its own session and check that nothing it started (games, Ray) outlives it."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 5
+    while in_session(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert in_session(process.pid) == [], f"processes outlived the script: {in_session(process.pid)}"
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int = 2) -> Iterator[str]:
+    """A Ray head of this test's own, as `ray start --head` starts one; yields its address. It runs with
+    `--block` in its own session: stopping it ends that session's processes only, never another user's Ray (no
+    `ray stop`, which stops every Ray on the machine)."""
+    port = find_free_port_block(1)
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    command = [
+        str(Path(PYTHON).parent / "ray"),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={num_cpus}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    head = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output = []
+        for line in head.stdout:
+            output.append(line)
+            if "Ray runtime started" in line:
+                break
+        else:
+            raise AssertionError(f"ray start failed: {''.join(output)[-2000:]}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.send_signal(signal.SIGTERM)  # `--block` then stops the processes it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        deadline = time.monotonic() + 10
+        while in_session(head.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in in_session(head.pid):  # whatever is left of this head's session, by pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)

@@ -2,6 +2,7 @@
 algorithms, and runs of rllib_training_script.py on the example games (two policies, a resumed run, a single
 policy)."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -324,6 +325,61 @@ def test_policy_and_prefix_name_the_single_file(made, tmp_path):
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "models" / "pong_right_policy.onnx"]
     assert [path.name for path in (tmp_path / "models").iterdir()] == ["pong_right_policy.onnx"]
+
+
+def test_controller_cli_export_takes_the_newest_run_of_the_configs_algorithm(made, tmp_path):
+    """`controller export` runs `--config_file CFG --output_dir DIR [--checkpoint PATH]` in the project:
+    without --checkpoint, the newest checkpoint of the newest run under the default logs/rllib."""
+    experiment = tmp_path / "logs" / "rllib"
+
+    def run(name: str, created_at: str) -> Path:
+        trial = copy_of(made["pair"], experiment / name / f"{name.split('_')[0]}_godot_{created_at[8:10]}abc")
+        (trial / "run_manifest.json").write_text(json.dumps({"created_at": created_at}))
+        return trial
+
+    older = run("PPO_2026-01-01_00-00-00", "2026-01-01T00:00:00Z")
+    newer = run("PPO_2026-01-02_00-00-00", "2026-01-02T00:00:00Z")
+    shutil.rmtree(newer / "checkpoint_000001")  # so the two runs' newest checkpoints differ
+    run("DQN_2026-01-03_00-00-00", "2026-01-03T00:00:00Z")  # newer still, but not the config's algorithm
+    config = tmp_path / "rllib_config.yaml"
+    config.write_text("algorithm: PPO\nenv_config: {env_path: Game.x86_64}\n")
+    result = convert("--config_file", config, "--output_dir", "out", "--policy", "left_policy", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert exported(result) == [tmp_path / "out" / "left_policy.onnx"]
+    assert str(newer / "checkpoint_000000") in result.stderr
+    assert_computes_model_of(
+        tmp_path / "out" / "left_policy.onnx", newer / "checkpoint_000000", "left_policy"
+    )
+
+    result = convert(
+        "--config_file",
+        config,
+        "--output_dir",
+        "given",
+        "--checkpoint",
+        older,
+        "--policy",
+        "left_policy",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert_computes_model_of(
+        tmp_path / "given" / "left_policy.onnx", older / "checkpoint_000001", "left_policy"
+    )
+    assert_one_error(
+        convert("--config_file", config, "--experiment_dir", "logs", cwd=tmp_path),
+        "no PPO runs with a checkpoint",
+    )
+    assert_one_error(convert(cwd=tmp_path / "logs"), "experiment directory", "does not exist")
+
+
+def test_no_verify_through_the_script(made, tmp_path):
+    result = convert(made["pair"], "-o", "out", "--policy", "left_policy", "--no-verify", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].endswith("not verified")
+    assert_computes_model_of(
+        tmp_path / "out" / "left_policy.onnx", made["pair"] / "checkpoint_000001", "left_policy"
+    )
 
 
 def test_output_paths(tmp_path):

@@ -317,6 +317,26 @@ def test_script_default_output_is_beside_the_model(models, tmp_path):
     assert_header(tmp_path / "agent.onnx", 17, 8)
 
 
+def test_script_use_obs_array_and_no_verify(models, tmp_path):
+    """--use-obs-array: one 'obs' input of every key; --no-verify: written without the comparison."""
+    output = tmp_path / "array.onnx"
+    result = run_script(
+        SCRIPT,
+        str(models["a2c-dict-continuous"]),
+        "-o",
+        str(output),
+        "--use-obs-array",
+        "--no-verify",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.splitlines()[1]
+    assert "inputs obs['batch_size', 5], state_ins['batch_size']" in summary and summary.endswith(
+        "not verified"
+    )
+    assert_godot_interface(output, ["obs"])
+
+
 def _bad_inputs(tmp_path: Path, models) -> dict:
     not_zip = tmp_path / "not_zip.zip"
     not_zip.write_text("hello")

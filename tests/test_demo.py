@@ -68,7 +68,7 @@ def test_same_seed_same_numbers(tmp_path):
 
     def strip(samples):
         return [
-            {k: v for k, v in s.items() if not k.startswith("time") and k != "env_throughput"}
+            {k: v for k, v in s.items() if not k.startswith("time") and k not in ("env_throughput", "date")}
             for s in samples
         ]
 

@@ -1,6 +1,7 @@
 """The @METRIC emitter: strict JSON, enable switch, flushing through a pipe, thread safety."""
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -105,6 +106,10 @@ def test_iteration_payload_has_every_schema_field():
         "custom_metrics",
         "policies",
         "checkpoints",
+        "trial_id",
+        "experiment_id",
+        "experiment_tag",
+        "date",
     }
     assert set(payload) == expected
     assert payload["env_throughput"] == 25.0 and payload["num_agent_steps_trained"] == 100
@@ -114,6 +119,14 @@ def test_iteration_payload_has_every_schema_field():
         == {"policy_loss": -0.1}
     )
     assert payload["policies"]["p"]["learner"] is not payload["policies"]["p"]["learner_stats"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", payload["date"]), "RLlib's date format"
+
+
+def test_run_identity_names_the_run():
+    identity = metrics.run_identity("tag", "abc12")
+    assert identity["trial_id"] == "abc12" and identity["experiment_tag"] == "tag"
+    made_up = metrics.run_identity("tag")
+    assert made_up["trial_id"] and made_up["experiment_id"] != metrics.run_identity("tag")["experiment_id"]
 
 
 def test_lines_from_many_threads_never_interleave(capsys, monkeypatch):

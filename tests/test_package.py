@@ -17,7 +17,7 @@ SCRIPTS = {
     "stable_baselines3_training_script.py": "--time=5",
     "rllib_training_script.py": "--config=x.yaml",
     "convert_sb3_to_onnx.py": "--use-obs",
-    "convert_rllib_to_onnx.py": "--checkpoint=3",
+    "convert_rllib_to_onnx.py": "--checkpoint-num=3",  # not --checkpoint-number (nor --checkpoint)
     "check_py_env.py": "--no-c",
     "demo.py": "--iter=3",
     "simulator.py": "--step-del=1",

@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
-from script_helpers import metric_lines, run_script, script_command
+from conftest import REPO_ROOT, SIM_DIR, find_free_port_block
+from script_helpers import (
+    in_session,
+    metric_lines,
+    processes_matching,
+    ray_head,
+    run_in_own_session,
+    run_script,
+    script_command,
+)
 
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec
@@ -94,34 +102,9 @@ def trial_dirs(experiment_dir: Path) -> list:
     return sorted(path.parent for path in experiment_dir.glob("*/*/run_manifest.json"))
 
 
-def in_session(session: int) -> list:
-    """Live processes of a process session (a script started with start_new_session, and all it started)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(stat[3]) == session and stat[0] != "Z":
-            found.append(pid)
-    return found
-
-
 def run_isolated(args: list, cwd: Path, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
     """Run the script in its own session and check that nothing it started (games, Ray) outlives it."""
-    process = subprocess.Popen(
-        script_command(SCRIPT, *args),
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    stdout, stderr = process.communicate(timeout=timeout)
-    time.sleep(1.0)
-    assert in_session(process.pid) == [], f"processes outlived the script: {in_session(process.pid)}"
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return run_in_own_session(script_command(SCRIPT, *args), cwd, env, timeout)
 
 
 def metrics_env() -> dict:
@@ -175,6 +158,56 @@ def test_legacy_keys_are_translated_and_unknown_keys_warned(tmp_path, capsys):
         and "fcnet_activation" in config.model
     )
     assert "no_such_key" not in effective and "WARNING: setting 'no_such_key'" in capsys.readouterr().err
+
+
+def test_unknown_top_level_keys_are_warnings_naming_the_closest_key(tmp_path, capsys):
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from godot_rl_cli.rllib.config import apply_settings
+
+    path = controller_config(tmp_path, 12000, stop={"training_iteration": 3})
+    data = yaml.safe_load(path.read_text())
+    data.update(stopp={"training_iteration": 1}, checkpoint_frequncy=5, zzz=1)
+    data["config"]["env_config"]["speedupp"] = 2
+    path.write_text(yaml.safe_dump(data))
+    spec = load_run_spec(str(path))
+    warnings = capsys.readouterr().err.splitlines()
+    assert spec.stop == {"training_iteration": 3} and spec.checkpoint_frequency == 1
+    assert any("key 'stopp' in" in line and "ignored (did you mean 'stop'?)" in line for line in warnings)
+    assert any(
+        "'checkpoint_frequncy' in" in line and "(did you mean 'checkpoint_frequency'?)" in line
+        for line in warnings
+    )
+    assert any("'zzz' in" in line and "(known: algorithm, checkpoint_frequency," in line for line in warnings)
+    assert any("'speedupp' is not a game setting" in line and "'speedup'?" in line for line in warnings)
+    assert all(line.startswith("WARNING: ") for line in warnings)
+
+    flat = shipped_config(tmp_path, 12000, stopp={"training_iteration": 1}, checkpoint_frequncy=3)
+    spec = load_run_spec(str(flat))
+    assert spec.stop == {"training_iteration": 2}
+    apply_settings(
+        PPOConfig().api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False),
+        spec.settings,
+    )
+    warnings = capsys.readouterr().err
+    assert "setting 'stopp' is not known to PPOConfig; ignored (did you mean 'stop'?)" in warnings
+    assert (
+        "'checkpoint_frequncy' is not known to PPOConfig; ignored (did you mean 'checkpoint_frequency'?)"
+        in (warnings)
+    )
+
+
+def test_checkpoint_frequency_0_means_only_the_final_checkpoint(tmp_path):
+    assert (
+        load_run_spec(str(shipped_config(tmp_path, 12000, checkpoint_frequency=0))).checkpoint_frequency == 0
+    )
+    assert (
+        load_run_spec(str(shipped_config(tmp_path, 12000, checkpoint_frequency=None))).checkpoint_frequency
+        == 10
+    )
+    for bad in ("abc", -1, 1.5, True):
+        with pytest.raises(UserError, match="checkpoint_frequency .* must be a whole number"):
+            load_run_spec(str(shipped_config(tmp_path, 12000, checkpoint_frequency=bad)))
 
 
 @pytest.mark.parametrize(
@@ -263,6 +296,29 @@ def test_stop_criteria(tmp_path):
         compile_mapping_function("x = 1")
 
 
+def test_game_seed_is_seed_plus_port_offset_whatever_the_port():
+    """Game i of the run gets seed + i (its port offset): the same seed gives the same games on any port."""
+    from ray.rllib.env.env_context import EnvContext
+
+    from godot_rl_cli.rllib.env import GodotMultiAgentEnv
+
+    def game_of(port: int, worker: int, vector: int):
+        env_config = {"env_path": PONG, "port": port, "seed": 5, "_envs_per_worker": 2}
+        env = GodotMultiAgentEnv(EnvContext(env_config, worker_index=worker, vector_index=vector))
+        try:
+            [command] = processes_matching(f"--port={port + 2 * worker + vector} ")
+            return command.split("--env_seed=")[1].split()[0], env.reset()[0][0]
+        finally:
+            env.close()
+
+    (seed, observation), (other_seed, other_observation) = (
+        game_of(find_free_port_block(4), 1, 1),
+        game_of(find_free_port_block(4), 1, 1),
+    )
+    assert seed == other_seed == "8" and (observation == other_observation).all()
+    assert game_of(find_free_port_block(2), 0, 0)[0] == "5"
+
+
 # --- real runs --------------------------------------------------------------------------------------
 
 
@@ -292,6 +348,10 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
     assert_pong_metrics(samples)
+    assert [s["checkpoints"] for s in samples] == [1, 2], (
+        "the checkpoints on disk after each iteration's save"
+    )
+    assert all(s["env_restarts"] == 0 for s in samples)
     with_episodes = [s for s in samples if s["episodes_this_iter"]]
     assert with_episodes and {"hits", "misses"} <= set(
         with_episodes[-1]["policies"]["left_policy"]["custom_metrics"]
@@ -299,6 +359,11 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
     assert "Torch threads for the learner: 1 (default" in result.stdout
     [trial] = trial_dirs(directory / "exp")
     assert trial.parent.name.startswith("PPO_") and trial.name.startswith("PPO_godot_")
+    for sample in samples:  # what the controller uses to find the trial directory, and stores
+        assert sample["trial_id"] and sample["trial_id"] in trial.name
+        assert sample["experiment_tag"] == trial.parent.name
+        assert isinstance(sample["experiment_id"], str) and len(sample["experiment_id"]) >= 8
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", sample["date"])
     manifest = json.loads((trial / "run_manifest.json").read_text())
     assert (
         manifest["algorithm"] == "PPO"
@@ -349,6 +414,66 @@ def test_resume_continues_iterations_and_checkpoint_numbers(shipped_run, tmp_pat
     assert {p: p.stat().st_mtime_ns for p in first_trial.rglob("*")} == before, "nothing earlier overwritten"
 
 
+@pytest.fixture(scope="module")
+def flags_run(shipped_run, tmp_path_factory):
+    """One run for the flags --restore, --env_path, --seed, --num_workers and --debug_panel, from a config
+    without env_path that says num_workers: 0."""
+    directory = tmp_path_factory.mktemp("rllib_flags")
+    [trial] = trial_dirs(shipped_run[0] / "exp")
+    port = find_free_port_block(4)
+    config = shipped_config(directory, port, stop={"training_iteration": 3})
+    data = yaml.safe_load(config.read_text())
+    del data["env_config"]["env_path"]
+    config.write_text(yaml.safe_dump(data))
+    args = [
+        f"--config_file={config}",
+        f"--experiment_dir={directory / 'exp'}",
+        f"--restore={trial / 'checkpoint_000001'}",
+        f"--env_path={PONG}",
+        "--seed=7",
+        "--num_workers=1",
+        "--debug_panel",
+    ]
+    return port, run_isolated(args, directory, metrics_env())
+
+
+def test_restore_continues_like_resume(flags_run):
+    _, result = flags_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [s["training_iteration"] for s in metric_lines(result.stdout)] == [3]
+    assert "Resumed from" in result.stdout
+
+
+def test_env_path_seed_and_num_workers_flags_override_the_yaml(flags_run):
+    """The YAML has no env_path and num_workers: 0; game i of the run gets seed 7 + i."""
+    port, result = flags_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "env_runners 1 x 1 envs" in result.stdout
+    assert f"Pong (Godot RL example game, simulated) seed=7 port={port}" in result.stderr, "the probe game"
+    assert f"seed=8 port={port + 1}" in result.stderr, "env runner 1's game"
+
+
+def test_debug_panel_shows_a_real_reset_and_step_then_trains(flags_run):
+    _, result = flags_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    start, end = lines.index("=== Debug panel (RLlib) ==="), lines.index("=== end of debug panel ===")
+    panel = "\n".join(lines[start:end])
+    assert f"env_path: {PONG}" in panel and "agents: 2: 0 -> left_policy, 1 -> right_policy" in panel
+    for policy in ("left_policy", "right_policy"):
+        assert f"policy {policy} (agents" in panel
+    assert panel.count("observation space: Dict('obs': Box(-1.0, 1.0, (6,), float32))") == 2
+    assert panel.count("action space: Dict('move': Discrete(3)) (trained as Discrete(3))") == 2
+    assert re.search(r"reset observation, agent 1: \{'obs': \[", panel)
+    assert re.search(r"sampled action, agent 0: \{'move': [012]\}", panel)
+    assert (
+        "step rewards: [" in panel and "step terminated: [False, False], truncated: [False, False]" in panel
+    )
+    assert "step info: [{'hits': 0, 'misses': 0}" in panel
+    assert end < next(i for i, line in enumerate(lines) if line.startswith("Training policies"))
+    assert metric_lines(result.stdout), "training runs after the panel"
+
+
 def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
     port = find_free_port_block(4)
     config = controller_config(tmp_path, port, stop={"training_iteration": 2}, num_workers=1)
@@ -368,7 +493,7 @@ def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
     )
 
 
-def test_single_policy_ballchase_with_own_episodes_per_agent(tmp_path):
+def test_single_policy_ballchase_with_own_episodes_per_agent_and_only_a_final_checkpoint(tmp_path):
     port = find_free_port_block(2)
     config = controller_config(
         tmp_path,
@@ -377,6 +502,7 @@ def test_single_policy_ballchase_with_own_episodes_per_agent(tmp_path):
         env_path=str(SIM_DIR / "BallChase.x86_64"),
         multiagent=False,
     )
+    config.write_text(config.read_text().replace("checkpoint_frequency: 1", "checkpoint_frequency: 0"))
     args = [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", "--game_arg", "n_agents=3"]
     result = run_isolated(args, tmp_path, metrics_env())
     assert result.returncode == 0, result.stderr[-3000:]
@@ -384,6 +510,9 @@ def test_single_policy_ballchase_with_own_episodes_per_agent(tmp_path):
     assert set(samples[-1]["policies"]) == {"shared_policy"}
     assert samples[-1]["num_agent_steps_sampled"] == 3 * samples[-1]["num_env_steps_sampled"]
     assert samples[-1]["episodes_total"] >= 1 and samples[-1]["episode_len_mean"] is not None
+    [trial] = trial_dirs(tmp_path / "exp")
+    assert [p.name for p in trial.glob("checkpoint_*")] == ["checkpoint_000000"], "checkpoint_frequency 0"
+    assert json.loads((trial / "run_manifest.json").read_text())["checkpoint_frequency"] == 0
 
 
 def test_dqn_off_policy_on_pong(tmp_path):
@@ -497,40 +626,17 @@ def test_stop_file_that_appears_stops_the_run(tmp_path):
 
 
 def test_run_on_a_separately_started_ray_head(tmp_path):
-    ray = str(Path(PYTHON).parent / "ray")
-    head_port = find_free_port_block(1)
-    env = dict(os.environ, RAY_ADDRESS="")
-    env.pop("RAY_ADDRESS")
-    started = subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            f"--port={head_port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=2",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    try:
+    with ray_head() as address:
         port = find_free_port_block(2)
         config = controller_config(tmp_path, port, stop={"training_iteration": 2}, num_workers=1)
         result = run_script(
             SCRIPT,
             f"--config_file={config}",
             f"--experiment_dir={tmp_path / 'exp'}",
-            f"--ray_address=127.0.0.1:{head_port}",
+            f"--ray_address={address}",
             cwd=tmp_path,
             env=metrics_env(),
             timeout=240,
         )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert_pong_metrics(metric_lines(result.stdout))
-    finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_pong_metrics(metric_lines(result.stdout))

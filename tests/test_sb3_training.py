@@ -1,6 +1,7 @@
 """stable_baselines3_training_script.py, run as the controller runs it, on the example games."""
 
 import os
+import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -126,6 +127,11 @@ def test_parallel_run_emits_full_metrics_checkpoints_and_final_model(first_run):
     assert {"distance", "targets_reached"} <= set(with_episodes[0]["custom_metrics"])
     assert samples[-1]["episodes_total"] == sum(s["episodes_this_iter"] for s in samples)
     assert samples[-1]["checkpoints"] == 2
+    assert {s["trial_id"] for s in samples} != {None} and len({s["trial_id"] for s in samples}) == 1
+    assert {s["experiment_tag"] for s in samples} == {"run"} and len(
+        {s["experiment_id"] for s in samples}
+    ) == 1
+    assert all(s["date"] and s["env_restarts"] == 0 for s in samples)
     checkpoints = sorted((directory / "exp").glob("rl_model_*_steps.zip"))
     assert [p.name for p in checkpoints] == ["rl_model_1600_steps.zip", "rl_model_800_steps.zip"]
     final = directory / "exp" / "run_final.zip"
@@ -136,23 +142,54 @@ def test_parallel_run_emits_full_metrics_checkpoints_and_final_model(first_run):
     assert_no_game_left(port, 2)
 
 
-def test_resume_continues_iterations_and_timesteps(first_run, tmp_path):
+def optimizer_steps(model_zip: Path) -> int:
+    """Adam's step count in a saved model: how many updates its optimizer has made."""
+    import io
+
+    import torch
+
+    with zipfile.ZipFile(model_zip) as archive:
+        state = torch.load(io.BytesIO(archive.read("policy.optimizer.pth")), weights_only=False)
+    return int(next(iter(state["state"].values()))["step"])
+
+
+def test_resume_with_another_number_of_envs_continues_optimizer_and_counters(first_run, tmp_path):
+    """Saved with 2 games x 2 agents (4 envs), resumed on 1 game of 1 agent: SB3 loads it with the new env."""
     directory, _, _ = first_run
     port = find_free_port_block(2)
     checkpoint = directory / "exp" / "rl_model_1600_steps.zip"
     env = dict(os.environ, CONTROLLER_METRICS="1")
     args = controller_args(tmp_path / "exp", port, 600) + [
         "--game_arg",
-        "n_agents=4",
+        "n_agents=1",
         f"--resume_model_path={checkpoint}",
     ]
     result = run_script(SCRIPT, *args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Game ready: 1 agent(s) in 1 process(es)" in result.stdout
     samples = metric_lines(result.stdout)
     assert samples[0]["training_iteration"] > 1600 // 128
-    assert samples[0]["timesteps_total"] > 1600
+    assert samples[0]["timesteps_total"] > 1600 and samples[0]["env_steps_this_iter"] == 32, "1 env x n_steps"
     assert samples[-1]["timesteps_total"] >= 2200
     assert samples[0]["episodes_total"] >= 16, "episode counter continues from the checkpoint"
+    n_epochs = 10  # PPO's default; a rollout of 32 steps is one minibatch: one optimizer step per epoch
+    assert optimizer_steps(tmp_path / "exp" / "run_final.zip") == optimizer_steps(
+        checkpoint
+    ) + n_epochs * len(samples), "the optimizer continues from the saved one"
+
+
+def test_resume_on_a_game_with_other_spaces_names_both(first_run, tmp_path):
+    directory, _, _ = first_run
+    port = find_free_port_block(2)
+    checkpoint = directory / "exp" / "rl_model_1600_steps.zip"
+    args = controller_args(tmp_path / "exp", port, 600, env_path=game("BallChaseDiscrete"))
+    result = run_script(SCRIPT, *args, f"--resume_model_path={checkpoint}", cwd=tmp_path)
+    assert result.returncode == 1
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert "rl_model_1600_steps.zip does not fit this game" in error
+    assert "actions Box(-1.0, 1.0, (2,), float32)" in error and "takes actions Discrete(5)" in error
+    assert "Traceback" not in result.stderr
+    assert_no_game_left(port)
 
 
 def test_inference_runs_saved_policy_without_saving(first_run, tmp_path):
@@ -175,6 +212,93 @@ def test_inference_runs_saved_policy_without_saving(first_run, tmp_path):
     assert samples[-1]["policies"]["shared_policy"]["reward_mean"] is not None
     assert final.stat().st_mtime_ns == before
     assert not (tmp_path / "exp").exists() or not list((tmp_path / "exp").rglob("*.zip"))
+
+
+@pytest.fixture(scope="module")
+def flags_run(tmp_path_factory):
+    """One run for the flags the controller never passes: each test below shows one flag's effect. The game's
+    command line is read while it runs."""
+    directory = tmp_path_factory.mktemp("sb3_flags")
+    port = find_free_port_block(2)
+    saved = directory / "models" / "custom"
+    args = controller_args(directory / "exp", port, 3200) + [
+        "--game_arg",
+        "n_agents=2",
+        "--debug_panel",
+        "--viz",
+        "--action_repeat=3",
+        "--learning_rate=0.001",
+        "--linear_lr_schedule",
+        "--n_steps=16",
+        f"--save_model_path={saved}",
+        "--device=cpu",
+    ]
+    process = start_script(SCRIPT, *args, cwd=directory, env=dict(os.environ, CONTROLLER_METRICS="1"))
+    try:
+        first_lines = wait_for_line(process, "@METRIC ", timeout=120)
+        game_commands = processes_matching(f"--port={port} ")
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    result = subprocess.CompletedProcess(args, process.returncode, "".join(first_lines) + stdout, stderr)
+    assert result.returncode == 0, stderr[-3000:]
+    assert_no_game_left(port)
+    return directory, saved, game_commands, result
+
+
+def test_debug_panel_shows_a_real_reset_and_step_then_trains(flags_run):
+    _, _, _, result = flags_run
+    lines = result.stdout.splitlines()
+    start, end = (
+        lines.index("=== Debug panel (Stable-Baselines3) ==="),
+        lines.index("=== end of debug panel ==="),
+    )
+    panel = "\n".join(lines[start:end])
+    assert f"env_path: {game('BallChase')}" in panel
+    assert "agents: 2: 0 -> shared_policy, 1 -> shared_policy" in panel
+    assert "observation space: Dict('obs': Box(-1.0, 1.0, (4,), float32))" in panel
+    assert "action space: Dict('move': Box(-1.0, 1.0, (2,), float32))" in panel
+    assert "reset observation, agent 1: {'obs': [" in panel and "sampled action, agent 0: {'move': [" in panel
+    assert "step terminated: [False, False], truncated: [False, False]" in panel
+    assert "step info: [{'distance': " in panel
+    assert end < next(i for i, line in enumerate(lines) if line.startswith("Game ready"))
+    assert len(metric_lines(result.stdout)) == 100, "training runs after the panel"
+
+
+def test_learning_rate_flag_and_linear_schedule(flags_run):
+    """--learning_rate=0.001 --linear_lr_schedule: each update's rate is 0.001 x the part of the run left."""
+    _, _, _, result = flags_run
+    samples = metric_lines(result.stdout)
+    rates = [sample["policies"]["shared_policy"]["learner"]["learning_rate"] for sample in samples]
+    expected = [0.001 * (1 - sample["timesteps_total"] / 3200) for sample in samples]
+    assert rates == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:], strict=False)), "it decays"
+
+
+def test_n_steps_flag_sets_the_rollout(flags_run):
+    _, _, _, result = flags_run
+    assert {sample["env_steps_this_iter"] for sample in metric_lines(result.stdout)} == {16 * 2}, "2 agents"
+
+
+def test_save_model_path_flag(flags_run):
+    directory, saved, _, result = flags_run
+    assert (
+        zipfile.is_zipfile(saved.with_name("custom.zip")) and f"Model saved to {saved}.zip" in result.stdout
+    )
+    assert not list((directory / "exp").glob("*.zip")), "nothing at the default path"
+
+
+def test_device_flag(flags_run):
+    """The model is built on the device asked for (an unknown one is an error: tests/test_bad_inputs.py)."""
+    _, _, _, result = flags_run
+    assert "Using cpu device" in result.stdout
+
+
+def test_viz_and_action_repeat_flags_reach_the_game(flags_run):
+    _, _, game_commands, _ = flags_run
+    [command] = [command for command in game_commands if "--env_seed=" in command]  # not the trainer's
+    assert "--action_repeat=3 " in command + " "
+    assert "--headless" not in command and "--disable-render-loop" not in command, "--viz shows the window"
 
 
 def test_inference_without_model_is_an_error(tmp_path):
@@ -268,6 +392,34 @@ def test_policy_types_train_and_export(tmp_path, policy_args, game_name):
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == ["output", "state_outs"]
     assert "state_ins" in [i.name for i in session.get_inputs()]
+    assert_architecture(tmp_path / "exp" / "run_final.zip", policy_args)
+
+
+def assert_architecture(model_zip: Path, policy_args: list) -> None:
+    """The saved network is the one the flags ask for."""
+    import torch
+    from stable_baselines3 import PPO
+
+    from godot_rl_cli.sb3.policies import GRN_BLOCKS, GatedResidualBlock, GRNExtractor, SmallImageCNN
+
+    policy = PPO.load(model_zip, device="cpu").policy
+    extractor = policy.features_extractor
+    assert [
+        layer.out_features for layer in policy.mlp_extractor.policy_net if hasattr(layer, "out_features")
+    ] == [
+        64,
+        64,
+    ]
+    if "--policy-type=grn" in policy_args:
+        assert isinstance(extractor, GRNExtractor) and extractor.project.out_features == 32
+        blocks = list(extractor.blocks)
+        assert len(blocks) == GRN_BLOCKS and all(isinstance(block, GatedResidualBlock) for block in blocks)
+        assert extractor.features_dim == 32
+    else:
+        assert isinstance(extractor, SmallImageCNN)
+        convolutions = [m for m in extractor.branches["camera_2d"] if isinstance(m, torch.nn.Conv2d)]
+        assert [conv.out_channels for conv in convolutions] == [8, 16]
+        assert isinstance(extractor.branches["obs"], torch.nn.Flatten)
 
 
 def test_lstm_policy_is_refused_before_the_game_starts(tmp_path):

@@ -8,9 +8,10 @@ The SB3 trainer (and the controller-tab scripts) read these from flags, the RLli
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
-from godot_rl_cli.cli_types import add_flag, int_in_range, key_value, positive_float
+from godot_rl_cli.cli_types import add_flag, int_in_range, key_value, positive_float, seed_value
+from godot_rl_cli.errors import UserError
 
 DEFAULT_PORT = 11008  # godot-rl's GodotEnv.DEFAULT_PORT, where the editor's plugin connects
 DEFAULT_TIMEOUT_S = 60.0
@@ -39,14 +40,12 @@ class GameSettings:
 
     @classmethod
     def from_env_config(cls, env_config: Mapping[str, Any]) -> "GameSettings":
-        """From an RLlib `env_config` (keys are the field names; missing or null keys keep their defaults)."""
+        """From an RLlib `env_config` (keys are the field names; missing or null keys keep their defaults).
+        A value of the wrong type or out of its flag's range is a UserError naming the key."""
         values = {name: env_config[name] for name in FIELD_NAMES if env_config.get(name) is not None}
+        for name, value in values.items():
+            values[name] = _checked_value(name, value)
         values["game_args"] = dict(values.get("game_args") or {})
-        for name in ("port", "seed", "max_env_restarts"):
-            if name in values:
-                values[name] = int(values[name])
-        if "show_window" in values:
-            values["show_window"] = bool(values["show_window"])
         return cls(**values)
 
     def for_game(self, index: int) -> "GameSettings":
@@ -58,6 +57,35 @@ class GameSettings:
 
 FIELD_NAMES = tuple(item.name for item in dataclasses.fields(GameSettings))
 
+# The value of each numeric setting, as its flag and its env_config key take it.
+VALUE_TYPES: Dict[str, Callable[[str], Any]] = {
+    "port": int_in_range(1024, 65535),
+    "seed": seed_value,
+    "speedup": int_in_range(1, 100),
+    "action_repeat": int_in_range(1),
+    "framerate": int_in_range(1),
+    "connect_timeout": positive_float,
+    "step_timeout": positive_float,
+    "max_env_restarts": int_in_range(0),
+}
+
+
+def _checked_value(name: str, value: Any) -> Any:
+    """An env_config value checked as its flag checks it; UserError if it does not fit."""
+    how = "fix env_config in the YAML file (see rllib_config.yaml)"
+    if name in VALUE_TYPES:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return VALUE_TYPES[name](str(value))
+            except (ValueError, argparse.ArgumentTypeError) as error:
+                raise UserError(f"env_config {name} {value!r} is not valid ({error})", how) from None
+        raise UserError(f"env_config {name} must be a number, not {value!r}", how)
+    expected = {"env_path": str, "show_window": bool, "game_args": dict}[name]
+    if not isinstance(value, expected):
+        kind = {str: "a path", bool: "true or false", dict: "a mapping of --key=value arguments"}[expected]
+        raise UserError(f"env_config {name} must be {kind}, not {value!r}", how)
+    return value
+
 
 def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True) -> argparse._ArgumentGroup:
     """The game flags, in both spellings (`--env_path` and `--env-path`, ...), as the trainers and tabs take
@@ -68,36 +96,38 @@ def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True
         add_flag(game, name, **kwargs)
 
     flag("env_path", default=None, help="exported game (.x86_64); omit to use the Godot editor (press Play)")
-    flag("speedup", type=int_in_range(1, 100), default=1, help="physics speed multiplier passed to the game")
-    flag("port", type=int_in_range(1024, 65535), default=DEFAULT_PORT, help="base TCP port on 127.0.0.1")
+    flag(
+        "speedup", type=VALUE_TYPES["speedup"], default=1, help="physics speed multiplier passed to the game"
+    )
+    flag("port", type=VALUE_TYPES["port"], default=DEFAULT_PORT, help="base TCP port on 127.0.0.1")
     flag(
         "action_repeat",
-        type=int_in_range(1),
+        type=VALUE_TYPES["action_repeat"],
         default=None,
         help="physics frames per action (game default if omitted)",
     )
     flag(
         "framerate",
-        type=int_in_range(1),
+        type=VALUE_TYPES["framerate"],
         default=None,
         help="pass --fixed-fps N so a real Godot game runs as fast as it can",
     )
     flag(
         "connect_timeout",
-        type=positive_float,
+        type=VALUE_TYPES["connect_timeout"],
         default=DEFAULT_TIMEOUT_S,
         help="seconds to wait for the game to connect",
     )
     flag(
         "step_timeout",
-        type=positive_float,
+        type=VALUE_TYPES["step_timeout"],
         default=DEFAULT_TIMEOUT_S,
         help="seconds of silence after which a game counts as hung",
     )
     if restarts:
         flag(
             "max_env_restarts",
-            type=int_in_range(0),
+            type=VALUE_TYPES["max_env_restarts"],
             default=0,
             help="relaunch a crashed or hung game up to N times and keep training",
         )

@@ -51,15 +51,21 @@ def validate_versions(opset: int, ir_version: int) -> None:
 def policy_ids(checkpoint: Path) -> List[str]:
     """The ids of the policies saved in `checkpoint/policies/`, sorted."""
     folder = checkpoint / "policies"
-    ids = (
-        sorted(
-            entry.name
-            for entry in folder.iterdir()
-            if entry.is_dir() and any((entry / name).is_file() for name in POLICY_FILES)
+    try:
+        ids = (
+            sorted(
+                entry.name
+                for entry in folder.iterdir()
+                if entry.is_dir() and any((entry / name).is_file() for name in POLICY_FILES)
+            )
+            if folder.is_dir()
+            else []
         )
-        if folder.is_dir()
-        else []
-    )
+    except OSError as error:
+        raise UserError(
+            f"cannot read {error.filename or folder} ({error.strerror or error})",
+            "check the directory's permissions",
+        ) from None
     if not ids:
         raise UserError(
             f"checkpoint {checkpoint} holds no policies (no policies/<id>/ folders with policy_state.pkl)",

@@ -31,6 +31,7 @@ from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe
+from godot_rl_cli.sb3.model import open_model_zip
 
 ALGORITHMS = {
     name: algorithms.sb3_class(name) for name in SB3_ALGORITHMS
@@ -55,24 +56,6 @@ def with_zip_suffix(model_path: Path) -> Path:
     """`model` means `model.zip` when only the latter exists, as in SB3's own load()."""
     zipped = model_path.with_name(model_path.name + ".zip")
     return zipped if not model_path.exists() and zipped.is_file() else model_path
-
-
-def open_model_zip(model_path: Path) -> zipfile.ZipFile:
-    """The model's zip archive; UserError unless it is an SB3 save (a zip holding `data` and `policy.pth`)."""
-    how = "pass the .zip saved by the training script or by SB3's model.save()"
-    if not model_path.exists():
-        raise UserError(f"model file {model_path} does not exist", how)
-    if model_path.is_dir():
-        raise UserError(f"{model_path} is a directory, not a model file", how)
-    if not zipfile.is_zipfile(model_path):
-        raise UserError(f"{model_path} is not a Stable-Baselines3 model (not a zip file)", how)
-    archive = zipfile.ZipFile(model_path)
-    if not {"data", "policy.pth"} <= set(archive.namelist()):
-        raise UserError(
-            f"{model_path} is a zip file but not a Stable-Baselines3 model (no data and policy.pth inside)",
-            how,
-        )
-    return archive
 
 
 def algorithm_from_metadata(data: dict) -> Optional[str]:

@@ -1,5 +1,6 @@
-"""ControllerMetricsCallback: per-policy custom metrics from the agents' info, and one `@METRIC` line per
-iteration."""
+"""The `@METRIC` line of an RLlib iteration: ControllerMetricsCallback collects per-policy custom metrics from
+the agents' info and the episode count; the training loop emits the line after the iteration's checkpoint is
+saved (so `checkpoints` is what is on disk), with `iteration_payload`."""
 
 import math
 from collections import defaultdict
@@ -21,11 +22,10 @@ def _number(value: Any) -> Optional[float]:
 
 
 class ControllerMetricsCallback(DefaultCallbacks):
-    """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, and emits
-    the iteration result as an `@METRIC` line with every schema field (when CONTROLLER_METRICS is set)."""
+    """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, and counts
+    episodes across a resumed run (`episodes_total`, logged in result.json)."""
 
     episodes_offset = 0  # episodes of the run this one resumes (set by the training script)
-    checkpoints_saved = 0
     episodes_in_run = 0
 
     def on_episode_end(self, *, episode, **kwargs) -> None:
@@ -42,11 +42,24 @@ class ControllerMetricsCallback(DefaultCallbacks):
         result["episodes_total"] = (
             self.episodes_offset + self.episodes_in_run
         )  # logged to result.json for resumes
-        metrics.emit_metric(iteration_payload(result, self.checkpoints_saved))
 
 
-def iteration_payload(result: Dict[str, Any], checkpoints: int = 0) -> Dict[str, Any]:
-    """The controller's iteration sample from an RLlib (old API stack) result dict."""
+def count_env_restarts(algo: Any) -> int:
+    """Games relaunched so far (`max_env_restarts`) by every env of every env runner, asked through RLlib."""
+    counts = algo.env_runner_group.foreach_env_runner(
+        lambda runner: sum(env.restarts.used for env in runner.foreach_env(lambda env: env))
+    )
+    return int(sum(counts))
+
+
+def iteration_payload(
+    result: Dict[str, Any],
+    checkpoints: int = 0,
+    env_restarts: int = 0,
+    identity: Optional[Dict[str, str]] = None,
+) -> Dict[str, Any]:
+    """The controller's iteration sample from an RLlib (old API stack) result dict, with the checkpoints on
+    disk, the games relaunched and the run's identity (`metrics.run_identity`; the result's date)."""
     runners = result.get("env_runners", {})
     custom_by_policy: Dict[str, Dict[str, float]] = defaultdict(dict)
     overall: Dict[str, list] = defaultdict(list)
@@ -97,4 +110,7 @@ def iteration_payload(result: Dict[str, Any], checkpoints: int = 0) -> Dict[str,
         custom_metrics={key: sum(values) / len(values) for key, values in overall.items()},
         policies=policies,
         checkpoints=checkpoints,
+        env_restarts=env_restarts,
+        date=result.get("date"),
+        **(identity or {}),
     )

@@ -8,6 +8,7 @@ Two shapes are read unchanged:
   `checkpoint_frequency` and `algorithm` may stand there too).
 """
 
+import difflib
 import math
 import os
 import time
@@ -19,9 +20,11 @@ import yaml
 
 from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError, print_warning
-from godot_rl_cli.game.settings import FIELD_NAMES
+from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
 
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
+FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
+DEFAULT_CHECKPOINT_FREQUENCY = 10
 ENV_CONFIG_KEYS = set(FIELD_NAMES)
 STOP_KEYS = {
     "time_total_s",
@@ -54,7 +57,7 @@ class RunSpec:
     source: Path
     algorithm: str = "PPO"
     env_is_multiagent: bool = True
-    checkpoint_frequency: int = 10
+    checkpoint_frequency: int = DEFAULT_CHECKPOINT_FREQUENCY  # 0: only the final checkpoint
     stop: Dict[str, Any] = field(default_factory=dict)
     env_config: Dict[str, Any] = field(default_factory=dict)
     policies: Optional[List[str]] = None
@@ -65,54 +68,50 @@ class RunSpec:
 
 def load_run_spec(path: str) -> RunSpec:
     """Read and check the YAML file; every problem is a one-line UserError (with the line number for
-    syntax)."""
+    syntax). Unknown top-level keys of the controller's shape are warnings naming the closest known key
+    (the flat shape's are settings, checked by `apply_settings`)."""
     source = Path(path).expanduser().absolute()
-    if not source.is_file():
-        raise UserError(
-            f"config file {path} not found", "pass --config_file with the path of your RLlib YAML file"
-        )
-    try:
-        data = yaml.safe_load(source.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise UserError(f"invalid YAML in {path}{where}: {problem}", "fix the file's syntax") from None
-    if not isinstance(data, dict):
-        raise UserError(
-            f"{path} does not hold a YAML mapping of settings", "see rllib_config.yaml for the expected shape"
-        )
-    settings = (
-        dict(data["config"])
-        if isinstance(data.get("config"), dict)
-        else {k: v for k, v in data.items() if k not in RUN_KEYS}
-    )
+    data = _read_yaml(source, path)
+    controller_shape = "config" in data
+    if controller_shape:
+        if not isinstance(data["config"], dict):
+            raise UserError(f"'config' in {path} must be a mapping of settings", "e.g. config: {lr: 0.0003}")
+        for key in data:
+            if key not in RUN_KEYS:
+                warn_unknown_key(key, RUN_KEYS, f"top-level key {key!r} in {path} is not known")
+        settings = dict(data["config"])
+    else:
+        settings = {k: v for k, v in data.items() if k not in RUN_KEYS}
     spec = RunSpec(source=source)
-    spec.algorithm = str(data.get("algorithm") or settings.pop("algorithm", "PPO")).upper()
+    algorithm = data.get("algorithm") or settings.get("algorithm") or "PPO"
+    settings.pop("algorithm", None)
+    spec.algorithm = _typed(algorithm, str, "algorithm", path).upper()
     if spec.algorithm not in RLLIB_ALGORITHMS:
         raise UserError(
             f"unknown algorithm {spec.algorithm!r} in {path}", f"use one of {', '.join(RLLIB_ALGORITHMS)}"
         )
-    spec.env_is_multiagent = bool(data.get("env_is_multiagent", True))
-    spec.checkpoint_frequency = int(data.get("checkpoint_frequency") or 10)
-    spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)
-    settings.pop("checkpoint_frequency", None)
-    spec.env_config = dict(settings.pop("env_config", None) or {})
-    unknown = set(spec.env_config) - ENV_CONFIG_KEYS
-    if unknown:
-        print_warning(
-            f"env_config keys {', '.join(sorted(unknown))} are not known; they are passed to the game as "
-            "--key=value"
-        )
-    multiagent = settings.pop("multiagent", None) or {}
-    if multiagent.get("policies"):
-        spec.policies = [str(name) for name in multiagent["policies"]]
-    spec.mapping_source = multiagent.get("policy_mapping_fn")
-    spec.policies_to_train = (
-        [str(name) for name in multiagent["policies_to_train"]]
-        if multiagent.get("policies_to_train")
-        else None
+    spec.env_is_multiagent = _typed(data.get("env_is_multiagent", True), bool, "env_is_multiagent", path)
+    spec.checkpoint_frequency = _checkpoint_frequency(
+        data.get("checkpoint_frequency", settings.pop("checkpoint_frequency", None)), path
     )
+    settings.pop("checkpoint_frequency", None)
+    spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)
+    spec.env_config = dict(_typed(settings.pop("env_config", None) or {}, dict, "env_config", path))
+    GameSettings.from_env_config(spec.env_config)  # each game setting's value, checked now
+    for key in sorted(set(spec.env_config) - ENV_CONFIG_KEYS, key=str):
+        close = difflib.get_close_matches(str(key), ENV_CONFIG_KEYS, n=1)
+        print_warning(
+            f"env_config key {key!r} is not a game setting; it is passed to the game as --{key}=VALUE"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+        )
+    multiagent = _typed(settings.pop("multiagent", None) or {}, dict, "multiagent", path)
+    policies = _typed(multiagent.get("policies") or [], (list, dict), "multiagent.policies", path)
+    spec.policies = [str(name) for name in policies] or None
+    spec.mapping_source = _typed(
+        multiagent.get("policy_mapping_fn"), (str, type(None)), "policy_mapping_fn", path
+    )
+    to_train = _typed(multiagent.get("policies_to_train") or [], list, "multiagent.policies_to_train", path)
+    spec.policies_to_train = [str(name) for name in to_train] or None
     for key, reason in IGNORED.items():
         value = settings.pop(key, None)
         if key == "framework" and value not in (None, "torch"):
@@ -127,6 +126,70 @@ def load_run_spec(path: str) -> RunSpec:
     return spec
 
 
+def _read_yaml(source: Path, path: str) -> Dict[str, Any]:
+    """The YAML mapping in `source`; a missing, unreadable, non-UTF-8 or invalid file is a UserError."""
+    how = "pass --config_file with the path of your RLlib YAML file"
+    try:
+        if not source.is_file():
+            raise UserError(f"config file {path} not found", how)
+        text = source.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise UserError(f"cannot read config file {path} ({error.strerror or error})", how) from None
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"config file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start})",
+            "pass the YAML file, saved as UTF-8",
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(f"invalid YAML in {path}{where}: {problem}", "fix the file's syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path} does not hold a YAML mapping of settings", "see rllib_config.yaml for the expected shape"
+        )
+    return data
+
+
+TYPE_NAMES = {str: "a string", bool: "true or false", dict: "a mapping", list: "a list", type(None): "null"}
+
+
+def _typed(value: Any, expected: Any, key: str, path: str) -> Any:
+    """`value` if it is of the `expected` type(s), else a UserError naming the key, what it is and what it
+    should be."""
+    types = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, types) and not (bool not in types and isinstance(value, bool)):
+        return value
+    wanted = " or ".join(TYPE_NAMES.get(kind, kind.__name__) for kind in types)
+    raise UserError(f"{key} in {path} must be {wanted}, not {value!r}", f"fix {key} in the YAML file")
+
+
+def _checkpoint_frequency(value: Any, path: str) -> int:
+    """Iterations between checkpoints: missing or null is 10; 0 means only the final checkpoint."""
+    if value is None:
+        return DEFAULT_CHECKPOINT_FREQUENCY
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(
+            f"checkpoint_frequency in {path} must be a whole number of iterations, 0 or more, not {value!r}",
+            "e.g. checkpoint_frequency: 10 (0: only the final checkpoint)",
+        )
+    return value
+
+
+def warn_unknown_key(key: Any, known: Any, what: str) -> None:
+    """A warning that `what` (naming `key`) is ignored, with the closest known key (or the few known ones)."""
+    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    else:
+        hint = f"known: {', '.join(sorted(known))}" if len(known) <= 12 else "no similar name"
+    print_warning(f"{what}; ignored ({hint})")
+
+
 def _stop_criteria(stop: Any, path: str) -> Dict[str, Any]:
     if stop is None:
         return {}
@@ -134,19 +197,37 @@ def _stop_criteria(stop: Any, path: str) -> Dict[str, Any]:
         raise UserError(f"'stop' in {path} must be a mapping or null", "e.g. stop: {training_iteration: 100}")
     unknown = set(stop) - STOP_KEYS
     if unknown:
+        close = [
+            match for key in sorted(unknown) for match in difflib.get_close_matches(str(key), STOP_KEYS, 1)
+        ]
         raise UserError(
-            f"unknown stop criteria {', '.join(sorted(unknown))} in {path}",
+            f"unknown stop criteria {', '.join(sorted(map(str, unknown)))} in {path}"
+            + (f" (did you mean {', '.join(close)}?)" if close else ""),
             f"use {', '.join(sorted(STOP_KEYS))}",
         )
+    for key in ("time_total_s", "timesteps_total", "training_iteration", "episode_reward_mean"):
+        if key in stop and not _is_number(stop[key]):
+            raise UserError(f"stop.{key} in {path} must be a number, not {stop[key]!r}", f"e.g. {key}: 100")
     sustained = stop.get("sustained_episode_reward_mean")
     if sustained is not None and not (
-        isinstance(sustained, dict) and {"threshold", "window"} <= set(sustained)
+        isinstance(sustained, dict)
+        and {"threshold", "window"} <= set(sustained)
+        and _is_number(sustained["threshold"])
+        and isinstance(sustained["window"], int)
+        and not isinstance(sustained["window"], bool)
+        and sustained["window"] > 0
     ):
         raise UserError(
-            f"sustained_episode_reward_mean in {path} needs threshold and window",
+            f"sustained_episode_reward_mean in {path} needs a numeric threshold and a window of iterations",
             "e.g. {threshold: 10, window: 5}",
         )
+    if "stop_file" in stop:
+        _typed(stop["stop_file"], str, "stop.stop_file", path)
     return dict(stop)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def compile_mapping_function(source: str) -> Callable:
@@ -183,7 +264,8 @@ def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
         if name == "vf_clip_param" and isinstance(value, str):
             value = float(value.replace(".inf", "inf").replace(".Inf", "inf"))  # ".inf" quoted in YAML
         if not hasattr(config, name):
-            print_warning(f"setting {key!r} is not known to {type(config).__name__}; ignored")
+            known = RUN_KEYS | FLAT_KEYS | set(RENAMED) | {a for a in vars(config) if not a.startswith("_")}
+            warn_unknown_key(key, known, f"setting {key!r} is not known to {type(config).__name__}")
             continue
         if name == "model":
             value = {**config.model, **value}

@@ -22,7 +22,6 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from godot_rl_cli.game import GameError, GameSettings, RobustGodotEnv
 from godot_rl_cli.game.restarts import RESTARTABLE_ERRORS, RestartBudget
-from godot_rl_cli.game.settings import DEFAULT_PORT
 from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space, flatten_observation
 
 AgentId = Union[int, str]
@@ -33,15 +32,12 @@ def agent_index(agent_id: AgentId) -> int:
     return agent_id if isinstance(agent_id, int) else int(str(agent_id).split("#")[0])
 
 
-def game_port(env_config: Any) -> int:
-    """Unique per worker and per vectorised env: base port + worker index * envs per worker + vector index."""
+def game_index(env_config: Any) -> int:
+    """This env's game among all games of the run: worker index * envs per worker + vector index (0 for the
+    probe game and a local env runner's first env)."""
     worker = getattr(env_config, "worker_index", 0)
     vector = getattr(env_config, "vector_index", 0)
-    return (
-        int(env_config.get("port", DEFAULT_PORT))
-        + worker * int(env_config.get("_envs_per_worker", 1))
-        + vector
-    )
+    return worker * int(env_config.get("_envs_per_worker", 1)) + vector
 
 
 def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
@@ -49,23 +45,23 @@ def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
     return spaces.Box(-np.inf, np.inf, (size,), np.float32)
 
 
-def start_game(env_config: Any, port: int, show_window: bool) -> RobustGodotEnv:
-    settings = GameSettings.from_env_config(env_config)
-    return RobustGodotEnv.from_settings(
-        dataclasses.replace(settings, port=port, seed=settings.seed + port, show_window=show_window)
-    )
+def start_game(env_config: Any, index: int, show_window: bool) -> RobustGodotEnv:
+    """Game `index` of the run: port `port + index` and seed `seed + index` (GameSettings.for_game), so the
+    same seed gives the same games whatever the base port."""
+    settings = GameSettings.from_env_config(env_config).for_game(index)
+    return RobustGodotEnv.from_settings(dataclasses.replace(settings, show_window=show_window))
 
 
 class GodotMultiAgentEnv(MultiAgentEnv):
     def __init__(self, env_config: Any):
         super().__init__()
-        port = game_port(env_config)
+        index = game_index(env_config)
         first = (
             getattr(env_config, "worker_index", 0) == int(env_config.get("_first_worker", 0))
             and getattr(env_config, "vector_index", 0) == 0
         )
         self.launch_game = functools.partial(
-            start_game, env_config, port, bool(env_config.get("show_window")) and first
+            start_game, env_config, index, bool(env_config.get("show_window")) and first
         )
         self.game = self.launch_game()
         self.restarts = RestartBudget(int(env_config.get("max_env_restarts") or 0), "max_env_restarts")

@@ -10,7 +10,8 @@ Finding a checkpoint: a `checkpoint_<digits>` directory holding `policies/`, `rl
 `algorithm_state.pkl`; a trial directory holding several (the highest number, or the requested one:
 `checkpoint_10` and `checkpoint_000010` are both number 10); or a run directory with one trial somewhere
 below it (searched SEARCH_DEPTH levels down). Look-alikes such as `checkpoint_000003_backup_1730000000` are
-never picked. No Ray import here.
+never picked. Without a path, the newest run under the experiment directory that holds a checkpoint is used
+(`newest_trial`). No Ray import here.
 """
 
 import datetime
@@ -25,6 +26,7 @@ from typing import Any, Dict, List, Optional
 
 from godot_rl_cli.errors import UserError
 
+DEFAULT_EXPERIMENT_DIR = "logs/rllib"  # the trainer's --experiment_dir default, where the exporter looks too
 CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)")
 CHECKPOINT_FILES = ("rllib_checkpoint.json", "algorithm_state.pkl")
 MANIFEST = "run_manifest.json"
@@ -62,6 +64,10 @@ class Trial:
 
     def checkpoint_path(self, index: int) -> Path:
         return self.directory / f"checkpoint_{index:06d}"
+
+    def checkpoints(self) -> List[Path]:
+        """The complete checkpoints in the trial directory now."""
+        return find_checkpoints(self.directory, depth=0)
 
     def save_checkpoint(self, algo: Any, index: int) -> Path:
         """Write `algo.save()` into a hidden folder, then rename it: a checkpoint_NNNNNN folder is always
@@ -131,7 +137,9 @@ def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
                     if entry.is_dir() and not entry.name.startswith(".")
                 )
             except OSError:
-                continue
+                if directory == root:
+                    raise
+                continue  # an unreadable folder below the root: not where the trainer writes
             for entry in entries:
                 if checkpoint_number(entry) is not None:
                     found.append(entry)
@@ -142,7 +150,18 @@ def find_checkpoints(root: Path, depth: int = SEARCH_DEPTH) -> List[Path]:
 
 
 def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
-    """The checkpoint directory `path` designates (itself, or the chosen one of the single trial below it)."""
+    """The checkpoint directory `path` designates (itself, or the chosen one of the single trial below it); a
+    directory that cannot be read is a UserError."""
+    try:
+        return _resolve_checkpoint(path, number)
+    except OSError as error:
+        raise UserError(
+            f"cannot read {error.filename or path} ({error.strerror or error})",
+            "check the directory's permissions",
+        ) from None
+
+
+def _resolve_checkpoint(path: Path, number: Optional[int]) -> Path:
     if not path.exists():
         raise UserError(
             f"checkpoint path {path} does not exist",
@@ -188,3 +207,38 @@ def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
             "pass one of those to --checkpoint-number",
         )
     return chosen[-1]
+
+
+def _created(trial: Path) -> tuple:
+    """When a trial started: its manifest's created_at (then its mtime), for ordering runs."""
+    try:
+        created = json.loads((trial / MANIFEST).read_text()).get("created_at", "")
+        started = datetime.datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+    except (OSError, ValueError, AttributeError):
+        started = 0.0
+    try:
+        return started, trial.stat().st_mtime
+    except OSError:
+        return started, 0.0
+
+
+def newest_trial(experiment_dir: Path, algorithm: Optional[str] = None) -> Path:
+    """The trial directory of the newest run under `experiment_dir` (`<ALGO>_<date>/<ALGO>_godot_<id>/`, the
+    trainer's layout) that holds a checkpoint; only runs of `algorithm` when it is given."""
+    how = "pass the checkpoint, or --experiment_dir where the runs are"
+    if not experiment_dir.is_dir():
+        raise UserError(f"experiment directory {experiment_dir} does not exist or is not a directory", how)
+    trials = []
+    try:
+        for run in sorted(experiment_dir.iterdir()):
+            if not run.is_dir() or (algorithm and not run.name.startswith(f"{algorithm}_")):
+                continue
+            for trial in sorted(run.iterdir()):
+                if trial.is_dir() and find_checkpoints(trial, depth=0):
+                    trials.append((_created(trial), trial))
+    except OSError as error:
+        raise UserError(f"cannot read {error.filename or experiment_dir} ({error.strerror})", how) from None
+    if not trials:
+        runs = f"{algorithm} runs" if algorithm else "runs"
+        raise UserError(f"no {runs} with a checkpoint under {experiment_dir}", how)
+    return max(trials)[1]

@@ -16,7 +16,6 @@ from ray.tune.registry import register_env
 from godot_rl_cli.algorithms import rllib_config_class
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game import GameError, RobustGodotEnv
-from godot_rl_cli.game.settings import DEFAULT_PORT
 from godot_rl_cli.game.spaces import flat_action_space
 from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
 from godot_rl_cli.rllib.config import RunSpec, apply_settings
@@ -43,10 +42,9 @@ OLD_STACK_REPLAY_BUFFERS = {"DQN": OldStackPrioritizedReplayBuffer, "SAC": OldSt
 
 
 def probe_game(env_config: Dict[str, Any]) -> RobustGodotEnv:
-    """Start the game once to read its agents, policy names and spaces, then close it."""
-    game = start_game(env_config, int(env_config.get("port", DEFAULT_PORT)), show_window=False)
-    game.close()
-    return game
+    """Start the game once (as game 0, without a window) to read its agents, policy names and spaces, and for
+    the debug panel; the caller closes it."""
+    return start_game(env_config, 0, show_window=False)
 
 
 def _mapping(spec_function: Optional[Callable], agent_policy_names: List[str]) -> Callable:

@@ -92,9 +92,11 @@ class ControllerMetricsCallback(BaseCallback):
         policy_name: str,
         checkpoint_counter: "AtomicCheckpointCallback | None" = None,
         restarts: Callable[[], int] = lambda: 0,
+        identity: Optional[Dict[str, str]] = None,
     ):
         super().__init__()
         self.restarts = restarts
+        self.identity = identity or metrics.run_identity("sb3")
         self.policy_name = policy_name
         self.checkpoint_counter = checkpoint_counter
         self.stats = IterationStats()
@@ -170,7 +172,7 @@ class ControllerMetricsCallback(BaseCallback):
         self.stats = IterationStats()
 
     def _payload(self, steps: int, iteration_seconds: float, total_seconds: float) -> Dict[str, Any]:
-        payload = iteration_payload(
+        return iteration_payload(
             self.stats,
             policy_name=self.policy_name,
             training_iteration=self.iteration,
@@ -181,9 +183,9 @@ class ControllerMetricsCallback(BaseCallback):
             time_total_s=total_seconds,
             learner=learner_stats(self.model.logger.name_to_value),
             checkpoints=self.checkpoint_counter.saved if self.checkpoint_counter else 0,
+            env_restarts=self.restarts(),
+            identity=self.identity,
         )
-        payload["env_restarts"] = self.restarts()
-        return payload
 
 
 def iteration_payload(
@@ -198,8 +200,11 @@ def iteration_payload(
     time_total_s: float,
     learner: Dict[str, float],
     checkpoints: int,
+    env_restarts: int,
+    identity: Dict[str, str],
 ) -> Dict[str, Any]:
-    """The iteration payload for the episodes in `stats` (reward statistics are None when none ended)."""
+    """The iteration payload for the episodes in `stats` (reward statistics are None when none ended), with
+    the games relaunched so far and the run's identity (`metrics.run_identity`)."""
     custom = stats.custom_means()
     policy = metrics.policy_metrics(
         **metrics.episode_statistics(stats.rewards, stats.lengths),
@@ -218,6 +223,8 @@ def iteration_payload(
         custom_metrics=custom,
         policies={policy_name: policy},
         checkpoints=checkpoints,
+        env_restarts=env_restarts,
+        **identity,
         **metrics.run_episode_fields(policy),
     )
 

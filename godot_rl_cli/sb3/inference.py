@@ -1,7 +1,7 @@
 """`--inference`: run a saved policy deterministically, report its episodes, train nothing, save nothing."""
 
 import time
-from typing import Callable
+from typing import Callable, Dict
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -14,7 +14,13 @@ INFERENCE_ITERATION_STEPS = 1000
 
 
 def run_inference(
-    model: BaseAlgorithm, env: VecEnv, timesteps: int, policy_name: str, should_stop: Callable[[], bool]
+    model: BaseAlgorithm,
+    env: VecEnv,
+    timesteps: int,
+    policy_name: str,
+    should_stop: Callable[[], bool],
+    restarts: Callable[[], int],
+    identity: Dict[str, str],
 ) -> int:
     """Step the deterministic policy for `timesteps` env steps; one iteration line per 1000 steps. Returns
     episodes run."""
@@ -45,6 +51,8 @@ def run_inference(
                 time_total_s=now - started,
                 learner={},
                 checkpoints=0,
+                env_restarts=restarts(),
+                identity=identity,
             )
             metrics.emit_metric({**payload, "mode": "inference"})
             print(human_summary(payload, stats), flush=True)

@@ -4,11 +4,14 @@ fit."""
 import argparse
 import inspect
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Dict
 
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.save_util import json_to_data
+from stable_baselines3.common.vec_env import VecEnv
 
 from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS, SB3_HYPERPARAMETERS
@@ -66,23 +69,79 @@ def algorithm_class(algo: str) -> type:
     return algorithms.sb3_class(algo)
 
 
-def load_model(algo: str, path: str, device: str) -> BaseAlgorithm:
-    """Load a saved model for resuming, with one-line errors for missing, corrupt or mismatched files."""
-    model_path = Path(path).expanduser()
-    if not model_path.is_file():
-        raise UserError(
-            f"--resume_model_path {path} does not exist or is not a file",
-            "pass a model .zip saved by this script",
-        )
-    if not zipfile.is_zipfile(model_path):
-        raise UserError(
-            f"--resume_model_path {path} is not a Stable-Baselines3 model (not a zip file)",
-            "pass a model .zip saved by this script",
-        )
+MODEL_HOW = "pass the .zip saved by the training script or by SB3's model.save()"
+
+
+def open_model_zip(model_path: Path, how: str = MODEL_HOW) -> zipfile.ZipFile:
+    """The model's zip archive, its members' checksums verified; UserError unless it is a readable SB3 save (a
+    zip holding `data` and `policy.pth`). Used by the resume check and the ONNX converter."""
     try:
-        return algorithm_class(algo).load(model_path, device=device)
-    except Exception as error:  # SB3 raises many kinds for a foreign or truncated file
+        if not model_path.exists():
+            raise UserError(f"model file {model_path} does not exist", how)
+        if model_path.is_dir():
+            raise UserError(f"{model_path} is a directory, not a model file", how)
+        archive = zipfile.ZipFile(model_path)
+    except OSError as error:
         raise UserError(
-            f"cannot load {path} as a {algo.upper()} model ({type(error).__name__}: {error})",
-            "check the file and pass the --algo it was trained with",
+            f"cannot read {model_path} ({error.strerror or error})", "check the file's permissions"
         ) from None
+    except zipfile.BadZipFile:
+        raise UserError(f"{model_path} is not a Stable-Baselines3 model (not a zip file)", how) from None
+    try:
+        corrupt = archive.testzip()  # reads every member: a bad CRC or broken data shows here, not mid-load
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as error:
+        corrupt = f"? ({type(error).__name__}: {error})"
+    if corrupt is not None:
+        archive.close()
+        raise UserError(
+            f"cannot read {model_path}: its zip member {corrupt} is corrupt", "the file is damaged; " + how
+        )
+    if not {"data", "policy.pth"} <= set(archive.namelist()):
+        archive.close()
+        raise UserError(
+            f"{model_path} is a zip file but not a Stable-Baselines3 model (no data and policy.pth inside)",
+            how,
+        )
+    return archive
+
+
+def check_model_file(path: str) -> None:
+    """Before any game starts: `--resume_model_path` is a readable SB3 model file."""
+    open_model_zip(Path(path).expanduser(), "pass a model .zip saved by this script").close()
+
+
+def load_model(algo: str, path: str, device: str, env: VecEnv) -> BaseAlgorithm:
+    """Load a saved model to continue it on `env`, SB3's way (`load(path, env=env)`): weights, optimizer and
+    counters continue, with as many envs as `env` has now (games, agents per game). Spaces that differ from
+    the saved ones are a one-line error naming both."""
+    model_path = Path(path).expanduser()
+    check_model_file(path)
+    try:
+        return algorithm_class(algo).load(model_path, env=env, device=device)
+    except ValueError as error:
+        if "spaces do not match" in str(error):
+            saved = saved_spaces(model_path)
+            raise UserError(
+                f"the model {path} does not fit this game: it was trained on observations {saved[0]} and "
+                f"actions {saved[1]}, the game sends observations {env.observation_space} and takes actions "
+                f"{env.action_space}",
+                "resume with the game it was trained on, or train a new model",
+            ) from None
+        raise _cannot_load(algo, path, error) from None
+    except Exception as error:  # SB3 raises many kinds for a foreign or truncated file
+        raise _cannot_load(algo, path, error) from None
+
+
+def _cannot_load(algo: str, path: str, error: Exception) -> UserError:
+    detail = (str(error).strip().splitlines() or [""])[0]
+    return UserError(
+        f"cannot load {path} as a {algo.upper()} model ({type(error).__name__}: {detail})",
+        "check the file and pass the --algo it was trained with",
+    )
+
+
+def saved_spaces(model_path: Path) -> tuple:
+    """The observation and action spaces a model file was trained on."""
+    with open_model_zip(model_path) as archive:
+        data = json_to_data(archive.read("data").decode())
+    return data.get("observation_space"), data.get("action_space")

@@ -4,7 +4,15 @@ import argparse
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS
-from godot_rl_cli.cli_types import HelpFormatter, add_flag, int_in_range, int_list, positive_float
+from godot_rl_cli.cli_types import (
+    HelpFormatter,
+    add_flag,
+    directory_path,
+    int_in_range,
+    int_list,
+    positive_float,
+    seed_value,
+)
 from godot_rl_cli.game.settings import add_game_arguments
 from godot_rl_cli.threads import add_thread_argument
 
@@ -61,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     game.add_argument(
         "--viz", dest="show_window", action="store_true", help="show the window of the first game"
     )
+    game.add_argument(
+        "--debug_panel",
+        "--debug-panel",
+        dest="debug_panel",
+        action="store_true",
+        help="before training, print what the first game sends for one real reset and one real step",
+    )
 
     run = parser.add_argument_group("training")
     run.add_argument(
@@ -78,12 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--experiment_dir",
+        type=directory_path,
         default="logs/sb3",
         help="directory for TensorBoard logs, checkpoints and the final model",
     )
     run.add_argument("--experiment_name", default="experiment", help="name of this run in the logs")
     run.add_argument(
-        "--seed", type=int, default=0, help="seed for numpy, torch and the games (game i gets seed + i)"
+        "--seed",
+        type=seed_value,
+        default=0,
+        help="seed for numpy, torch and the games, 0 to 2**32-1 (game i gets seed + i)",
     )
     run.add_argument("--device", default="auto", help="torch device: auto, cpu or cuda")
     run.add_argument(
