@@ -8,7 +8,7 @@ The SB3 trainer (and the controller-tab scripts) read these from flags, the RLli
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from godot_rl_cli.cli_types import add_flag, int_in_range, key_value, positive_float, seed_value
 from godot_rl_cli.errors import UserError
@@ -87,50 +87,32 @@ def _checked_value(name: str, value: Any) -> Any:
     return value
 
 
+# The game flags with a value type (VALUE_TYPES): their default and help.
+GAME_FLAGS: Dict[str, Tuple[Any, str]] = {
+    "speedup": (1, "physics speed multiplier passed to the game"),
+    "port": (DEFAULT_PORT, "base TCP port on 127.0.0.1"),
+    "action_repeat": (None, "physics frames per action (game default if omitted)"),
+    "framerate": (None, "pass --fixed-fps N so a real Godot game runs as fast as it can"),
+    "connect_timeout": (DEFAULT_TIMEOUT_S, "seconds to wait for the game to connect"),
+    "step_timeout": (DEFAULT_TIMEOUT_S, "seconds of silence after which a game counts as hung"),
+    "max_env_restarts": (0, "relaunch a crashed or hung game up to N times and keep training"),
+}
+
+
 def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True) -> argparse._ArgumentGroup:
     """The game flags, in both spellings (`--env_path` and `--env-path`, ...), as the trainers and tabs take
     them."""
     game = parser.add_argument_group("game")
 
-    def flag(name: str, **kwargs: Any) -> None:
-        add_flag(game, name, **kwargs)
-
-    flag("env_path", default=None, help="exported game (.x86_64); omit to use the Godot editor (press Play)")
-    flag(
-        "speedup", type=VALUE_TYPES["speedup"], default=1, help="physics speed multiplier passed to the game"
-    )
-    flag("port", type=VALUE_TYPES["port"], default=DEFAULT_PORT, help="base TCP port on 127.0.0.1")
-    flag(
-        "action_repeat",
-        type=VALUE_TYPES["action_repeat"],
+    add_flag(
+        game,
+        "env_path",
         default=None,
-        help="physics frames per action (game default if omitted)",
+        help="exported game (.x86_64); omit to use the Godot editor (press Play)",
     )
-    flag(
-        "framerate",
-        type=VALUE_TYPES["framerate"],
-        default=None,
-        help="pass --fixed-fps N so a real Godot game runs as fast as it can",
-    )
-    flag(
-        "connect_timeout",
-        type=VALUE_TYPES["connect_timeout"],
-        default=DEFAULT_TIMEOUT_S,
-        help="seconds to wait for the game to connect",
-    )
-    flag(
-        "step_timeout",
-        type=VALUE_TYPES["step_timeout"],
-        default=DEFAULT_TIMEOUT_S,
-        help="seconds of silence after which a game counts as hung",
-    )
-    if restarts:
-        flag(
-            "max_env_restarts",
-            type=VALUE_TYPES["max_env_restarts"],
-            default=0,
-            help="relaunch a crashed or hung game up to N times and keep training",
-        )
+    for name, (default, text) in GAME_FLAGS.items():
+        if name != "max_env_restarts" or restarts:
+            add_flag(game, name, type=VALUE_TYPES[name], default=default, help=text)
     game.add_argument(
         "--game_arg",
         "--game-arg",
