@@ -97,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("give the checkpoint once: as the checkpoint_path argument or as --checkpoint")
     checkpoint_path = args.checkpoint_path or args.checkpoint_flag
 
-    from godot_rl_cli.onnx.recipe import VerificationError
+    from godot_rl_cli.onnx.recipe import describe_failure
     from godot_rl_cli.onnx.rllib import (
         export_checkpoint_policy,
         output_paths,
@@ -130,25 +130,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             summary = export_checkpoint_policy(
                 checkpoint, policy_id, path, opset=args.opset, ir_version=args.ir_version, verify=args.verify
             )
-        except UserError as error:
-            print_error(error.what, error.how)
-        except VerificationError as error:
-            print_error(
-                f"policy {policy_id!r}: verification failed, output file removed: {error}",
-                "report this checkpoint; --no-verify skips the check",
-            )
-        except OSError as error:
-            print_error(
-                f"policy {policy_id!r}: cannot write the ONNX file: {error}",
-                "check the output directory and its permissions",
-            )
-        except (
-            Exception
-        ) as error:  # torch.onnx and onnx.checker raise many types; any of them fails this policy only
-            print_error(
-                f"policy {policy_id!r}: export failed: {type(error).__name__}: {error}",
-                "this policy's layers may not be exportable to ONNX at this opset; try a higher --opset",
-            )
+        # torch.onnx and onnx.checker raise many types; any of them fails this policy only
+        except Exception as error:
+            what, how = describe_failure(error)
+            print_error(f"policy {policy_id!r}: {what}", how)
         else:
             print(summary.path)
             print(summary, flush=True)

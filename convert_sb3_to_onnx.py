@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from godot_rl_cli.onnx.recipe import VerificationError
+    from godot_rl_cli.onnx.recipe import VerificationError, describe_failure
     from godot_rl_cli.onnx.sb3 import convert_sb3_file
 
     try:
@@ -64,20 +64,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             use_obs_array=args.use_obs_array,
             verify=args.verify,
         )
-    except UserError as error:
-        exit_with_error(error.what, error.how)
-    except VerificationError as error:
-        exit_with_error(
-            f"verification failed, output file removed: {error}",
-            "report this model; --no-verify skips the check",
-        )
-    except OSError as error:
-        exit_with_error(f"cannot write the ONNX file: {error}", "check the --output path and its permissions")
-    except (RuntimeError, ValueError) as error:
-        exit_with_error(
-            f"export failed: {type(error).__name__}: {error}",
-            "this policy's layers may not be exportable to ONNX at this opset; try a higher --opset",
-        )
+    # torch.onnx and onnx raise RuntimeError and ValueError for layers they cannot export
+    except (UserError, VerificationError, OSError, RuntimeError, ValueError) as error:
+        exit_with_error(*describe_failure(error))
     print(summary.path)
     print(summary)
     return 0

@@ -14,7 +14,7 @@ import time
 from typing import List, Optional
 
 from godot_rl_cli import metrics
-from godot_rl_cli.cli_types import float_in_range, int_in_range
+from godot_rl_cli.cli_types import HelpFormatter, float_in_range, int_in_range
 from godot_rl_cli.errors import print_error, print_warning
 
 MAX_INTERVAL_S = 3600
@@ -23,7 +23,7 @@ MAX_INTERVAL_S = 3600
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
     parser.add_argument("--iterations", type=int_in_range(1), default=20, help="iterations to simulate")

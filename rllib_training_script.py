@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from godot_rl_cli.cli_types import directory_path, int_in_range, key_value, seed_value
+from godot_rl_cli.cli_types import HelpFormatter, directory_path, int_in_range, key_value, seed_value
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
 from godot_rl_cli.game.debug_panel import print_debug_panel
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "YAML file. With CONTROLLER_METRICS set, one '@METRIC {json}' line per iteration goes to stdout. "
         "Ctrl+C (SIGINT) saves a final checkpoint, closes the games and shuts Ray down; a second Ctrl+C "
         "skips the checkpoint.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
     parser.add_argument(
@@ -180,6 +180,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         log_to_driver=True,
         configure_logging=False,
     )
+    signals.install()  # Ray's SIGTERM handler would end the run without its final checkpoint
     exit_code = 0
     algo = None
     last_saved_iteration = None

@@ -3,7 +3,16 @@
 import argparse
 import math
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default == []:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def int_in_range(low: int, high: Optional[int] = None) -> Callable[[str], int]:
@@ -93,3 +102,13 @@ def key_value(text: str) -> Tuple[str, str]:
     if not separator or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.lstrip("-"), value
+
+
+def add_flag(group: Any, name: str, **kwargs: Any) -> None:
+    """Add `--name` in both spellings (`--env_path` and `--env-path`): the API reference uses underscores,
+    the controller hyphens."""
+    spellings = [f"--{name}"]
+    for other in (name.replace("_", "-"), name.replace("-", "_")):
+        if f"--{other}" not in spellings:
+            spellings.append(f"--{other}")
+    group.add_argument(*spellings, dest=kwargs.pop("dest", name.replace("-", "_")), **kwargs)

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import uuid
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 PREFIX = "@METRIC "
 _DISABLED_VALUES = {"", "0", "false", "no", "off"}
@@ -137,24 +137,38 @@ def policy_metrics(
     }
 
 
+EPISODE_FIELDS = ("episode_reward_mean", "episode_reward_min", "episode_reward_max", "episode_len_mean")
+POLICY_EPISODE_KEYS = ("reward_mean", "reward_min", "reward_max", "episode_len_mean")  # the same, per policy
+STEP_COUNTERS = (
+    "num_env_steps_sampled",
+    "num_env_steps_trained",
+    "num_agent_steps_sampled",
+    "num_agent_steps_trained",
+)
+
+
+def episode_statistics(rewards: Sequence[float], lengths: Sequence[int]) -> Dict[str, Optional[float]]:
+    """A policy's POLICY_EPISODE_KEYS over finished episodes (None when none ended)."""
+    if not rewards:
+        return dict.fromkeys(POLICY_EPISODE_KEYS)
+    values = (sum(rewards) / len(rewards), min(rewards), max(rewards), sum(lengths) / len(lengths))
+    return dict(zip(POLICY_EPISODE_KEYS, values, strict=True))
+
+
+def run_episode_fields(policy: Dict[str, Any]) -> Dict[str, Optional[float]]:
+    """The top-level EPISODE_FIELDS of a run whose only policy is `policy`."""
+    return {field: policy[key] for field, key in zip(EPISODE_FIELDS, POLICY_EPISODE_KEYS, strict=True)}
+
+
 def iteration_payload(
     *,
     training_iteration: int,
     timesteps_total: int,
     episodes_total: int,
     episodes_this_iter: int,
-    episode_reward_mean: Optional[float] = None,
-    episode_reward_min: Optional[float] = None,
-    episode_reward_max: Optional[float] = None,
-    episode_len_mean: Optional[float] = None,
     time_this_iter_s: float,
     time_total_s: float,
     env_steps_this_iter: int,
-    env_throughput: Optional[float] = None,
-    num_env_steps_sampled: Optional[int] = None,
-    num_env_steps_trained: Optional[int] = None,
-    num_agent_steps_sampled: Optional[int] = None,
-    num_agent_steps_trained: Optional[int] = None,
     custom_metrics: Optional[Dict[str, Any]] = None,
     policies: Optional[Dict[str, Dict[str, Any]]] = None,
     checkpoints: int = 0,
@@ -162,41 +176,39 @@ def iteration_payload(
     experiment_id: Optional[str] = None,
     experiment_tag: Optional[str] = None,
     date: Optional[str] = None,
-    **extra: Any,
+    **fields: Any,
 ) -> Dict[str, Any]:
     """A full `iteration` sample with every field of the spec's schema and the run's identity (see
-    `run_identity`; `date` defaults to now); counters are non-negative ints."""
-    if env_throughput is None and time_this_iter_s > 0:
-        env_throughput = env_steps_this_iter / time_this_iter_s
+    `run_identity`; `date` defaults to now); counters are non-negative ints.
 
-    def counter(value: Optional[int], default: int) -> int:
+    `fields` may hold the EPISODE_FIELDS (None when no episode ended), `env_throughput` (default: steps
+    per second of this iteration), the STEP_COUNTERS (default: `timesteps_total`) and any extra field.
+    """
+    if fields.get("env_throughput") is None and time_this_iter_s > 0:
+        fields["env_throughput"] = env_steps_this_iter / time_this_iter_s
+
+    def counter(value: Optional[int], default: int = 0) -> int:
         return max(0, int(default if value is None else value))
 
     return {
         "kind": "iteration",
         "timestamp": utc_timestamp(),
-        "training_iteration": counter(training_iteration, 0),
-        "timesteps_total": counter(timesteps_total, 0),
-        "episodes_total": counter(episodes_total, 0),
-        "episodes_this_iter": counter(episodes_this_iter, 0),
-        "episode_reward_mean": episode_reward_mean,
-        "episode_reward_min": episode_reward_min,
-        "episode_reward_max": episode_reward_max,
-        "episode_len_mean": episode_len_mean,
+        "training_iteration": counter(training_iteration),
+        "timesteps_total": counter(timesteps_total),
+        "episodes_total": counter(episodes_total),
+        "episodes_this_iter": counter(episodes_this_iter),
+        **{name: fields.pop(name, None) for name in EPISODE_FIELDS},
         "time_this_iter_s": time_this_iter_s,
         "time_total_s": time_total_s,
-        "env_steps_this_iter": counter(env_steps_this_iter, 0),
-        "env_throughput": env_throughput,
-        "num_env_steps_sampled": counter(num_env_steps_sampled, timesteps_total),
-        "num_env_steps_trained": counter(num_env_steps_trained, timesteps_total),
-        "num_agent_steps_sampled": counter(num_agent_steps_sampled, timesteps_total),
-        "num_agent_steps_trained": counter(num_agent_steps_trained, timesteps_total),
+        "env_steps_this_iter": counter(env_steps_this_iter),
+        "env_throughput": fields.pop("env_throughput", None),
+        **{name: counter(fields.pop(name, None), timesteps_total) for name in STEP_COUNTERS},
         "custom_metrics": dict(custom_metrics or {}),
         "policies": dict(policies or {}),
-        "checkpoints": counter(checkpoints, 0),
+        "checkpoints": counter(checkpoints),
         "trial_id": trial_id,
         "experiment_id": experiment_id,
         "experiment_tag": experiment_tag,
         "date": date or result_date(),
-        **extra,
+        **fields,
     }

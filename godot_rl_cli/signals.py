@@ -16,6 +16,10 @@ class StopSignals:
         self.message = message
         self.on_first = on_first
         self.received = 0
+        self.install()
+
+    def install(self) -> None:
+        """(Re)take SIGINT and SIGTERM: `ray.init()` replaces the SIGTERM handler with one that exits."""
         signal.signal(signal.SIGINT, self._handle)
         signal.signal(signal.SIGTERM, self._handle)
 

@@ -28,6 +28,14 @@ def add_thread_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def thread_count() -> int:
+    """What the user asked for with OMP_NUM_THREADS, else DEFAULT_THREADS (also for onnxruntime sessions)."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return DEFAULT_THREADS
+
+
 def configure_torch_threads(requested: Optional[int]) -> str:
     """Set torch's intra-op threads; returns the choice and its reason for the startup summary."""
     import torch

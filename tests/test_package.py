@@ -20,6 +20,9 @@ SCRIPTS = {
     "convert_rllib_to_onnx.py": "--checkpoint-num=3",  # not --checkpoint-number (nor --checkpoint)
     "check_py_env.py": "--no-c",
     "demo.py": "--iter=3",
+    "simulator.py": "--step-del=1",
+    "interface_sb3_raw.py": "--stoch",
+    "interface_rllib_raw.py": "--checkpoint=3",
 }
 HEAVY_MODULES = ("torch", "ray", "stable_baselines3", "onnx", "onnxruntime")
 

@@ -356,6 +356,7 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
     assert with_episodes and {"hits", "misses"} <= set(
         with_episodes[-1]["policies"]["left_policy"]["custom_metrics"]
     )
+    assert "Torch threads for the learner: 1 (default" in result.stdout
     [trial] = trial_dirs(directory / "exp")
     assert trial.parent.name.startswith("PPO_") and trial.name.startswith("PPO_godot_")
     for sample in samples:  # what the controller uses to find the trial directory, and stores
@@ -488,6 +489,12 @@ def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
     assert "minibatch_size" in result.stdout and "num_env_runners" in result.stdout, (
         "effective settings are printed"
     )
+    started_ports = sorted(
+        int(port) for port in re.findall(r"simulated\) seed=-?\d+ port=(\d+)", result.stderr)
+    )
+    assert started_ports == [port, port + 1], (
+        "the probe game, then only the env runner's: no idle game in the driver"
+    )
 
 
 def test_single_policy_ballchase_with_own_episodes_per_agent_and_only_a_final_checkpoint(tmp_path):
@@ -542,7 +549,9 @@ def test_dqn_off_policy_on_pong(tmp_path):
     assert json.loads((trial / "run_manifest.json").read_text())["algorithm"] == "DQN"
 
 
-def test_sigint_saves_a_final_checkpoint_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stop_signal_saves_a_final_checkpoint_and_leaves_nothing(tmp_path, stop_signal):
+    """SIGTERM (timeout, docker stop, Slurm, systemd) behaves exactly as the controller's SIGINT."""
     port = find_free_port_block(2)
     config = controller_config(tmp_path, port, stop=None)
     data = yaml.safe_load(config.read_text())
@@ -561,7 +570,7 @@ def test_sigint_saves_a_final_checkpoint_and_leaves_nothing(tmp_path):
         for line in process.stdout:
             if line.startswith("@METRIC "):
                 break
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         started = time.monotonic()
         _, stderr = process.communicate(timeout=60)
         assert time.monotonic() - started < 30

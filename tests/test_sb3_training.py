@@ -597,3 +597,22 @@ def test_help_explains_every_flag(tmp_path):
         "--batch_size",
     ]:
         assert flag in result.stdout
+
+
+@pytest.mark.parametrize(
+    "extra_args, environment, expected",
+    [
+        ([], {}, "torch threads 1 (default"),
+        (["--torch_threads=2"], {}, "torch threads 2 (--torch_threads)"),
+        ([], {"OMP_NUM_THREADS": "2"}, "torch threads 2 (OMP_NUM_THREADS)"),
+    ],
+)
+def test_torch_thread_count_is_chosen_and_reported(tmp_path, script_env, extra_args, environment, expected):
+    """One learner thread by default (torch's default fights the games for the cores); a flag or an
+    exported OMP_NUM_THREADS wins; the startup summary says which."""
+    env = {key: value for key, value in script_env.items() if key != "OMP_NUM_THREADS"}
+    port = find_free_port_block(1)
+    args = controller_args(tmp_path / "exp", port, 64) + extra_args
+    result = run_script(SCRIPT, *args, cwd=tmp_path, env={**env, **environment})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert expected in result.stdout

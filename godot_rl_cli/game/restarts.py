@@ -1,7 +1,10 @@
 """How many crashed or hung games a run may relaunch (ML-Agents style: the run goes on)."""
 
 from godot_rl_cli.errors import print_warning
-from godot_rl_cli.game.errors import GameError
+from godot_rl_cli.game.errors import GameDiedError, GameError, GameHungError
+
+# What relaunching the game can cure; a protocol error would only happen again.
+RESTARTABLE_ERRORS = (GameDiedError, GameHungError)
 
 
 class RestartBudget:

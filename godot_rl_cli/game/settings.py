@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from godot_rl_cli.cli_types import int_in_range, key_value, positive_float, seed_value
+from godot_rl_cli.cli_types import add_flag, int_in_range, key_value, positive_float, seed_value
 from godot_rl_cli.errors import UserError
 
 DEFAULT_PORT = 11008  # godot-rl's GodotEnv.DEFAULT_PORT, where the editor's plugin connects
@@ -93,8 +93,7 @@ def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True
     game = parser.add_argument_group("game")
 
     def flag(name: str, **kwargs: Any) -> None:
-        spellings = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        game.add_argument(*spellings, **kwargs)
+        add_flag(game, name, **kwargs)
 
     flag("env_path", default=None, help="exported game (.x86_64); omit to use the Godot editor (press Play)")
     flag(

@@ -1,7 +1,7 @@
 """The game's per-agent spaces as the flat spaces trainers use, and actions back to the game's
 `{head: value}`."""
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 from gymnasium import spaces
@@ -48,3 +48,9 @@ class ActionEncoder:
                 start += width
             encoded.append(action)
         return encoded
+
+
+def flatten_observation(observation: Dict[str, Any], key_order: Sequence[str]) -> np.ndarray:
+    """One agent's observation as RLlib trains on it and its ONNX export takes it: every key flattened and
+    concatenated in the game's order (gymnasium's Dict sorts keys, so the order is the game's env_info's)."""
+    return np.concatenate([np.asarray(observation[key], dtype=np.float32).ravel() for key in key_order])

@@ -17,7 +17,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
@@ -40,6 +40,23 @@ VERIFY_SAMPLES = 32
 
 class VerificationError(Exception):
     """The exported model does not compute what the trained policy computes."""
+
+
+def describe_failure(error: Exception) -> Tuple[str, str]:
+    """(what, how) of an ERROR line for any failure of an export: both converters report the same way."""
+    if isinstance(error, UserError):
+        return error.what, error.how
+    if isinstance(error, VerificationError):
+        return (
+            f"verification failed, output file removed: {error}",
+            "report this model; --no-verify skips the check",
+        )
+    if isinstance(error, OSError):
+        return f"cannot write the ONNX file: {error}", "check the output path and its permissions"
+    return (
+        f"export failed: {type(error).__name__}: {error}",
+        "this policy's layers may not be exportable to ONNX at this opset; try a higher --opset",
+    )
 
 
 @dataclass

@@ -19,7 +19,7 @@ import json
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -356,26 +356,11 @@ def export_sb3_model(
 
 
 def convert_sb3_file(
-    model_path: Path,
-    output_path: Optional[Path] = None,
-    *,
-    algo: Optional[str] = None,
-    opset: int = 13,
-    ir_version: int = 9,
-    use_obs_array: bool = False,
-    verify: bool = True,
+    model_path: Path, output_path: Optional[Path] = None, *, algo: Optional[str] = None, **export_options: Any
 ) -> recipe.ExportSummary:
-    """Load `model_path` (detecting the algorithm unless given) and export it; default output: beside it,
-    `.onnx`."""
+    """Load `model_path` (detecting the algorithm unless given) and export it with `export_sb3_model`'s
+    options; default output: beside it, `.onnx`."""
     model_path = with_zip_suffix(Path(model_path))
     model, algo = load_sb3_model(model_path, algo)
     output_path = Path(output_path) if output_path else model_path.with_suffix(".onnx")
-    return export_sb3_model(
-        model,
-        output_path,
-        algo=algo,
-        opset=opset,
-        ir_version=ir_version,
-        use_obs_array=use_obs_array,
-        verify=verify,
-    )
+    return export_sb3_model(model, output_path, algo=algo, **export_options)

@@ -20,15 +20,9 @@ import numpy as np
 from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from godot_rl_cli.game import (
-    GameDiedError,
-    GameError,
-    GameHungError,
-    GameSettings,
-    RestartBudget,
-    RobustGodotEnv,
-)
-from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
+from godot_rl_cli.game import GameError, GameSettings, RobustGodotEnv
+from godot_rl_cli.game.restarts import RESTARTABLE_ERRORS, RestartBudget
+from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space, flatten_observation
 
 AgentId = Union[int, str]
 
@@ -88,12 +82,7 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         self.game_was_reset = False
 
     def _flatten(self, observation: Dict[str, Any]) -> np.ndarray:
-        return np.concatenate(
-            [
-                np.asarray(observation[key], dtype=np.float32).ravel()
-                for key in self.game.observation_key_order
-            ]
-        )
+        return flatten_observation(observation, self.game.observation_key_order)
 
     def reset(self, *, seed=None, options=None) -> Tuple[dict, dict]:
         if self.shared_episode or not self.game_was_reset:
@@ -115,7 +104,7 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         try:
             self.game.send_actions(self.encoder.encode(actions))
             observations, rewards, dones, _, infos = self.game.step_recv()
-        except (GameDiedError, GameHungError) as error:
+        except RESTARTABLE_ERRORS as error:
             return self._restart_game(error)
         self.last_obs = [self._flatten(observation) for observation in observations]
         obs, reward, terminated, info = {}, {}, {}, {}

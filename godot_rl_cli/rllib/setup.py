@@ -118,6 +118,11 @@ def build_config(
         "_envs_per_worker": int(config.num_envs_per_env_runner),
         "_first_worker": 1 if runners > 0 else 0,
     }
+    if runners > 0:
+        # On the old stack the driver's local worker builds an env (a whole game that never samples) unless
+        # this is False; Ray 2.48's RolloutWorker reads it, not create_env_on_local_worker. The local worker
+        # still exists and holds the policies the learner trains.
+        config.env_runners(create_local_env_runner=False)
     if "seed" in env_config:
         config.seed = int(env_config["seed"])
     print(

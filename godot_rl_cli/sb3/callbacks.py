@@ -172,7 +172,7 @@ class ControllerMetricsCallback(BaseCallback):
         self.stats = IterationStats()
 
     def _payload(self, steps: int, iteration_seconds: float, total_seconds: float) -> Dict[str, Any]:
-        return iteration_metrics(
+        return iteration_payload(
             self.stats,
             policy_name=self.policy_name,
             training_iteration=self.iteration,
@@ -188,7 +188,7 @@ class ControllerMetricsCallback(BaseCallback):
         )
 
 
-def iteration_metrics(
+def iteration_payload(
     stats: IterationStats,
     *,
     policy_name: str,
@@ -205,18 +205,10 @@ def iteration_metrics(
 ) -> Dict[str, Any]:
     """The iteration payload for the episodes in `stats` (reward statistics are None when none ended), with
     the games relaunched so far and the run's identity (`metrics.run_identity`)."""
-    rewards, lengths = stats.rewards, stats.lengths
-    reward_mean = sum(rewards) / len(rewards) if rewards else None
-    reward_min = min(rewards) if rewards else None
-    reward_max = max(rewards) if rewards else None
-    length_mean = sum(lengths) / len(lengths) if lengths else None
     custom = stats.custom_means()
     policy = metrics.policy_metrics(
-        reward_mean=reward_mean,
-        reward_min=reward_min,
-        reward_max=reward_max,
-        episode_len_mean=length_mean,
-        completed_episodes=len(rewards),
+        **metrics.episode_statistics(stats.rewards, stats.lengths),
+        completed_episodes=len(stats.rewards),
         learner_stats=learner,
         custom_metrics=custom,
     )
@@ -224,11 +216,7 @@ def iteration_metrics(
         training_iteration=training_iteration,
         timesteps_total=timesteps_total,
         episodes_total=episodes_total,
-        episodes_this_iter=len(rewards),
-        episode_reward_mean=reward_mean,
-        episode_reward_min=reward_min,
-        episode_reward_max=reward_max,
-        episode_len_mean=length_mean,
+        episodes_this_iter=len(stats.rewards),
         time_this_iter_s=time_this_iter_s,
         time_total_s=time_total_s,
         env_steps_this_iter=env_steps_this_iter,
@@ -237,6 +225,7 @@ def iteration_metrics(
         checkpoints=checkpoints,
         env_restarts=env_restarts,
         **identity,
+        **metrics.run_episode_fields(policy),
     )
 
 

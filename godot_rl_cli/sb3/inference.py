@@ -8,7 +8,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from godot_rl_cli import metrics
-from godot_rl_cli.sb3.callbacks import IterationStats, human_summary, iteration_metrics
+from godot_rl_cli.sb3.callbacks import IterationStats, human_summary, iteration_payload
 
 INFERENCE_ITERATION_STEPS = 1000
 
@@ -40,7 +40,7 @@ def run_inference(
             iteration += 1
             episodes += len(stats.rewards)
             now = time.monotonic()
-            payload = iteration_metrics(
+            payload = iteration_payload(
                 stats,
                 policy_name=policy_name,
                 training_iteration=iteration,

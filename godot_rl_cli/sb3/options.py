@@ -1,14 +1,53 @@
 """Command-line flags of stable_baselines3_training_script.py (imports nothing heavy: --help stays fast)."""
 
 import argparse
-from typing import List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from godot_rl_cli.algorithms import SB3_ALGORITHMS
-from godot_rl_cli.cli_types import directory_path, int_in_range, int_list, positive_float, seed_value
+from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS
+from godot_rl_cli.cli_types import (
+    HelpFormatter,
+    add_flag,
+    directory_path,
+    int_in_range,
+    int_list,
+    positive_float,
+    seed_value,
+)
 from godot_rl_cli.game.settings import add_game_arguments
 from godot_rl_cli.threads import add_thread_argument
 
 POLICY_TYPES = ("mlp", "cnn", "lstm", "grn")
+HYPERPARAMETER_FLAGS: Dict[str, Tuple[Callable[[str], Any], str]] = {
+    "learning_rate": (positive_float, "learning rate"),
+    "n_steps": (int_in_range(1), "rollout steps per env per update"),
+    "batch_size": (int_in_range(2), "minibatch size (ppo: min(64, n_steps*envs) unless set)"),
+    "n_epochs": (int_in_range(1), "PPO epochs per update"),
+    "gamma": (float, "discount factor"),
+    "gae_lambda": (float, "GAE lambda"),
+    "ent_coef": (float, "entropy coefficient (SAC: 'auto' unless set)"),
+    "clip_range": (positive_float, "PPO clip range"),
+    "vf_coef": (float, "value loss coefficient"),
+    "max_grad_norm": (positive_float, "gradient clipping norm"),
+}
+
+
+def defaults_text(name: str) -> str:
+    """Which algorithms use a hyperparameter and with which default, from the algorithm table."""
+    users = [algo for algo in SB3_ALGORITHMS if name in ALGORITHMS[algo].sb3_hyperparameters]
+    ours = [
+        f"{algo} {ALGORITHMS[algo].sb3_defaults[name]:g}"
+        for algo in users
+        if name in ALGORITHMS[algo].sb3_defaults
+    ]
+    theirs = [
+        algo
+        for algo in users
+        if name not in ALGORITHMS[algo].sb3_defaults and f"{algo}:" not in HYPERPARAMETER_FLAGS[name][1]
+    ]
+    parts = ([f"default {', '.join(ours)}"] if ours else []) + (
+        [f"SB3's default for {', '.join(theirs)}"] if theirs else []
+    )
+    return f" ({'; '.join(parts)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one policy for a Godot RL Agents game with Stable-Baselines3. With "
         "CONTROLLER_METRICS set, one '@METRIC {json}' line per training iteration goes to stdout. Ctrl+C "
         "(SIGINT) saves the model and closes the game; a second Ctrl+C skips the save.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
     game = add_game_arguments(parser)
@@ -30,10 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     game.add_argument(
         "--viz", dest="show_window", action="store_true", help="show the window of the first game"
     )
-    game.add_argument(
-        "--debug_panel",
-        "--debug-panel",
-        dest="debug_panel",
+    add_flag(
+        game,
+        "debug_panel",
         action="store_true",
         help="before training, print what the first game sends for one real reset and one real step",
     )
@@ -95,81 +133,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_thread_argument(run)
 
     policy = parser.add_argument_group("policy network (the controller's flags)")
-    policy.add_argument(
-        "--policy-type",
-        "--policy_type",
-        dest="policy_type",
-        choices=POLICY_TYPES,
-        default="mlp",
-        help="mlp; cnn for '2d' image keys; grn (gated residual blocks); lstm is refused (see README)",
+    policy_type_help = (
+        "mlp; cnn for '2d' image keys; grn (gated residual blocks); lstm is refused (see README)"
     )
-    policy.add_argument(
-        "--policy-hidden-layers",
-        "--policy_hidden_layers",
-        dest="policy_hidden_layers",
-        type=int_list,
-        default=[64, 64],
-        help="hidden layer sizes, e.g. 64,64",
+    add_flag(policy, "policy-type", choices=POLICY_TYPES, default="mlp", help=policy_type_help)
+    add_flag(
+        policy, "policy-hidden-layers", type=int_list, default=[64, 64], help="hidden layer sizes, e.g. 64,64"
     )
-    policy.add_argument(
-        "--cnn-channels",
-        "--cnn_channels",
-        dest="cnn_channels",
-        type=int_list,
-        default=[32, 64, 64],
-        help="conv channels per layer for --policy-type cnn",
+    add_flag(
+        policy, "cnn-channels", type=int_list, default=[32, 64, 64], help="conv channels per layer (cnn)"
     )
-    policy.add_argument(
-        "--lstm-hidden-size",
-        "--lstm_hidden_size",
-        dest="lstm_hidden_size",
-        type=int_in_range(1),
-        default=None,
-        help="accepted for the controller; lstm is refused",
-    )
-    policy.add_argument(
-        "--lstm-num-layers",
-        "--lstm_num_layers",
-        dest="lstm_num_layers",
-        type=int_in_range(1),
-        default=None,
-        help="accepted for the controller; lstm is refused",
-    )
-    policy.add_argument(
-        "--grn-hidden-size",
-        "--grn_hidden_size",
-        dest="grn_hidden_size",
-        type=int_in_range(1),
-        default=64,
-        help="width of the gated residual blocks",
+    for name in ("lstm-hidden-size", "lstm-num-layers"):
+        add_flag(
+            policy,
+            name,
+            type=int_in_range(1),
+            default=None,
+            help="accepted for the controller; lstm is refused",
+        )
+    add_flag(
+        policy, "grn-hidden-size", type=int_in_range(1), default=64, help="width of the gated residual blocks"
     )
 
     hyper = parser.add_argument_group("hyperparameters (omitted: the algorithm's default)")
-    hyper.add_argument("--learning_rate", type=positive_float, default=None, help="default 3e-4 for PPO/A2C")
-    hyper.add_argument(
-        "--n_steps",
-        type=int_in_range(1),
-        default=None,
-        help="rollout steps per env per update (PPO/A2C; default 32)",
-    )
-    hyper.add_argument(
-        "--batch_size",
-        type=int_in_range(2),
-        default=None,
-        help="minibatch size (PPO default: min(64, n_steps*envs))",
-    )
-    hyper.add_argument("--n_epochs", type=int_in_range(1), default=None, help="PPO epochs per update")
-    hyper.add_argument("--gamma", type=float, default=None, help="discount factor")
-    hyper.add_argument("--gae_lambda", type=float, default=None, help="GAE lambda (PPO/A2C)")
-    hyper.add_argument(
-        "--ent_coef",
-        type=float,
-        default=None,
-        help="entropy coefficient (PPO/A2C default 1e-4; SAC: 'auto' unless set)",
-    )
-    hyper.add_argument("--clip_range", type=positive_float, default=None, help="PPO clip range")
-    hyper.add_argument("--vf_coef", type=float, default=None, help="value loss coefficient (PPO/A2C)")
-    hyper.add_argument("--max_grad_norm", type=positive_float, default=None, help="gradient clipping norm")
+    for name, (value_type, description) in HYPERPARAMETER_FLAGS.items():
+        hyper.add_argument(f"--{name}", type=value_type, default=None, help=description + defaults_text(name))
     return parser
 
 

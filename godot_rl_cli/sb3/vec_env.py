@@ -11,14 +11,8 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game import (
-    GameDiedError,
-    GameError,
-    GameHungError,
-    GameSettings,
-    RestartBudget,
-    RobustGodotEnv,
-)
+from godot_rl_cli.game import GameError, GameSettings, RobustGodotEnv
+from godot_rl_cli.game.restarts import RESTARTABLE_ERRORS, RestartBudget
 from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
 
@@ -88,7 +82,7 @@ class GodotVecEnv(VecEnv):
                 game.send_actions(
                     self.actions_to_game.encode(actions[index * per_game : (index + 1) * per_game])
                 )
-            except (GameDiedError, GameHungError) as error:
+            except RESTARTABLE_ERRORS as error:
                 failures[index] = error
         observations: List[Dict[str, Any]] = []
         rewards: List[float] = []
@@ -99,7 +93,7 @@ class GodotVecEnv(VecEnv):
                 if index in failures:
                     raise failures[index]
                 obs, reward, done, _, info = game.step_recv()
-            except (GameDiedError, GameHungError) as error:
+            except RESTARTABLE_ERRORS as error:
                 obs, reward, done, info = self._restart_game(index, error)
             observations.extend(obs)
             rewards.extend(reward)
