@@ -175,6 +175,11 @@ CASES = {
     "sb3 experiment_dir below a file": Case(SB3, sb3_file_as_experiment_dir, 2, "which is a file"),
     "sb3 unreadable resume model": Case(SB3, sb3_unreadable_resume, 1, "cannot read", unreadable=True),
     "sb3 --speedup=0": Case(SB3, sb3("--speedup=0"), 2, "out of range"),
+    # the playback scripts
+    "simulator --seed=-1": Case(
+        "simulator.py", fixed(f"--env-path={BALLCHASE}", "--seed=-1"), 2, "out of range"
+    ),
+    "interface --seed=-1": Case("interface_sb3_raw.py", fixed("model.zip", "--seed=-1"), 2, "out of range"),
     # the converters
     "sb3 export zip with a bad CRC": Case(SB3_ONNX, bad_crc_zip, 1, "policy.pth is corrupt"),
     "sb3 export unreadable zip": Case(SB3_ONNX, unreadable_zip, 1, "cannot read", unreadable=True),

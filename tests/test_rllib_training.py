@@ -419,7 +419,11 @@ def flags_run(shipped_run, tmp_path_factory):
     """One run for the flags --restore, --env_path, --seed, --num_workers and --debug_panel, from a config
     without env_path that says num_workers: 0."""
     directory = tmp_path_factory.mktemp("rllib_flags")
-    [trial] = trial_dirs(shipped_run[0] / "exp")
+    [trial] = [  # not the resumed run's trial, which test_resume_... may have added
+        trial
+        for trial in trial_dirs(shipped_run[0] / "exp")
+        if json.loads((trial / "run_manifest.json").read_text())["resume_from"] is None
+    ]
     port = find_free_port_block(4)
     config = shipped_config(directory, port, stop={"training_iteration": 3})
     data = yaml.safe_load(config.read_text())

@@ -15,6 +15,7 @@ from godot_rl_cli.cli_types import (
     HelpFormatter,
     add_flag,
     non_negative_float,
+    seed_value,
 )
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game.settings import GameSettings, add_game_arguments
@@ -51,7 +52,13 @@ def add_playback_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="hide the game's window (the default; wins over --show-window)",
     )
-    add_flag(game, "seed", type=int, default=0, help="seed of the game (--env_seed) and of sampled actions")
+    add_flag(
+        game,
+        "seed",
+        type=seed_value,
+        default=0,
+        help="seed of the game (--env_seed) and of sampled actions, 0 to 2**32-1",
+    )
 
     run = parser.add_argument_group("playback")
     add_flag(

@@ -69,10 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     game.add_argument(
         "--viz", dest="show_window", action="store_true", help="show the window of the first game"
     )
-    game.add_argument(
-        "--debug_panel",
-        "--debug-panel",
-        dest="debug_panel",
+    add_flag(
+        game,
+        "debug_panel",
         action="store_true",
         help="before training, print what the first game sends for one real reset and one real step",
     )
