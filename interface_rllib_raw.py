@@ -40,13 +40,8 @@ def build_parser():
         metavar="N",
         help="play checkpoint N of the trial (default: the latest; ignored for a checkpoint_N path)",
     )
-    parser.add_argument(
-        "--policy",
-        type=trimmed_or_none,
-        default=None,
-        metavar="POLICY_ID",
-        help="play this policy for every agent (default: each agent's own policy)",
-    )
+    policy_help = "play this policy for every agent (default: each agent's own policy)"
+    add_flag(parser, "policy", type=trimmed_or_none, default=None, metavar="POLICY_ID", help=policy_help)
     add_playback_arguments(parser)
     return parser
 

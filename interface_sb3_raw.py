@@ -9,6 +9,7 @@ step (at most 20 a second) one `@INTERFACE_ACTION {json}` line on stdout; see --
 import sys
 from typing import List, Optional
 
+from godot_rl_cli.cli_types import add_flag
 from godot_rl_cli.play.options import (
     SB3_ALGORITHMS,
     add_interface_arguments,
@@ -31,13 +32,9 @@ def build_parser():
         "the model .zip saved by stable_baselines3_training_script.py or SB3's save(), "
         "or an .onnx file exported from it by convert_sb3_to_onnx.py",
     )
-    parser.add_argument(
-        "--algo",
-        type=sb3_algorithm,
-        default=None,
-        metavar="{" + ",".join(SB3_ALGORITHMS) + "}",
-        help="the algorithm that trained the model, any case (default: read from the model)",
-    )
+    algo_help = "the algorithm that trained the model, any case (default: read from the model)"
+    choices = "{" + ",".join(SB3_ALGORITHMS) + "}"
+    add_flag(parser, "algo", type=sb3_algorithm, default=None, metavar=choices, help=algo_help)
     add_playback_arguments(parser)
     return parser
 

@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from godot_rl_cli.cli_types import HelpFormatter, directory_path, int_in_range, key_value, seed_value
+from godot_rl_cli.cli_types import (
+    HelpFormatter,
+    add_flag,
+    directory_path,
+    int_in_range,
+    key_value,
+    seed_value,
+)
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
 from godot_rl_cli.game.debug_panel import print_debug_panel
@@ -59,36 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("RAY_ADDRESS"),
         help="join this Ray cluster instead of starting a local one (also RAY_ADDRESS)",
     )
-    parser.add_argument(
-        "--env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path"
-    )
-    parser.add_argument(
-        "--seed",
-        type=seed_value,
-        default=None,
-        help="seed for RLlib and the games (game i gets seed + i), 0 to 2**32-1; overrides the YAML",
-    )
-    parser.add_argument(
-        "--num_workers",
-        type=int_in_range(0),
-        default=None,
-        help="number of env runner processes; overrides the YAML (0: sample in this process)",
-    )
-    parser.add_argument(
-        "--game_arg",
+    add_flag(parser, "env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path")
+    seed_help = "seed for RLlib and the games (game i gets seed + i), 0 to 2**32-1; overrides the YAML"
+    add_flag(parser, "seed", type=seed_value, default=None, help=seed_help)
+    workers_help = "number of env runner processes; overrides the YAML (0: sample in this process)"
+    add_flag(parser, "num_workers", type=int_in_range(0), default=None, help=workers_help)
+    game_arg_help = "extra --KEY=VALUE argument for the games (repeatable)"
+    add_flag(
+        parser,
+        "game_arg",
         type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra --KEY=VALUE argument for the games (repeatable)",
+        help=game_arg_help,
     )
-    parser.add_argument(
-        "--debug_panel",
-        "--debug-panel",
-        dest="debug_panel",
-        action="store_true",
-        help="before training, print what the game sends for one real reset and one real step",
-    )
+    panel_help = "before training, print what the game sends for one real reset and one real step"
+    add_flag(parser, "debug_panel", action="store_true", help=panel_help)
     add_thread_argument(parser)
     return parser
 
