@@ -42,13 +42,13 @@ def bind_listener(port: int) -> socket.socket:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind(("127.0.0.1", port))
+        listener.listen(1)  # fails too when another run bound the same port a moment before and listens first
     except OSError:
         listener.close()
         raise UserError(
             f"port {port} on 127.0.0.1 is already in use",
             "another run or game holds it: stop it or pass a free base port with --port",
         ) from None
-    listener.listen(1)
     return listener
 
 
