@@ -11,6 +11,42 @@ from typing import Dict, Iterator, List, Optional
 
 from conftest import PYTHON, REPO_ROOT, find_free_port_block
 
+# The API reference's @METRIC schema, written out as the tests' expectation (not read from the code).
+SCHEMA_FIELDS = {
+    "kind",
+    "timestamp",
+    "training_iteration",
+    "timesteps_total",
+    "episodes_total",
+    "episodes_this_iter",
+    "episode_reward_mean",
+    "episode_reward_min",
+    "episode_reward_max",
+    "episode_len_mean",
+    "time_this_iter_s",
+    "time_total_s",
+    "env_steps_this_iter",
+    "env_throughput",
+    "num_env_steps_sampled",
+    "num_env_steps_trained",
+    "num_agent_steps_sampled",
+    "num_agent_steps_trained",
+    "custom_metrics",
+    "policies",
+    "checkpoints",
+}
+IDENTITY_FIELDS = {"trial_id", "experiment_id", "experiment_tag", "date"}
+POLICY_FIELDS = {
+    "reward_mean",
+    "reward_min",
+    "reward_max",
+    "episode_len_mean",
+    "completed_episodes",
+    "learner_stats",
+    "learner",
+    "custom_metrics",
+}
+
 
 def _reject_constant(name: str):
     raise ValueError(f"non-strict JSON constant {name}")

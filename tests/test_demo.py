@@ -5,18 +5,7 @@ import signal
 import subprocess
 import time
 
-from script_helpers import metric_lines, run_script, script_command
-
-POLICY_FIELDS = {
-    "reward_mean",
-    "reward_min",
-    "reward_max",
-    "episode_len_mean",
-    "completed_episodes",
-    "learner_stats",
-    "learner",
-    "custom_metrics",
-}
+from script_helpers import POLICY_FIELDS, metric_lines, run_script, script_command
 
 
 def demo_env(**extra) -> dict:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from conftest import PYTHON, REPO_ROOT
-from script_helpers import metric_lines
+from script_helpers import IDENTITY_FIELDS, SCHEMA_FIELDS, metric_lines
 
 from godot_rl_cli import metrics
 
@@ -84,34 +84,7 @@ def test_iteration_payload_has_every_schema_field():
         env_steps_this_iter=50,
         policies={"p": policy},
     )
-    expected = {
-        "kind",
-        "timestamp",
-        "training_iteration",
-        "timesteps_total",
-        "episodes_total",
-        "episodes_this_iter",
-        "episode_reward_mean",
-        "episode_reward_min",
-        "episode_reward_max",
-        "episode_len_mean",
-        "time_this_iter_s",
-        "time_total_s",
-        "env_steps_this_iter",
-        "env_throughput",
-        "num_env_steps_sampled",
-        "num_env_steps_trained",
-        "num_agent_steps_sampled",
-        "num_agent_steps_trained",
-        "custom_metrics",
-        "policies",
-        "checkpoints",
-        "trial_id",
-        "experiment_id",
-        "experiment_tag",
-        "date",
-    }
-    assert set(payload) == expected
+    assert set(payload) == SCHEMA_FIELDS | IDENTITY_FIELDS
     assert payload["env_throughput"] == 25.0 and payload["num_agent_steps_trained"] == 100
     assert (
         payload["policies"]["p"]["learner"]

@@ -107,6 +107,27 @@ def run_isolated(args: list, cwd: Path, env: dict, timeout: float = 240) -> subp
     return run_in_own_session(script_command(SCRIPT, *args), cwd, env, timeout)
 
 
+def start_until_first_metric(config: Path, cwd: Path, start_new_session: bool = False) -> subprocess.Popen:
+    """Start a training run of `config` and read its stdout up to the first @METRIC line."""
+    process = subprocess.Popen(
+        script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={cwd / 'exp'}"),
+        cwd=cwd,
+        env=metrics_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=start_new_session,
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("@METRIC "):
+                break
+    except BaseException:
+        process.kill()
+        raise
+    return process
+
+
 def metrics_env() -> dict:
     return dict(os.environ, CONTROLLER_METRICS="1")
 
@@ -557,19 +578,8 @@ def test_stop_signal_saves_a_final_checkpoint_and_leaves_nothing(tmp_path, stop_
     data = yaml.safe_load(config.read_text())
     data["checkpoint_frequency"] = 1000
     config.write_text(yaml.safe_dump(data))
-    process = subprocess.Popen(
-        script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"),
-        cwd=tmp_path,
-        env=metrics_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_until_first_metric(config, tmp_path, start_new_session=True)
     try:
-        for line in process.stdout:
-            if line.startswith("@METRIC "):
-                break
         process.send_signal(stop_signal)
         started = time.monotonic()
         _, stderr = process.communicate(timeout=60)
@@ -609,18 +619,8 @@ def test_stop_file_that_appears_stops_the_run(tmp_path):
     port = find_free_port_block(2)
     stop_file = tmp_path / "STOP"
     config = controller_config(tmp_path, port, stop={"stop_file": str(stop_file), "training_iteration": 200})
-    process = subprocess.Popen(
-        script_command(SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"),
-        cwd=tmp_path,
-        env=metrics_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_until_first_metric(config, tmp_path)
     try:
-        for line in process.stdout:
-            if line.startswith("@METRIC "):
-                break
         stop_file.touch()
         stdout, stderr = process.communicate(timeout=60)
     finally:

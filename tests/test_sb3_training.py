@@ -11,6 +11,8 @@ import onnxruntime
 import pytest
 from conftest import SIM_DIR, find_free_port_block
 from script_helpers import (
+    POLICY_FIELDS,
+    SCHEMA_FIELDS,
     interrupt,
     metric_lines,
     processes_matching,
@@ -20,39 +22,6 @@ from script_helpers import (
 )
 
 SCRIPT = "stable_baselines3_training_script.py"
-SCHEMA_FIELDS = {
-    "kind",
-    "timestamp",
-    "training_iteration",
-    "timesteps_total",
-    "episodes_total",
-    "episodes_this_iter",
-    "episode_reward_mean",
-    "episode_reward_min",
-    "episode_reward_max",
-    "episode_len_mean",
-    "time_this_iter_s",
-    "time_total_s",
-    "env_steps_this_iter",
-    "env_throughput",
-    "num_env_steps_sampled",
-    "num_env_steps_trained",
-    "num_agent_steps_sampled",
-    "num_agent_steps_trained",
-    "custom_metrics",
-    "policies",
-    "checkpoints",
-}
-POLICY_FIELDS = {
-    "reward_mean",
-    "reward_min",
-    "reward_max",
-    "episode_len_mean",
-    "completed_episodes",
-    "learner_stats",
-    "learner",
-    "custom_metrics",
-}
 
 
 def game(name: str) -> str:
