@@ -94,7 +94,8 @@ def test_game_faults(game_args, error, message):
     started = time.monotonic()
     with pytest.raises(error, match=message):
         run_until_error(step_timeout=1.5, **game_args)
-    assert time.monotonic() - started < 6, "within the 1.5 s step timeout and a game start"
+    # Far below the 60 s default timeout, with room for a game start on a loaded machine.
+    assert time.monotonic() - started < 20, "within the 1.5 s step timeout and a game start"
 
 
 def test_never_connecting_game_names_path_and_port():
@@ -104,7 +105,7 @@ def test_never_connecting_game_names_path_and_port():
         GameConnectError, match=f"BallChase.x86_64 on port {port} did not connect within 1.5 s"
     ):
         RobustGodotEnv(env_path=BALLCHASE, port=port, connect_timeout=1.5, game_args={"never_connect": 1})
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 12, "the 1.5 s connect timeout, not the default one"
     time.sleep(0.2)
     assert processes_matching(f"--port={port} ") == []
 
