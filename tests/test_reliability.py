@@ -28,7 +28,7 @@ from script_helpers import (
 
 SCRIPT = "stable_baselines3_training_script.py"
 BALLCHASE = str(SIM_DIR / "BallChase.x86_64")
-SIGINT_CYCLES = 6  # SIGINTs at random moments per run of the suite; bench/soak.py keeps going for minutes
+SIGINT_CYCLES = 6  # SIGINTs at random moments per suite run; bench/soak.py soaks SB3 for minutes
 
 
 def training_args(tmp_path: Path, port: int, timesteps: int = 100_000, *extra: str) -> list:
