@@ -173,7 +173,7 @@ def check_spaces(
     for kind in ("observation_space", "action_space"):
         if kind in recorded and recorded[kind] != actual[kind]:
             raise UserError(
-                f"policy {policy!r} of {model_path} has {kind.replace('_', ' ')} {actual[kind]}, but its "
+                f"{model_path} has {kind.replace('_', ' ')} {actual[kind]}, but its "
                 f"manifest {manifest_path(model_path)} records {recorded[kind]}",
                 "export the model the manifest was written for, or delete the stale manifest",
             )

@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Dict, List
@@ -16,7 +17,7 @@ import numpy as np
 import onnxruntime
 import pytest
 from conftest import REPO_ROOT, find_free_port_block
-from script_helpers import metric_lines, processes_matching, run_script
+from script_helpers import metric_lines, processes_matching, run_in_own_session, run_script, script_command
 
 from godot_rl_cli import manifest
 
@@ -189,3 +190,109 @@ def test_no_new_best_when_the_evaluation_reward_falls(tmp_path, script_env):
     record = json.loads(manifest.manifest_path(tmp_path / "exp" / "best_model.zip").read_text())
     assert record["best_evaluation"]["iteration"] == 2 and record["timesteps"] == 128
     assert not list(tmp_path.rglob("best.onnx"))  # no --onnx_export_path: no ONNX
+
+
+# --- RLlib ------------------------------------------------------------------------------------------
+
+
+def rllib_config(directory: Path, port: int) -> Path:
+    """A controller-shaped YAML: one policy, 200-step iterations, one evaluation episode per iteration."""
+    config = {
+        "algorithm": "PPO",
+        "env_is_multiagent": False,
+        "checkpoint_frequency": 2,
+        "stop": {"training_iteration": 3},
+        "config": {
+            "env": "godot",
+            "env_config": {"env_path": GAME, "speedup": 8, "action_repeat": 8, "port": port},
+            "num_workers": 0,
+            "rollout_fragment_length": 100,
+            "train_batch_size": 200,
+            "sgd_minibatch_size": 100,
+            "num_sgd_iter": 2,
+            "evaluation_interval": 1,
+            "evaluation_duration": 1,
+        },
+    }
+    path = directory / "rllib_config.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
+
+
+@pytest.fixture(scope="module")
+def rllib_falling(tmp_path_factory):
+    """An RLlib run whose evaluation reward falls each time: only the first evaluation is a new best."""
+    directory = tmp_path_factory.mktemp("rllib_eval")
+    port = find_free_port_block(4)
+    args = [
+        f"--config_file={rllib_config(directory, port)}",
+        f"--experiment_dir={directory / 'exp'}",
+        "--game_arg=reward_trend=-1",
+        f"--onnx_export_dir={directory / 'onnx'}",
+    ]
+    env = {**os.environ, "CONTROLLER_METRICS": "1"}
+    result = run_in_own_session(script_command("rllib_training_script.py", *args), directory, env, 240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [trial] = [path.parent for path in (directory / "exp").glob("*/*/run_manifest.json")]
+    return directory, port, args, result, trial
+
+
+def test_rllib_evaluation_on_its_own_port_with_metrics_per_policy(rllib_falling):
+    _, port, _, result, _ = rllib_falling
+    # game 0 (the probe, then the local training env) on port; the evaluation runner's game after it
+    assert f"seed=0 port={port}" in result.stderr and f"seed=2 port={port + 2}" in result.stderr
+    assert f"port={port + 1}" not in result.stderr  # no idle evaluation game in the driver
+    found = evaluations(result.stdout)
+    assert sorted(found) == [1, 2, 3]
+    rewards = [found[iteration]["eval_reward_mean"] for iteration in (1, 2, 3)]
+    assert rewards[0] > rewards[1] + 50 > rewards[2] + 100
+    for sample in found.values():
+        policy = sample["policies"]["shared_policy"]
+        assert policy["eval_reward_mean"] == sample["eval_reward_mean"]
+        assert policy["custom_metrics"]["eval_reward_mean"] == sample["eval_reward_mean"]
+        assert sample["eval_episode_len_mean"] == 100.0
+
+
+def test_rllib_best_checkpoint_only_on_a_new_best(rllib_falling):
+    directory, _, args, result, trial = rllib_falling
+    assert result.stdout.count("New best evaluation reward") == 1
+    best = trial / "best"
+    assert (best / "algorithm_state.pkl").is_file() and (best / "policies" / "shared_policy").is_dir()
+    record = json.loads((best / "manifest.json").read_text())
+    assert record["training_iteration"] == 1 and record["timesteps"] == 200
+    assert record["best_evaluation"]["iteration"] == 1
+    onnx_file = directory / "onnx" / "best_shared_policy.onnx"
+    assert [item.name for item in onnxruntime.InferenceSession(str(onnx_file)).get_inputs()] == [
+        "obs",
+        "state_ins",
+    ]
+    assert f"Best evaluation: iteration 1, mean reward {found_reward(result.stdout, 1):.3f}" in result.stdout
+    # every checkpoint has its manifest, and it is true
+    for name in ("checkpoint_000000", "checkpoint_000001"):
+        record = json.loads((trial / name / "manifest.json").read_text())
+        assert record["argv"] == args and record["algorithm"] == "PPO" and record["trainer"] == "rllib"
+        assert record["game"]["action_keys"] == ["move"] and record["game"]["observation_keys"] == ["obs"]
+        assert record["policies"]["shared_policy"]["observation_space"] == "Box(-inf, inf, (4,), float32)"
+        assert record["hyperparameters"]["train_batch_size"] == 200
+        assert record["versions"]["ray"] == importlib.metadata.version("ray")
+    assert json.loads((trial / "checkpoint_000001" / "manifest.json").read_text())["timesteps"] == 600
+
+
+def found_reward(stdout: str, iteration: int) -> float:
+    return evaluations(stdout)[iteration]["eval_reward_mean"]
+
+
+def test_rllib_converter_refuses_a_checkpoint_whose_manifest_spaces_differ(rllib_falling, tmp_path):
+    _, _, _, _, trial = rllib_falling
+    checkpoint = tmp_path / "checkpoint_000001"
+    shutil.copytree(trial / "checkpoint_000001", checkpoint)
+    record = json.loads((checkpoint / "manifest.json").read_text())
+    record["policies"]["shared_policy"]["observation_space"] = "Box(-inf, inf, (5,), float32)"
+    manifest.write(checkpoint / "manifest.json", record)
+    result = run_script(
+        "convert_rllib_to_onnx.py", str(checkpoint), "-o", str(tmp_path / "out"), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "(4,)" in errors[0] and "(5,)" in errors[0] and "manifest" in errors[0]
+    assert not list(tmp_path.rglob("*.onnx"))
