@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -17,7 +18,16 @@ import numpy as np
 import onnxruntime
 import pytest
 from conftest import REPO_ROOT, find_free_port_block
-from script_helpers import metric_lines, processes_matching, run_in_own_session, run_script, script_command
+from script_helpers import (
+    interrupt,
+    metric_lines,
+    processes_matching,
+    run_in_own_session,
+    run_script,
+    script_command,
+    start_script,
+    wait_for_line,
+)
 
 from godot_rl_cli import manifest
 
@@ -296,3 +306,22 @@ def test_rllib_converter_refuses_a_checkpoint_whose_manifest_spaces_differ(rllib
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and "(4,)" in errors[0] and "(5,)" in errors[0] and "manifest" in errors[0]
     assert not list(tmp_path.rglob("*.onnx"))
+
+
+def test_sigint_during_an_evaluation_saves_the_model_and_exits(tmp_path, script_env):
+    port = find_free_port_block(2)
+    args = sb3_run(tmp_path, port, 0.0)
+    args[args.index("--eval_episodes=1")] = "--eval_episodes=1000"  # 100,000 steps: far longer than the test
+    process = start_script("stable_baselines3_training_script.py", *args, cwd=tmp_path, env=script_env)
+    wait_for_line(process, "@METRIC ", 60)  # iteration 1 is reported at step 64; the evaluation starts at 128
+    time.sleep(1.0)
+    started = time.monotonic()
+    stdout, stderr = interrupt(process)
+    assert process.returncode == 0, stderr[-3000:]
+    assert time.monotonic() - started < 10
+    assert (tmp_path / "exp" / "run_final.zip").is_file()
+    assert manifest.manifest_path(tmp_path / "exp" / "run_final.zip").is_file()
+    assert "Evaluation: no evaluation finished, no best model saved." in stdout
+    assert not (tmp_path / "exp" / "best_model.zip").exists()
+    time.sleep(0.3)
+    assert processes_matching(f"--port={port + 1} ") == [] and processes_matching(f"--port={port} ") == []

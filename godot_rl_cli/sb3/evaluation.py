@@ -18,6 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from godot_rl_cli.errors import UserError, print_warning
+from godot_rl_cli.game.process import raise_if_stop_requested
 from godot_rl_cli.onnx.recipe import VerificationError
 from godot_rl_cli.onnx.sb3 import export_sb3_model
 from godot_rl_cli.sb3.callbacks import save_model_atomically
@@ -114,6 +115,12 @@ class GodotEvalCallback(EvalCallback):
         )
         self.on_new_best = on_new_best
         self.reported = 0
+
+    def _log_success_callback(self, locals_: Dict[str, Any], globals_: Dict[str, Any]) -> None:
+        """Called by SB3's evaluate_policy after each step: a stop request (SIGINT) abandons the evaluation,
+        and the script saves the model as after any stop."""
+        raise_if_stop_requested()
+        super()._log_success_callback(locals_, globals_)
 
     def take_metrics(self) -> Dict[str, float]:
         """The fields of the evaluation done since the last call (empty when there was none)."""
