@@ -214,7 +214,13 @@ def rllib_config(directory: Path, port: int) -> Path:
         "stop": {"training_iteration": 3},
         "config": {
             "env": "godot",
-            "env_config": {"env_path": GAME, "speedup": 8, "action_repeat": 8, "port": port},
+            "env_config": {
+                "env_path": GAME,
+                "speedup": 8,
+                "action_repeat": 8,
+                "port": port,
+                "max_env_restarts": 1,
+            },
             "num_workers": 0,
             "rollout_fragment_length": 100,
             "train_batch_size": 200,
@@ -238,6 +244,8 @@ def rllib_falling(tmp_path_factory):
         f"--config_file={rllib_config(directory, port)}",
         f"--experiment_dir={directory / 'exp'}",
         "--game_arg=reward_trend=-1",
+        "--game_arg=crash_after_steps=250",
+        "--game_arg=fault_seed=2",  # only the evaluation game (seed 2) crashes, in the third evaluation
         f"--onnx_export_dir={directory / 'onnx'}",
     ]
     env = {**os.environ, "CONTROLLER_METRICS": "1"}
@@ -255,12 +263,16 @@ def test_rllib_evaluation_on_its_own_port_with_metrics_per_policy(rllib_falling)
     found = evaluations(result.stdout)
     assert sorted(found) == [1, 2, 3]
     rewards = [found[iteration]["eval_reward_mean"] for iteration in (1, 2, 3)]
-    assert rewards[0] > rewards[1] + 50 > rewards[2] + 100
+    assert rewards[0] > rewards[1] + 50 and rewards[0] > rewards[2] + 50
+    # the evaluation game crashed in the third evaluation and was relaunched; the run went on
+    assert "restarting it (1 of max_env_restarts 1)" in result.stderr
+    assert metric_lines(result.stdout)[-1]["env_restarts"] == 1
     for sample in found.values():
         policy = sample["policies"]["shared_policy"]
         assert policy["eval_reward_mean"] == sample["eval_reward_mean"]
         assert policy["custom_metrics"]["eval_reward_mean"] == sample["eval_reward_mean"]
-        assert sample["eval_episode_len_mean"] == 100.0
+    assert [found[iteration]["eval_episode_len_mean"] for iteration in (1, 2)] == [100.0, 100.0]
+    assert 0 < found[3]["eval_episode_len_mean"] < 100  # ended by the crash
 
 
 def test_rllib_best_checkpoint_only_on_a_new_best(rllib_falling):
