@@ -12,6 +12,7 @@ Where: `<model>.manifest.json` beside an SB3 `<model>.zip` (several models share
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import subprocess
@@ -130,13 +131,27 @@ def build(
     }
 
 
+def _json_value(value: Any) -> Any:
+    """Strict-JSON form of a value: infinities and NaN (e.g. a YAML `vf_clip_param: .inf`) and anything that
+    is not JSON (paths, functions) become text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
 def write(path: Path, manifest: Mapping[str, Any]) -> Path:
-    """Write the manifest atomically (temporary file, then rename); values JSON cannot hold become text."""
+    """Write the manifest atomically (temporary file, then rename), as strict JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(json.dumps(manifest, indent=2, default=str, allow_nan=False) + "\n")
+        temporary.write_text(json.dumps(_json_value(manifest), indent=2, allow_nan=False) + "\n")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

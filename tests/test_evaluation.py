@@ -17,6 +17,7 @@ from typing import Dict, List
 import numpy as np
 import onnxruntime
 import pytest
+import yaml
 from conftest import REPO_ROOT, find_free_port_block
 from script_helpers import (
     interrupt,
@@ -226,12 +227,15 @@ def rllib_config(directory: Path, port: int) -> Path:
             "train_batch_size": 200,
             "sgd_minibatch_size": 100,
             "num_sgd_iter": 2,
+            "vf_clip_param": float(
+                "inf"
+            ),  # as the controller writes it (.inf): the manifest stays strict JSON
             "evaluation_interval": 1,
             "evaluation_duration": 1,
         },
     }
     path = directory / "rllib_config.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
@@ -296,6 +300,7 @@ def test_rllib_best_checkpoint_only_on_a_new_best(rllib_falling):
         assert record["game"]["action_keys"] == ["move"] and record["game"]["observation_keys"] == ["obs"]
         assert record["policies"]["shared_policy"]["observation_space"] == "Box(-inf, inf, (4,), float32)"
         assert record["hyperparameters"]["train_batch_size"] == 200
+        assert record["hyperparameters"]["vf_clip_param"] == "inf"
         assert record["versions"]["ray"] == importlib.metadata.version("ray")
     assert json.loads((trial / "checkpoint_000001" / "manifest.json").read_text())["timesteps"] == 600
 
