@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help=game_arg_help,
     )
+    onnx_help = (
+        "with evaluation on (evaluation_interval in the YAML): write DIR/best_<policy>.onnx at each new best"
+    )
+    add_flag(parser, "onnx_export_dir", default=None, metavar="DIR", help=onnx_help)
     panel_help = "before training, print what the game sends for one real reset and one real step"
     add_flag(parser, "debug_panel", action="store_true", help=panel_help)
     add_thread_argument(parser)
@@ -88,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
 
     from godot_rl_cli.signals import StopSignals
@@ -122,11 +127,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
         mapping_function = compile_mapping_function(spec.mapping_source) if spec.mapping_source else None
 
+        from godot_rl_cli.rllib.evaluation import CheckpointManifests, configure_evaluation
         from godot_rl_cli.rllib.setup import build_config, probe_game  # imports Ray
 
         game = probe_game(env_config)
         try:
             config, policy_names = build_config(spec, env_config, game, mapping_function)
+            evaluating = configure_evaluation(config, spec.settings)
+            manifests = CheckpointManifests(args, argv, spec, game, config)
             if args.debug_panel:
                 policy_of = config.policy_mapping_fn
                 print_debug_panel(game, "RLlib", lambda index: policy_of(index, None, None))
@@ -147,6 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from godot_rl_cli import metrics
     from godot_rl_cli.rllib.callbacks import count_env_restarts, iteration_payload
+    from godot_rl_cli.rllib.evaluation import BestCheckpoint, add_to_payload
     from godot_rl_cli.rllib.setup import find_game_error
 
     try:
@@ -164,6 +173,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         checkpoint_index_offset=checkpoint_index,
     )
     print(f"Results and checkpoints: {trial.directory}", flush=True)
+    onnx_dir = Path(args.onnx_export_dir).expanduser().absolute() if args.onnx_export_dir else None
+    best = BestCheckpoint(trial.directory, manifests, onnx_dir) if evaluating else None
     print(f"Torch threads for the learner: {threads}", flush=True)
 
     ray.init(
@@ -182,6 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     def save_checkpoint() -> None:
         nonlocal checkpoint_index, last_saved_iteration
         path = trial.save_checkpoint(algo, checkpoint_index)
+        manifests.write(algo, path)
         print(f"Saved checkpoint {path}", flush=True)
         checkpoint_index += 1
         last_saved_iteration = algo.iteration
@@ -217,15 +229,25 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"{result.get('time_this_iter_s', 0):.1f} s",
                 flush=True,
             )
+            evaluation = best.update(algo, result) if best else {}
+            if evaluation:
+                print(
+                    f"evaluation {result['training_iteration']} | reward mean "
+                    f"{evaluation['eval_reward_mean']:.2f} | best {best.reward:.2f} (iteration "
+                    f"{best.iteration})",
+                    flush=True,
+                )
             if spec.checkpoint_frequency and result["training_iteration"] % spec.checkpoint_frequency == 0:
                 save_checkpoint()
             if metrics.metrics_enabled():  # after the save: `checkpoints` is what is on disk
                 identity = metrics.run_identity(
                     trial.experiment_tag, trial.trial_id, result.get("experiment_id")
                 )
-                metrics.emit_metric(
-                    iteration_payload(result, len(trial.checkpoints()), count_env_restarts(algo), identity)
+                payload = iteration_payload(
+                    result, len(trial.checkpoints()), count_env_restarts(algo), identity
                 )
+                add_to_payload(payload, evaluation)
+                metrics.emit_metric(payload)
             reason = stop.reason(result)
             if reason:
                 print(f"Stopping: {reason}", flush=True)
@@ -265,6 +287,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 pass
         stop_all_games()
         ray.shutdown()
+    if best is not None:
+        print(best.summary(), flush=True)
     return exit_code
 
 

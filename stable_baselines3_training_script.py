@@ -20,7 +20,15 @@ def final_model_path(args) -> Path:
     return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
 
 
+def close_all(*envs) -> None:
+    """Close every env that was started (each stops its games)."""
+    for env in envs:
+        if env is not None:
+            env.close()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
 
     from godot_rl_cli.threads import configure_torch_threads
@@ -40,7 +48,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         StopWhenRequested,
         save_model_atomically,
     )
+    from godot_rl_cli.sb3.evaluation import start_evaluation
     from godot_rl_cli.sb3.inference import run_inference
+    from godot_rl_cli.sb3.manifests import ModelManifests
     from godot_rl_cli.sb3.model import (
         algorithm_class,
         check_action_space,
@@ -62,6 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     # Check everything that can be checked before a game starts.
     env = None
+    eval_env = None
     model = None
     try:
         if args.env_path:
@@ -72,22 +83,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         set_random_seed(args.seed)
         env = GodotVecEnv(GameSettings.from_args(args), args.n_parallel)
         check_action_space(args.algo, env.action_space)
+        if args.eval_freq:  # one more game, numbered after the training games (port + n_parallel)
+            eval_env = VecMonitor(GodotVecEnv(GameSettings.from_args(args), 1, first_game=args.n_parallel))
         if args.debug_panel:
             print_debug_panel(env.games[0], "Stable-Baselines3")
         monitored_env = VecMonitor(env)
         if args.resume_model_path:  # with this run's envs: their number may differ from the saved run's
             model = load_model(args.algo, args.resume_model_path, args.device, monitored_env)
     except UserError as error:
-        if env is not None:
-            env.close()
+        close_all(env, eval_env)
         exit_with_error(error.what, error.how)
     except GameError as error:
+        close_all(env, eval_env)
         exit_with_error(
             str(error), "check that the game starts on its own and uses the Godot RL Agents plugin"
         )
     except (StopRequested, KeyboardInterrupt):
-        if env is not None:
-            env.close()
+        close_all(env, eval_env)
         print("Stopped before training started; nothing to save.", file=sys.stderr)
         return 0
 
@@ -96,6 +108,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"observations {env.observation_space}, actions {env.action_space}; torch threads {threads}",
         flush=True,
     )
+    manifests = ModelManifests(args, argv, env.games[0], env.policy_name, args.n_parallel)
+    evaluation = None
     exit_code = 0
     training_started = False
     try:
@@ -148,14 +162,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             training_started = True
             checkpoints = (
-                AtomicCheckpointCallback(experiment_dir, args.save_checkpoint_frequency)
+                AtomicCheckpointCallback(
+                    experiment_dir, args.save_checkpoint_frequency, after_save=manifests.write
+                )
                 if args.save_checkpoint_frequency
                 else None
             )
-            reporter = ControllerMetricsCallback(
-                env.policy_name, checkpoints, lambda: env.restarts.used, identity
-            )
+
+            def restarts() -> int:
+                return env.restarts.used + (eval_env.unwrapped.restarts.used if eval_env else 0)
+
+            reporter = ControllerMetricsCallback(env.policy_name, checkpoints, restarts, identity)
+            if eval_env is not None:
+                evaluation = start_evaluation(
+                    args,
+                    eval_env,
+                    env.num_envs,
+                    experiment_dir,
+                    lambda: reporter.iteration + 1,
+                    manifests.write,
+                )
+                reporter.extra_fields = evaluation.take_metrics
             callbacks = [stopper, reporter] + ([checkpoints] if checkpoints else [])
+            callbacks += [evaluation] if evaluation else []
             rollout_size = getattr(model, "n_steps", 1) * env.num_envs
             started = time.monotonic()
             model.learn(
@@ -187,6 +216,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if training_started and exit_code != 130:
             save_model_atomically(model, model_path)
+            manifests.write(model, model_path)
             print(f"Model saved to {model_path}", flush=True)
             if args.onnx_export_path and exit_code == 0:
                 onnx_path = Path(args.onnx_export_path).expanduser().absolute()
@@ -198,7 +228,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print_error(f"saving failed: {error}", "check free disk space and permissions of the output paths")
         exit_code = 1
     finally:
-        monitored_env.close()
+        close_all(monitored_env, eval_env)
+    if evaluation is not None:
+        print(evaluation.summary(), flush=True)
     return exit_code
 
 

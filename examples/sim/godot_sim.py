@@ -11,6 +11,9 @@ Fault injection for tests, as extra `--key=value` arguments: `crash_after_steps`
 `step_cost_ms` (busy wait per physics tick), and `fault=<kind>` with `fault_after_steps=N`
 for the protocol faults listed in `FAULTS`. With `fault_seed=S` the faults apply only to the
 game started with `--env_seed=S` (one of several parallel games).
+
+Reward control for tests: `reward_trend=T` adds T times the number of episodes this game has finished so
+far to every step's reward (T > 0: later episodes score higher whatever the policy; T < 0: lower).
 """
 
 import json
@@ -388,6 +391,8 @@ class Runner:
         self.speedup = float(args.get("speedup", "1"))
         self.realtime = args.get("realtime") == "1"
         self.step_cost_s = float(args.get("step_cost_ms", "0")) / 1000.0
+        self.reward_trend = float(args.get("reward_trend", "0"))
+        self.episodes_finished = 0
         self.steps = 0
 
     def _after(self, key: str) -> Optional[int]:
@@ -420,7 +425,8 @@ class Runner:
         self.game.end_step()
         n = self.game.n_agents
         rewards, dones = zip(*(self.game.take_reward_and_done(index) for index in range(n)), strict=False)
-        reward_list = [float(reward) for reward in rewards]
+        reward_list = [float(reward) + self.reward_trend * self.episodes_finished for reward in rewards]
+        self.episodes_finished += sum(1 for done in dones if done)
         nan_after = self._after("nan_reward_after_steps")
         if nan_after is not None and self.steps > nan_after:
             reward_list[0] = float("nan")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from godot_rl_cli import algorithms
+from godot_rl_cli import algorithms, manifest
 from godot_rl_cli.algorithms import ALGORITHMS, RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe
@@ -315,9 +315,12 @@ def export_checkpoint_policy(
     ir_version: int = 9,
     verify: bool = True,
 ) -> recipe.ExportSummary:
-    """Load one policy of `checkpoint` and export it."""
+    """Load one policy of `checkpoint` and export it; refused when its spaces differ from the checkpoint's
+    manifest."""
+    policy = load_policy(checkpoint, policy_id)
+    manifest.check_spaces(checkpoint, policy.observation_space, policy.action_space, policy_id)
     return export_policy(
-        load_policy(checkpoint, policy_id),
+        policy,
         policy_id,
         output_path,
         opset=opset,

@@ -27,7 +27,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 
-from godot_rl_cli import algorithms
+from godot_rl_cli import algorithms, manifest
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe
@@ -359,8 +359,9 @@ def convert_sb3_file(
     model_path: Path, output_path: Optional[Path] = None, *, algo: Optional[str] = None, **export_options: Any
 ) -> recipe.ExportSummary:
     """Load `model_path` (detecting the algorithm unless given) and export it with `export_sb3_model`'s
-    options; default output: beside it, `.onnx`."""
+    options; default output: beside it, `.onnx`. Refused when the spaces differ from the model's manifest."""
     model_path = with_zip_suffix(Path(model_path))
     model, algo = load_sb3_model(model_path, algo)
+    manifest.check_spaces(model_path, model.observation_space, model.action_space)
     output_path = Path(output_path) if output_path else model_path.with_suffix(".onnx")
     return export_sb3_model(model, output_path, algo=algo, **export_options)

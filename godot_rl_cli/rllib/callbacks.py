@@ -45,11 +45,17 @@ class ControllerMetricsCallback(DefaultCallbacks):
 
 
 def count_env_restarts(algo: Any) -> int:
-    """Games relaunched so far (`max_env_restarts`) by every env of every env runner, asked through RLlib."""
-    counts = algo.env_runner_group.foreach_env_runner(
-        lambda runner: sum(env.restarts.used for env in runner.foreach_env(lambda env: env))
-    )
-    return int(sum(counts))
+    """Games relaunched so far (`max_env_restarts`) by every env of every env runner, the evaluation runners'
+    included, asked through RLlib."""
+    total = 0
+    for group in (algo.env_runner_group, getattr(algo, "eval_env_runner_group", None)):
+        if group is not None:
+            total += sum(
+                group.foreach_env_runner(
+                    lambda runner: sum(env.restarts.used for env in runner.foreach_env(lambda env: env))
+                )
+            )
+    return total
 
 
 def iteration_payload(

@@ -37,7 +37,8 @@ def game_index(env_config: Any) -> int:
     probe game and a local env runner's first env)."""
     worker = getattr(env_config, "worker_index", 0)
     vector = getattr(env_config, "vector_index", 0)
-    return worker * int(env_config.get("_envs_per_worker", 1)) + vector
+    offset = int(env_config.get("_game_offset", 0))  # the evaluation game's: after every training game
+    return offset + worker * int(env_config.get("_envs_per_worker", 1)) + vector
 
 
 def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:

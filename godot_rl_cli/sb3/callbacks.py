@@ -93,8 +93,10 @@ class ControllerMetricsCallback(BaseCallback):
         checkpoint_counter: "AtomicCheckpointCallback | None" = None,
         restarts: Callable[[], int] = lambda: 0,
         identity: Optional[Dict[str, str]] = None,
+        extra_fields: Callable[[], Dict[str, float]] = dict,
     ):
         super().__init__()
+        self.extra_fields = extra_fields
         self.restarts = restarts
         self.identity = identity or metrics.run_identity("sb3")
         self.policy_name = policy_name
@@ -163,6 +165,9 @@ class ControllerMetricsCallback(BaseCallback):
         steps = self.model.num_timesteps - self.steps_at_iteration_start
         self.iteration += 1
         payload = self._payload(steps, now - self.stats.started_at, now - self.training_started_at)
+        extra = self.extra_fields()  # e.g. an evaluation's numbers: top level, and charted as custom metrics
+        payload.update(extra)
+        payload["custom_metrics"].update(extra)
         metrics.emit_metric(payload)
         if now - self.last_summary_at >= HUMAN_SUMMARY_INTERVAL_S:
             self.last_summary_at = now
@@ -247,10 +252,17 @@ def human_summary(payload: Dict[str, Any], recent: IterationStats) -> str:
 
 class AtomicCheckpointCallback(BaseCallback):
     """Saves `<directory>/rl_model_<steps>_steps.zip` each time the step count crosses a multiple of
-    `frequency`."""
+    `frequency`, then calls `after_save(model, path)` (the manifest)."""
 
-    def __init__(self, directory: Path, frequency: int, prefix: str = "rl_model"):
+    def __init__(
+        self,
+        directory: Path,
+        frequency: int,
+        prefix: str = "rl_model",
+        after_save: Callable[[BaseAlgorithm, Path], Any] = lambda model, path: None,
+    ):
         super().__init__()
+        self.after_save = after_save
         self.directory = Path(directory)
         self.frequency = frequency
         self.prefix = prefix
@@ -264,6 +276,7 @@ class AtomicCheckpointCallback(BaseCallback):
         if self.model.num_timesteps >= self.next_save_at:
             path = self.directory / f"{self.prefix}_{self.model.num_timesteps}_steps.zip"
             self.last_path = save_model_atomically(self.model, path)
+            self.after_save(self.model, path)
             self.saved += 1
             self.next_save_at = (self.model.num_timesteps // self.frequency + 1) * self.frequency
             print(f"Saved checkpoint {path}", flush=True)

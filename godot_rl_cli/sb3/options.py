@@ -132,6 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_thread_argument(run)
 
+    evaluation = parser.add_argument_group("evaluation (off unless --eval_freq is given)")
+    add_flag(
+        evaluation,
+        "eval_freq",
+        type=int_in_range(1),
+        default=None,
+        help="every N env steps (all training games together), play --eval_episodes deterministic episodes "
+        "on one more game on port port+n_parallel; a new best mean reward saves "
+        "<experiment_dir>/best_model.zip (and best.onnx beside --onnx_export_path)",
+    )
+    add_flag(
+        evaluation,
+        "eval_episodes",
+        type=int_in_range(1),
+        default=5,
+        help="episodes per evaluation",
+    )
+
     policy = parser.add_argument_group("policy network (the controller's flags)")
     policy_type_help = (
         "mlp; cnn for '2d' image keys; grn (gated residual blocks); lstm is refused (see README)"
@@ -168,4 +186,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error("--inference requires --resume_model_path")
     if args.n_parallel > 1 and not args.env_path:
         parser.error("--n_parallel > 1 requires --env_path (in-editor training runs one game)")
+    if args.eval_freq and not args.env_path:
+        parser.error("--eval_freq requires --env_path (evaluation runs on a game of its own)")
+    if args.eval_freq and args.inference:
+        parser.error("--eval_freq trains; --inference does not")
     return args

@@ -17,13 +17,14 @@ from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
 
 class GodotVecEnv(VecEnv):
-    """All agents of `n_parallel` game processes as one SB3 vectorised env (agent-major, game by game)."""
+    """All agents of `n_parallel` game processes as one SB3 vectorised env (agent-major, game by game).
+    `first_game` numbers the games (port, seed) after those of another env, e.g. the evaluation game."""
 
-    def __init__(self, settings: GameSettings, n_parallel: int = 1):
+    def __init__(self, settings: GameSettings, n_parallel: int = 1, first_game: int = 0):
         if settings.env_path is None and n_parallel > 1:
             raise UserError("--n_parallel > 1 needs --env_path", "in-editor training runs a single game")
         self.restarts = RestartBudget(settings.max_env_restarts, "--max_env_restarts")
-        self._game_settings = [settings.for_game(index) for index in range(n_parallel)]
+        self._game_settings = [settings.for_game(first_game + index) for index in range(n_parallel)]
         self.games: List[RobustGodotEnv] = []
         try:
             for game_settings in self._game_settings:
