@@ -31,8 +31,6 @@ from godot_rl_cli.rllib.layout import (
 )
 from godot_rl_cli.threads import add_thread_argument
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -147,6 +145,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from godot_rl_cli import metrics
     from godot_rl_cli.rllib.callbacks import count_env_restarts, iteration_payload
+    from godot_rl_cli.rllib.cluster import runtime_env
+    from godot_rl_cli.rllib.runners import LostRunnerWatch, runner_restarts
     from godot_rl_cli.rllib.setup import find_game_error
 
     try:
@@ -170,7 +170,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         address=args.ray_address or "local",  # never join a cluster that happens to run here unless asked
         include_dashboard=False if not args.ray_address else None,
         num_cpus=None if args.ray_address else max(2, int(config.num_env_runners) + 1),
-        runtime_env={"env_vars": {"PYTHONPATH": str(PACKAGE_ROOT)}},
+        runtime_env=runtime_env(args.ray_address),
         log_to_driver=True,
         configure_logging=False,
     )
@@ -193,6 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
         )
         algo.callbacks.episodes_offset = episodes_offset
+        runner_watch = LostRunnerWatch(algo)
         if resume_from:
             try:
                 algo.restore(str(resume_from))
@@ -210,11 +211,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         while signals.received == 0:
             result = algo.train()
             runners = result.get("env_runners", {})
+            restarted_runners = runner_restarts(algo)
             print(
                 f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | "
                 f"episodes {result.get('episodes_total')} | "
                 f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
-                f"{result.get('time_this_iter_s', 0):.1f} s",
+                f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}",
                 flush=True,
             )
             if spec.checkpoint_frequency and result["training_iteration"] % spec.checkpoint_frequency == 0:
@@ -224,8 +226,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                     trial.experiment_tag, trial.trial_id, result.get("experiment_id")
                 )
                 metrics.emit_metric(
-                    iteration_payload(result, len(trial.checkpoints()), count_env_restarts(algo), identity)
+                    iteration_payload(
+                        result,
+                        len(trial.checkpoints()),
+                        count_env_restarts(algo),
+                        identity,
+                        env_runner_restarts=restarted_runners,
+                    )
                 )
+            lost = runner_watch.lost_runner()
+            if lost:
+                raise UserError(lost, "the last checkpoint is saved; see the env runner's error above")
             reason = stop.reason(result)
             if reason:
                 print(f"Stopping: {reason}", flush=True)
