@@ -236,7 +236,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 )
             lost = runner_watch.lost_runner()
             if lost:
-                raise UserError(lost, "the last checkpoint is saved; see the env runner's error above")
+                raise UserError(lost, "the last checkpoint is saved: --resume from it")
             reason = stop.reason(result)
             if reason:
                 print(f"Stopping: {reason}", flush=True)

@@ -5,6 +5,7 @@ runners need the worker node's custom resource, so they run there. One cluster f
 that removes the worker node runs last."""
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -60,15 +61,19 @@ def stop_node(node: subprocess.Popen) -> None:
 
 class TwoNodeCluster:
     def __init__(self, root: Path):
+        from ray.util import get_node_ip_address
+
         self.root = root
         self.port = find_free_port_block(1)
-        self.address = f"127.0.0.1:{self.port}"
+        head_ip = (
+            get_node_ip_address()
+        )  # the head where a driver here looks for it, the worker node elsewhere
+        self.address = f"{head_ip}:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "PYTHONPATH")}
         self.head = start_node(
             [
                 "--head",
                 f"--port={self.port}",
-                "--node-ip-address=127.0.0.1",
                 "--num-cpus=1",
                 "--include-dashboard=false",
                 f"--temp-dir={root / 'ray'}",
@@ -81,13 +86,18 @@ class TwoNodeCluster:
         self.worker = start_node(
             [
                 f"--address={self.address}",
-                "--node-ip-address=127.0.0.1",
+                "--node-ip-address=127.0.0.2",
                 "--num-cpus=2",
                 f'--resources={{"{NODE_RESOURCE}": 2}}',
             ],
             cwd=str(self.worker_dir),
             env=self.env,
         )
+        # On one machine the worker node shares the head's session dir and overwrites the node IP cached in
+        # it, which a driver started here reads to choose its raylet; on its own machine it would not. Put the
+        # head's back, so drivers join the head's raylet and survive the worker node's removal.
+        cached_ip = root / "ray" / "session_latest" / "node_ip_address.json"
+        cached_ip.write_text(json.dumps({"node_ip_address": head_ip}))
 
     def on_worker_node(self, pid: int) -> bool:
         return str(pid) in in_session(self.worker.pid)
@@ -247,15 +257,24 @@ def test_sigterm_saves_a_final_checkpoint(cluster, tmp_path, moment):
 
 
 def test_a_second_sigterm_skips_the_checkpoint(cluster, tmp_path):
+    """The second SIGTERM, while the first waits for the iteration in progress to end."""
     port = find_free_port_block(3)
-    process = start_run(cluster, tmp_path, cluster_config(tmp_path, port, None, checkpoint_frequency=1000))
+    config = cluster_config(tmp_path, port, None, checkpoint_frequency=1000)
+    data = yaml.safe_load(config.read_text())
+    data["config"]["env_config"]["game_args"] = {
+        "step_cost_ms": 3
+    }  # with action_repeat 8: about 2.5 s per iteration
+    config.write_text(yaml.safe_dump(data))
+    process = start_run(cluster, tmp_path, config)
     lines = read_until(process, "@METRIC ")
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.05)
+    for line in process.stderr:
+        if line.startswith("Stopping: saving a final checkpoint"):
+            break
     process.send_signal(signal.SIGTERM)
-    finish(process, lines, timeout=60)
+    stdout, _ = finish(process, lines, timeout=60)
     assert process.returncode == 130
-    assert checkpoints(tmp_path) == []
+    assert checkpoints(tmp_path) == [] and "Saved checkpoint" not in stdout
     assert_no_games(port)
 
 
@@ -283,6 +302,7 @@ def test_worker_node_removed_ends_cleanly_with_a_checkpoint(cluster, tmp_path):
     stop_node(cluster.worker)
     stdout, stderr = finish(process, lines, timeout=240)
     (tmp_path / "stderr.txt").write_text(stderr)
+    (tmp_path / "stdout.txt").write_text(stdout)
     assert process.returncode == 1, stderr[-3000:]
     errors = error_lines(stderr)
     assert len(errors) == 1 and f"resources it needs ({NODE_RESOURCE} 1" in errors[0], stderr[-3000:]
