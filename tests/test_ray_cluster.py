@@ -179,6 +179,16 @@ def game_runner_pid(port: int) -> int:
     raise AssertionError(f"no game on port {port}")
 
 
+def python_path(pid: int) -> str:
+    """The PYTHONPATH of a process. On one machine a runner could also find the suite through the driver's
+    directory, which Ray appends to every worker's sys.path; the shipped package comes first, in
+    PYTHONPATH."""
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if entry.startswith(b"PYTHONPATH="):
+            return entry.decode()
+    return ""
+
+
 def finish(process: subprocess.Popen, lines: List[str], timeout: float = 120) -> tuple:
     try:
         stdout, stderr = process.communicate(timeout=timeout)
@@ -210,6 +220,7 @@ def test_runners_on_the_worker_node_survive_a_killed_runner(cluster, tmp_path):
     lines = read_until(process, "@METRIC ")
     runner = game_runner_pid(port + 1)
     assert cluster.on_worker_node(runner) and cluster.on_worker_node(game_runner_pid(port + 2))
+    assert "py_modules_files" in python_path(runner), "the runner imports the package Ray shipped"
     os.kill(runner, signal.SIGKILL)
     stdout, stderr = finish(process, lines)
     assert process.returncode == 0, stderr[-3000:]
