@@ -117,15 +117,17 @@ def cluster() -> Iterator[TwoNodeCluster]:
         cluster.stop()
 
 
-def cluster_config(tmp_path: Path, port: int, stop, checkpoint_frequency: int = 1, **settings) -> Path:
-    """A small Pong run whose two env runners need the worker node's resource."""
+def cluster_config(
+    tmp_path: Path, port: int, stop, checkpoint_frequency: int = 1, runners: int = 2, **settings
+) -> Path:
+    """A small Pong run whose env runners need the worker node's resource."""
     data = {
         "algorithm": "PPO",
         "checkpoint_frequency": checkpoint_frequency,
         "stop": stop,
         "config": {
             "env_config": {"env_path": PONG, "action_repeat": 8, "speedup": 8, "port": port},
-            "num_workers": 2,
+            "num_workers": runners,
             "custom_resources_per_env_runner": {NODE_RESOURCE: 1},
             "rollout_fragment_length": 100,
             "train_batch_size": 200,
@@ -239,7 +241,9 @@ def test_runners_on_the_worker_node_survive_a_killed_runner(cluster, tmp_path):
 
 def test_a_runner_lost_beyond_max_num_env_runner_restarts_ends_the_run(cluster, tmp_path):
     port = find_free_port_block(3)
-    config = cluster_config(tmp_path, port, {"training_iteration": 100}, max_num_env_runner_restarts=0)
+    config = cluster_config(
+        tmp_path, port, {"training_iteration": 100}, runners=1, max_num_env_runner_restarts=0
+    )
     process = start_run(cluster, tmp_path, config)
     lines = read_until(process, "@METRIC ")
     os.kill(game_runner_pid(port + 1), signal.SIGKILL)
@@ -256,7 +260,7 @@ def test_sigterm_saves_a_final_checkpoint(cluster, tmp_path, moment):
     """SIGTERM while the first iteration samples on the worker node, or as an iteration's checkpoint is
     written: a final checkpoint, the games closed, exit 0."""
     port = find_free_port_block(3)
-    process = start_run(cluster, tmp_path, cluster_config(tmp_path, port, None))
+    process = start_run(cluster, tmp_path, cluster_config(tmp_path, port, None, runners=1))
     lines = read_until(process, "Training policies" if moment == "first iteration" else "iteration 1 |")
     process.send_signal(signal.SIGTERM)
     stdout, stderr = finish(process, lines, timeout=60)
@@ -270,7 +274,7 @@ def test_sigterm_saves_a_final_checkpoint(cluster, tmp_path, moment):
 def test_a_second_sigterm_skips_the_checkpoint(cluster, tmp_path):
     """The second SIGTERM, while the first waits for the iteration in progress to end."""
     port = find_free_port_block(3)
-    config = cluster_config(tmp_path, port, None, checkpoint_frequency=1000)
+    config = cluster_config(tmp_path, port, None, checkpoint_frequency=1000, runners=1)
     data = yaml.safe_load(config.read_text())
     data["config"]["env_config"]["game_args"] = {
         "step_cost_ms": 3
