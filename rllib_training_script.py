@@ -31,8 +31,6 @@ from godot_rl_cli.rllib.layout import (
 )
 from godot_rl_cli.threads import add_thread_argument
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -155,7 +153,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from godot_rl_cli import metrics
     from godot_rl_cli.rllib.callbacks import count_env_restarts, iteration_payload
+    from godot_rl_cli.rllib.cluster import runtime_env
     from godot_rl_cli.rllib.evaluation import BestCheckpoint, add_to_payload
+    from godot_rl_cli.rllib.runners import LostRunnerWatch, runner_restarts
     from godot_rl_cli.rllib.setup import find_game_error
 
     try:
@@ -181,7 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         address=args.ray_address or "local",  # never join a cluster that happens to run here unless asked
         include_dashboard=False if not args.ray_address else None,
         num_cpus=None if args.ray_address else max(2, int(config.num_env_runners) + 1),
-        runtime_env={"env_vars": {"PYTHONPATH": str(PACKAGE_ROOT)}},
+        runtime_env=runtime_env(args.ray_address),
         log_to_driver=True,
         configure_logging=False,
     )
@@ -205,6 +205,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
         )
         algo.callbacks.episodes_offset = episodes_offset
+        runner_watch = LostRunnerWatch(algo)
         if resume_from:
             try:
                 algo.restore(str(resume_from))
@@ -222,11 +223,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         while signals.received == 0:
             result = algo.train()
             runners = result.get("env_runners", {})
+            restarted_runners = runner_restarts(algo)
             print(
                 f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | "
                 f"episodes {result.get('episodes_total')} | "
                 f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
-                f"{result.get('time_this_iter_s', 0):.1f} s",
+                f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}",
                 flush=True,
             )
             evaluation = best.update(algo, result) if best else {}
@@ -244,10 +246,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                     trial.experiment_tag, trial.trial_id, result.get("experiment_id")
                 )
                 payload = iteration_payload(
-                    result, len(trial.checkpoints()), count_env_restarts(algo), identity
+                    result,
+                    len(trial.checkpoints()),
+                    count_env_restarts(algo),
+                    identity,
+                    env_runner_restarts=restarted_runners,
                 )
                 add_to_payload(payload, evaluation)
                 metrics.emit_metric(payload)
+            lost = runner_watch.lost_runner()
+            if lost:
+                raise UserError(lost, "the last checkpoint is saved: --resume from it")
             reason = stop.reason(result)
             if reason:
                 print(f"Stopping: {reason}", flush=True)

@@ -63,9 +63,11 @@ def iteration_payload(
     checkpoints: int = 0,
     env_restarts: int = 0,
     identity: Optional[Dict[str, str]] = None,
+    env_runner_restarts: int = 0,
 ) -> Dict[str, Any]:
     """The controller's iteration sample from an RLlib (old API stack) result dict, with the checkpoints on
-    disk, the games relaunched and the run's identity (`metrics.run_identity`; the result's date)."""
+    disk, the games relaunched, the env runners restarted (also a custom metric, so the controller charts it)
+    and the run's identity (`metrics.run_identity`; the result's date)."""
     runners = result.get("env_runners", {})
     custom_by_policy: Dict[str, Dict[str, float]] = defaultdict(dict)
     overall: Dict[str, list] = defaultdict(list)
@@ -113,10 +115,14 @@ def iteration_payload(
             result.get("num_agent_steps_sampled_lifetime", result.get("num_agent_steps_sampled", 0))
         ),
         num_agent_steps_trained=int(result.get("num_agent_steps_trained", 0)),
-        custom_metrics={key: sum(values) / len(values) for key, values in overall.items()},
+        custom_metrics={
+            **{key: sum(values) / len(values) for key, values in overall.items()},
+            "env_runner_restarts": env_runner_restarts,
+        },
         policies=policies,
         checkpoints=checkpoints,
         env_restarts=env_restarts,
+        env_runner_restarts=env_runner_restarts,
         date=result.get("date"),
         **(identity or {}),
     )

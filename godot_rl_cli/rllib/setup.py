@@ -20,6 +20,7 @@ from godot_rl_cli.game.spaces import flat_action_space
 from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
 from godot_rl_cli.rllib.config import RunSpec, apply_settings
 from godot_rl_cli.rllib.env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
+from godot_rl_cli.rllib.runners import FAULT_TOLERANCE_DEFAULTS
 
 
 class _NoEpisodeBufferMeta(type(MultiAgentReplayBuffer)):
@@ -101,7 +102,7 @@ def build_config(
         .environment("godot", disable_env_checking=True)
         .multi_agent(policies=policies, policy_mapping_fn=mapping, policies_to_train=spec.policies_to_train)
         .callbacks(ControllerMetricsCallback)
-        .fault_tolerance(restart_failed_env_runners=False)
+        .fault_tolerance(**FAULT_TOLERANCE_DEFAULTS)  # a lost env runner is restarted (runners.py)
         .resources(num_gpus=0)  # IMPALA/APPO otherwise ask for a GPU; a YAML num_gpus still overrides
         .learners(num_gpus_per_learner=0)
         .debugging(log_level="ERROR")
