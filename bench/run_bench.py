@@ -1,8 +1,8 @@
 """Benchmarks of the shipped scripts as users run them, written to bench/results.md (README, "Benchmarks").
 
-    .venv/bin/python bench/run_bench.py --quick     # about 8 minutes
+    .venv/bin/python bench/run_bench.py --quick     # 12 minutes on a busy 2-core machine
     .venv/bin/python bench/run_bench.py             # full: longer runs, the CPU hog's sections, time
-                                                    # to reward for RLlib too (about 20 minutes)
+                                                    # to reward for RLlib too (24 minutes, busy)
     .venv/bin/python bench/run_bench.py --only=1,5  # some sections (numbers as in results.md)
 
 Every measured run is a subprocess started with the user's environment: our scripts, godot-rl 0.8.2's `gdrl`
@@ -10,7 +10,8 @@ console command, or a minimal standard-library client of the wire protocol that 
 random actions (the physical limit). The benchmark sets no thread variable and never imports torch.
 It adds two variables that do not change speed: CONTROLLER_METRICS=1 for our scripts (the controller's way
 of running them, the costlier path) and RAY_ADDRESS=local for both RLlib runs (so that `ray.init()` in gdrl
-does not attach to another Ray cluster on the machine).
+does not attach to another Ray cluster on the machine). `gdrl` picks its own ports (11008 for SB3, 11018 for
+RLlib): no other run may hold them.
 
 Throughput and rewards are measured in the game, the same way for every trainer: the benchmark launches
 BallChase through a small launcher (bench/traced_game.py) that stamps every step and every finished episode
@@ -706,9 +707,7 @@ def section_metric_delivery(samples: int) -> List[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="shorter runs, no CPU hog sections (about 8 minutes)"
-    )
+    parser.add_argument("--quick", action="store_true", help="shorter runs, no CPU hog sections")
     parser.add_argument("--output", default=str(REPO_ROOT / "bench" / "results.md"), help="where to write")
     parser.add_argument("--only", default="", help="comma-separated section numbers to run (default: all)")
     parser.add_argument("--limit-client", nargs=3, help=argparse.SUPPRESS)
