@@ -317,9 +317,7 @@ def test_worker_node_removed_ends_cleanly_with_a_checkpoint(cluster, tmp_path):
     process = start_run(cluster, tmp_path, cluster_config(tmp_path, port, None))
     lines = read_until(process, "@METRIC ")
     stop_node(cluster.worker)
-    stdout, stderr = finish(process, lines, timeout=240)
-    (tmp_path / "stderr.txt").write_text(stderr)
-    (tmp_path / "stdout.txt").write_text(stdout)
+    _, stderr = finish(process, lines, timeout=240)
     assert process.returncode == 1, stderr[-3000:]
     errors = error_lines(stderr)
     assert len(errors) == 1 and f"resources it needs ({NODE_RESOURCE} 1" in errors[0], stderr[-3000:]

@@ -67,7 +67,8 @@ class LostRunnerWatch:
                 limit = config.max_num_env_runner_restarts if config.restart_failed_env_runners else 0
                 return (
                     f"env runner {result.actor_id} was lost and cannot be restarted "
-                    f"(max_num_env_runner_restarts {limit} spent, or restarts are off)"
+                    f"(max_num_env_runner_restarts {limit} spent, or restarts are off; "
+                    "Ray logged the runner's last error above)"
                 )
         missing = ", ".join(f"{name} {amount}" for name, amount in self._missing_resources().items())
         for runner, since in self.lost_since.items():
