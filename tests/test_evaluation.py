@@ -187,6 +187,25 @@ def test_converter_refuses_a_model_whose_manifest_spaces_differ(improving, tmp_p
     assert result.returncode == 0, result.stderr
 
 
+def test_a_resumed_run_keeps_the_earlier_best_until_beaten(improving, tmp_path, script_env):
+    directory, _, _, _ = improving
+    shutil.copytree(directory / "exp", tmp_path / "exp")
+    best_zip = tmp_path / "exp" / "best_model.zip"
+    before = best_zip.read_bytes()
+    recorded = json.loads(manifest.manifest_path(best_zip).read_text())["best_evaluation"]
+    args = sb3_run(
+        tmp_path, find_free_port_block(2), -1.0, f"--resume_model_path={tmp_path / 'exp' / 'run_final.zip'}"
+    )
+    result = run_script("stable_baselines3_training_script.py", *args, cwd=tmp_path, env=script_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert evaluations(result.stdout), "the resumed run evaluated"
+    assert f"Earlier best evaluation reward {recorded['eval_reward_mean']:.3f} kept" in result.stdout
+    assert "New best evaluation reward" not in result.stdout
+    assert best_zip.read_bytes() == before
+    assert json.loads(manifest.manifest_path(best_zip).read_text())["best_evaluation"] == recorded
+    assert "no evaluation beat the earlier best reward" in result.stdout.splitlines()[-1]
+
+
 def test_no_new_best_when_the_evaluation_reward_falls(tmp_path, script_env):
     port = find_free_port_block(2)
     result = run_script(

@@ -17,6 +17,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.vec_env import VecEnv
 
+from godot_rl_cli import manifest
 from godot_rl_cli.errors import UserError, print_warning
 from godot_rl_cli.game.process import raise_if_stop_requested
 from godot_rl_cli.onnx.recipe import VerificationError
@@ -135,9 +136,23 @@ class GodotEvalCallback(EvalCallback):
             "eval_episode_len_mean": float(lengths.mean()),
         }
 
+    def keep_earlier_best(self) -> None:
+        """A resumed run keeps the best model already in its directory until an evaluation beats its
+        recorded reward (instead of replacing it at its first evaluation)."""
+        record = manifest.read(self.on_new_best.path) or {}
+        reward = (record.get("best_evaluation") or {}).get("eval_reward_mean")
+        if isinstance(reward, (int, float)):
+            self.best_mean_reward = float(reward)
+            print(f"Earlier best evaluation reward {reward:.3f} kept in {self.on_new_best.path}", flush=True)
+
     def summary(self) -> str:
         """The final line about evaluation: the best iteration, its reward and its files."""
         best = self.on_new_best.best
+        if best is None and self.best_mean_reward > -np.inf:
+            return (
+                f"Evaluation: no evaluation beat the earlier best reward {self.best_mean_reward:.3f}; "
+                f"{self.on_new_best.path} is unchanged."
+            )
         if best is None:
             return "Evaluation: no evaluation finished, no best model saved."
         return (
@@ -163,9 +178,12 @@ def start_evaluation(
         onnx_path = best_onnx_path(args.onnx_export_path)
         export = functools.partial(export_best, algo=args.algo)
     saver = SaveBestModel(experiment_dir, iteration, write_manifest, export, onnx_path)
-    return GodotEvalCallback(
+    evaluation = GodotEvalCallback(
         eval_env, args.eval_freq, n_training_envs, args.eval_episodes, experiment_dir, saver
     )
+    if args.resume_model_path:
+        evaluation.keep_earlier_best()
+    return evaluation
 
 
 def export_best(model: Any, path: Path, algo: str) -> None:
