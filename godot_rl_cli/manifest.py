@@ -55,12 +55,19 @@ def versions() -> Dict[str, Optional[str]]:
 
 
 def git_commit(root: Path = SUITE_ROOT) -> Optional[str]:
-    """The suite's git commit (with `+dirty` when files are modified), or None outside a git checkout."""
+    """The suite's git commit (with `+dirty` when files are modified), or None when the suite is not a git
+    checkout of its own (e.g. installed into a virtualenv that lies inside another project's repository)."""
     try:
         commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         if commit.returncode != 0:
+            return None
+        toplevel, head = commit.stdout.split()
+        if Path(toplevel).resolve() != root.resolve():
             return None
         status = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
@@ -70,7 +77,7 @@ def git_commit(root: Path = SUITE_ROOT) -> Optional[str]:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+    return head + ("+dirty" if status.stdout.strip() else "")
 
 
 def game_record(game: Any) -> Dict[str, Any]:

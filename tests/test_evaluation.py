@@ -166,6 +166,22 @@ def test_manifest_fields_are_true(improving):
     assert json.loads((exp / "rl_model_320_steps.manifest.json").read_text())["timesteps"] == 320
 
 
+def test_suite_commit_only_from_a_checkout_of_the_suite_itself(tmp_path):
+    """An installed suite inside another project's repository must not report that project's commit."""
+    project = tmp_path / "game_project"
+    installed = project / ".venv" / "site-packages"
+    installed.mkdir(parents=True)
+    (project / "README").write_text("a game\n")
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for command in (["init", "-q"], ["add", "README"], ["commit", "-qm", "game"]):
+        subprocess.run(git + command, check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert manifest.git_commit(project) == head
+    assert manifest.git_commit(installed) is None
+    (project / "README").write_text("changed\n")
+    assert manifest.git_commit(project) == head + "+dirty"
+
+
 def test_converter_refuses_a_model_whose_manifest_spaces_differ(improving, tmp_path):
     directory, _, _, _ = improving
     model = tmp_path / "model.zip"
