@@ -137,3 +137,23 @@ def test_send_actions_is_the_wrapper_of_godot_rl_private_call():
 def test_scripts_run_from_a_plain_checkout_without_sys_path_edits():
     for script in SCRIPTS:
         assert "sys.path" not in (REPO_ROOT / script).read_text(), script
+
+
+def test_models_pickled_under_the_earlier_module_names_still_load():
+    """RLlib checkpoints and SB3 models saved before the package was split into folders refer to their classes
+    by the old module paths; unpickling in a fresh process must find them (the old names are the new
+    modules)."""
+    child = (
+        "import importlib, pickle\n"
+        "cls = pickle.loads(b'cgodot_rl_cli.rllib_callbacks\\nControllerMetricsCallback\\n.')\n"
+        "from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback\n"
+        "assert cls is ControllerMetricsCallback, cls\n"
+        "from godot_rl_cli.moved import MOVED\n"
+        "for old, new in MOVED.items():\n"
+        "    assert importlib.import_module(old) is importlib.import_module(new), old\n"
+        "assert b'rllib_callbacks' not in pickle.dumps(ControllerMetricsCallback)\n"
+        "print(len(MOVED))\n"
+    )
+    result = subprocess.run([PYTHON, "-c", child], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout) == 15
