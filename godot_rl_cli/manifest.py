@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
 
 FILE_NAME = "manifest.json"
 SUITE_ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +114,6 @@ def build(
     hyperparameters: Mapping[str, Any],
     timesteps: int,
     seeds: Mapping[str, Any],
-    onnx: Mapping[str, int],
     **extra: Any,
 ) -> Dict[str, Any]:
     """The manifest of one saved model; `extra` adds fields (e.g. the evaluation that made it the best)."""
@@ -132,7 +132,7 @@ def build(
         "timesteps": int(timesteps),
         "seeds": dict(seeds),
         "versions": versions(),
-        "onnx": dict(onnx),
+        "onnx": {"opset": DEFAULT_OPSET, "ir_version": DEFAULT_IR_VERSION},  # what the trainers export with
         "suite_commit": git_commit(),
         **extra,
     }

@@ -17,7 +17,6 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from godot_rl_cli import manifest
 from godot_rl_cli.errors import print_warning
-from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
 
 SCRIPT = "rllib_training_script.py"
 BEST = "best"
@@ -142,7 +141,6 @@ class CheckpointManifests:
             hyperparameters=self.settings,
             timesteps=int(getattr(algo, "_counters", {}).get("num_env_steps_sampled", 0)),
             seeds=self.seeds,
-            onnx={"opset": DEFAULT_OPSET, "ir_version": DEFAULT_IR_VERSION},
             training_iteration=algo.iteration,
             **extra,
         )

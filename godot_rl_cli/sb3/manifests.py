@@ -9,7 +9,6 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from godot_rl_cli import manifest
 from godot_rl_cli.algorithms import ALGORITHMS
-from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
 
 SCRIPT = "stable_baselines3_training_script.py"
 
@@ -56,7 +55,6 @@ class ModelManifests:
             hyperparameters=model_hyperparameters(model, self.args.algo),
             timesteps=model.num_timesteps,
             seeds=self.seeds,
-            onnx={"opset": DEFAULT_OPSET, "ir_version": DEFAULT_IR_VERSION},
             model_file=Path(model_path).name,
             **extra,
         )
