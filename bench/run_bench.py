@@ -625,7 +625,7 @@ def section_rllib_startup(iterations: int) -> List[str]:
         "| --- | --- | --- |",
         f"| time to first iteration (Ray start included) | {first:.1f} s "
         f"| {'PASS' if first < 10 else 'FAIL'} (< 10 s) |",
-        f"| seconds per iteration (median of {len(per_iteration)}; 800 env steps, 2 policies) | "
+        f"| seconds per iteration (median of {len(per_iteration)}; 800 agent steps, 2 policies) | "
         f"{median(per_iteration):.2f} s | |",
         f"| peak memory of all processes (script, Ray, games) | {peak[0] / 2**30:.2f} GiB | |",
     ]

@@ -266,8 +266,8 @@ def rllib_config(tmp_path: Path, port: int, stop, envs: int = 1, **env_config) -
             "env_config": {"env_path": PONG, "speedup": 8, "port": port, "step_timeout": 3, **env_config},
             "num_workers": 0,
             "num_envs_per_worker": envs,
-            "rollout_fragment_length": 50,
-            "train_batch_size": 100,
+            "rollout_fragment_length": 100,  # agent steps: 50 steps of 2-player Pong
+            "train_batch_size": 200,
             "sgd_minibatch_size": 50,
             "num_sgd_iter": 1,
             "model": {"fcnet_hiddens": [16]},

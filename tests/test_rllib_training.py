@@ -27,9 +27,9 @@ from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, lo
 
 SCRIPT = "rllib_training_script.py"
 PONG = str(SIM_DIR / "Pong.x86_64")
-SMALL = {
-    "rollout_fragment_length": 100,
-    "train_batch_size": 200,
+SMALL = {  # in agent steps (the suite's count_steps_by): 200 steps of 2-player Pong per iteration
+    "rollout_fragment_length": 200,
+    "train_batch_size": 400,
     "sgd_minibatch_size": 100,
     "num_sgd_iter": 2,
 }
@@ -79,13 +79,13 @@ def controller_config(
             "entropy_coeff_schedule": None,
             "normalize_actions": False,
             "clip_actions": False,
-            "rollout_fragment_length": 100,
+            "rollout_fragment_length": 200,  # agent steps: 100 steps of 2-player Pong
             "sgd_minibatch_size": 100,
             "minibatch_size": 100,
             "num_workers": 0,
             "num_envs_per_worker": 1,
             "sample_timeout_s": 60,
-            "train_batch_size": 200,
+            "train_batch_size": 400,
             "num_sgd_iter": 2,
             "batch_mode": "truncate_episodes",
             "num_gpus": 0,
@@ -361,7 +361,9 @@ def assert_pong_metrics(samples: list) -> None:
         for policy in sample["policies"].values():
             assert policy["learner"] == policy["learner_stats"]
             assert {"policy_loss", "vf_loss", "entropy", "kl", "learning_rate"} <= set(policy["learner"])
+    # train_batch_size counts agent steps; the reported steps are steps of the game
     assert samples[-1]["timesteps_total"] == 400 and samples[-1]["num_agent_steps_sampled"] == 800
+    assert samples[-1]["env_steps_this_iter"] == samples[-1]["num_env_steps_sampled"] - 200 == 200
 
 
 def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run):
@@ -424,10 +426,9 @@ def test_resume_continues_iterations_and_checkpoint_numbers(shipped_run, tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
     assert [s["training_iteration"] for s in samples] == [3, 4]
-    assert (
-        samples[0]["timesteps_total"] == 600
-        and samples[0]["episodes_total"] >= samples[0]["episodes_this_iter"]
-    )
+    first = samples[0]
+    assert first["timesteps_total"] == 600 and first["env_steps_this_iter"] == 200, "from the checkpoint on"
+    assert first["episodes_total"] >= first["episodes_this_iter"]
     second = [trial for trial in trial_dirs(directory / "exp") if trial != first_trial][0]
     assert sorted(p.name for p in second.glob("checkpoint_*")) == ["checkpoint_000002", "checkpoint_000003"]
     manifest = json.loads((second / "run_manifest.json").read_text())

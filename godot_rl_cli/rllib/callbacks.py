@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any, Dict, Optional
 
 from ray.rllib.algorithms.callbacks import DefaultCallbacks
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from godot_rl_cli import metrics
 
@@ -22,11 +23,13 @@ def _number(value: Any) -> Optional[float]:
 
 
 class ControllerMetricsCallback(DefaultCallbacks):
-    """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, and counts
-    episodes across a resumed run (`episodes_total`, logged in result.json)."""
+    """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, counts
+    episodes across a resumed run (`episodes_total`, logged in result.json), and keeps the result's step
+    counters in steps of the game whatever `count_steps_by` says (`env_steps_in_result`)."""
 
     episodes_offset = 0  # episodes of the run this one resumes (set by the training script)
     episodes_in_run = 0
+    env_steps_before = 0  # env steps sampled before this iteration (a resumed checkpoint's included)
 
     def on_episode_end(self, *, episode, **kwargs) -> None:
         for agent_id in episode.get_agents():
@@ -42,6 +45,20 @@ class ControllerMetricsCallback(DefaultCallbacks):
         result["episodes_total"] = (
             self.episodes_offset + self.episodes_in_run
         )  # logged to result.json for resumes
+        self.env_steps_before = env_steps_in_result(result, self.env_steps_before)
+
+    def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
+        self.env_steps_before = int(algorithm._counters.get(NUM_ENV_STEPS_SAMPLED, 0))
+
+
+def env_steps_in_result(result: Dict[str, Any], env_steps_before: int) -> int:
+    """Sets `timesteps_total` and the env-step counters of an RLlib result to steps of the game, and returns
+    the total. With `count_steps_by: agent_steps` (the suite's default) RLlib puts agent steps there; its own
+    `num_env_steps_sampled` counter always counts steps of the game."""
+    env_steps = int(result.get(NUM_ENV_STEPS_SAMPLED, 0))
+    result["timesteps_total"] = result[NUM_ENV_STEPS_SAMPLED_LIFETIME] = env_steps
+    result[f"{NUM_ENV_STEPS_SAMPLED}_this_iter"] = env_steps - env_steps_before
+    return env_steps
 
 
 def count_env_restarts(algo: Any) -> int:
@@ -109,7 +126,7 @@ def iteration_payload(
         time_this_iter_s=float(result.get("time_this_iter_s", 0.0)),
         time_total_s=float(result.get("time_total_s", 0.0)),
         env_steps_this_iter=int(result.get("num_env_steps_sampled_this_iter", 0)),
-        num_env_steps_sampled=int(result.get("num_env_steps_sampled_lifetime", timesteps)),
+        num_env_steps_sampled=int(result.get(NUM_ENV_STEPS_SAMPLED, timesteps)),
         num_env_steps_trained=int(result.get("num_env_steps_trained", timesteps)),
         num_agent_steps_sampled=int(
             result.get("num_agent_steps_sampled_lifetime", result.get("num_agent_steps_sampled", 0))

@@ -40,6 +40,10 @@ class OldStackPrioritizedReplayBuffer(MultiAgentPrioritizedReplayBuffer, metacla
 
 
 OLD_STACK_REPLAY_BUFFERS = {"DQN": OldStackPrioritizedReplayBuffer, "SAC": OldStackReplayBuffer}
+# train_batch_size, rollout_fragment_length and the replay settings count each agent's step, as godot-rl's
+# own trainer does (its vector env makes each agent an env), so one YAML means the same update in both; the
+# reported steps stay steps of the game (callbacks.env_steps_in_result). A YAML `count_steps_by` overrides.
+DEFAULT_COUNT_STEPS_BY = "agent_steps"
 
 
 def probe_game(env_config: Dict[str, Any]) -> RobustGodotEnv:
@@ -100,7 +104,12 @@ def build_config(
         .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
         .framework("torch")
         .environment("godot", disable_env_checking=True)
-        .multi_agent(policies=policies, policy_mapping_fn=mapping, policies_to_train=spec.policies_to_train)
+        .multi_agent(
+            policies=policies,
+            policy_mapping_fn=mapping,
+            policies_to_train=spec.policies_to_train,
+            count_steps_by=DEFAULT_COUNT_STEPS_BY,
+        )
         .callbacks(ControllerMetricsCallback)
         .fault_tolerance(**FAULT_TOLERANCE_DEFAULTS)  # a lost env runner is restarted (runners.py)
         .resources(num_gpus=0)  # IMPALA/APPO otherwise ask for a GPU; a YAML num_gpus still overrides
@@ -128,7 +137,9 @@ def build_config(
         config.seed = int(env_config["seed"])
     print(
         f"{spec.algorithm} (RLlib old API stack), policies {policy_names}, agents {game.agent_policy_names}; "
-        f"settings: {effective}; env_runners {runners} x {config.num_envs_per_env_runner} envs",
+        f"settings: {effective}; env_runners {runners} x {config.num_envs_per_env_runner} envs; batch sizes "
+        f"count {'each agent' if config.count_steps_by == 'agent_steps' else 'steps of the game'} "
+        f"(count_steps_by: {config.count_steps_by})",
         flush=True,
     )
     return config, policy_names
