@@ -183,8 +183,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     manifests.write,
                 )
                 reporter.extra_fields = evaluation.take_metrics
-            callbacks = [stopper, reporter] + ([checkpoints] if checkpoints else [])
-            callbacks += [evaluation] if evaluation else []
+            # an evaluation due at the step of an off-policy iteration's line goes into that line
+            callbacks = [stopper] + ([evaluation] if evaluation else []) + [reporter]
+            callbacks += [checkpoints] if checkpoints else []
             rollout_size = getattr(model, "n_steps", 1) * env.num_envs
             started = time.monotonic()
             model.learn(

@@ -128,6 +128,20 @@ def test_best_model_and_onnx_are_the_best_evaluation(improving):
     )
 
 
+def test_off_policy_evaluation_is_in_the_line_of_its_step(tmp_path):
+    """SAC's lines come every 1,000 steps, from the same step callback as the evaluation."""
+    port = find_free_port_block(2)
+    args = [f"--env_path={GAME}", f"--experiment_dir={tmp_path}", "--algo=sac", "--timesteps=2000"]
+    args += [f"--port={port}", "--eval_freq=1000", "--eval_episodes=1", "--game_arg=reward_trend=1.0"]
+    env = {**os.environ, "CONTROLLER_METRICS": "1"}
+    result = run_script("stable_baselines3_training_script.py", *args, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = evaluations(result.stdout)
+    assert sorted(found) == [1, 2] and found[2]["eval_reward_mean"] > found[1]["eval_reward_mean"]
+    assert all("actor_loss" in sample["policies"]["shared_policy"]["learner"] for sample in found.values())
+    assert "Best evaluation: iteration 2 (step 2000)" in result.stdout
+
+
 def test_manifest_fields_are_true(improving):
     directory, port, args, _ = improving
     exp = directory / "exp"

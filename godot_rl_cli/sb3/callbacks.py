@@ -111,6 +111,7 @@ class ControllerMetricsCallback(BaseCallback):
         self.since_summary = IterationStats()
         self.monitor: Optional[VecMonitor] = None
         self.episodes_seen = 0
+        self.learner: Dict[str, float] = {}  # an off-policy algorithm's latest learner numbers
 
     def _steps_per_iteration(self) -> int:
         if isinstance(self.model, OnPolicyAlgorithm):
@@ -143,6 +144,8 @@ class ControllerMetricsCallback(BaseCallback):
             self.episodes_seen = self.monitor.episode_count
             self._collect_finished_episodes()
         if not self.on_policy:
+            # SB3's logger forgets its numbers at every dump, and an EvalCallback dumps within a step
+            self.learner = learner_stats(self.model.logger.name_to_value) or self.learner
             if self.model.num_timesteps - self.steps_at_iteration_start >= OFF_POLICY_ITERATION_STEPS:
                 self._report()
         return True
@@ -186,7 +189,7 @@ class ControllerMetricsCallback(BaseCallback):
             env_steps_this_iter=steps,
             time_this_iter_s=iteration_seconds,
             time_total_s=total_seconds,
-            learner=learner_stats(self.model.logger.name_to_value),
+            learner=learner_stats(self.model.logger.name_to_value) if self.on_policy else self.learner,
             checkpoints=self.checkpoint_counter.saved if self.checkpoint_counter else 0,
             env_restarts=self.restarts(),
             identity=self.identity,
