@@ -8,12 +8,12 @@ Each run is a fresh process that builds the AlgorithmConfig the way rllib_traini
 (`build_config` on a RunSpec with section 5's RLLIB_SETTINGS and the YAML's overrides), runs one warm-up
 iteration and then `--iterations` measured ones. Per iteration it reports RLlib's two phases (sampling, the
 learner's update) and what is left (result, metrics, UnifiedLogger), and, when sampling runs in this process
-(num_env_runners 0), RLlib's own sampler counters split further: the game round trip (socket send and the wait
-for the reply), our env's own Python (GodotMultiAgentEnv.step without the round trip), RLlib's observation
-processing (agent connectors, collectors, episode bookkeeping), its trajectory postprocessing (GAE, batch
-building), the policy forward (compute_actions_from_input_dict) and its action processing (action
-connectors). Runs of the variants are interleaved (A, B, A, B, ...) and the median is reported, since a shared
-machine drifts.
+(num_env_runners 0), RLlib's own sampler counters split further: the game round trips (socket send and the
+wait for the reply), our env's own Python (GodotMultiAgentEnv without the round trips), RLlib's observation
+processing (agent connectors, collectors, episode bookkeeping), its trajectory postprocessing (batches from
+its collectors, GAE), the policy forward (compute_actions_from_input_dict) and its action processing (action
+connectors). Runs of the variants are interleaved (A, B, A, B, ...) and the median is reported, since a
+shared machine drifts.
 """
 
 import argparse
@@ -40,7 +40,7 @@ PHASES = [  # (key, label): per-iteration milliseconds
     ("game", "  game round trips (socket send + wait for the reply, steps and resets)"),
     ("env", "  our env's Python (GodotMultiAgentEnv.step and reset, round trips excluded)"),
     ("obs", "  RLlib observation processing (connectors, collectors, episodes)"),
-    ("postprocess", "  RLlib trajectory postprocessing (GAE, batch building)"),
+    ("postprocess", "  RLlib trajectory postprocessing (batches from its collectors, GAE)"),
     ("inference", "  RLlib policy forward (compute_actions_from_input_dict)"),
     ("actions", "  RLlib action processing (action connectors)"),
     ("callbacks", "  our callbacks (ControllerMetricsCallback)"),
