@@ -63,6 +63,29 @@ def timed(totals: Dict[str, float], key: str, function: Callable) -> Callable:
     return wrapper
 
 
+def section5_config(overrides: Dict[str, Any]) -> Any:
+    """Our script's AlgorithmConfig (`build_config`) for section 5's game and settings, with `overrides`."""
+    from godot_rl_cli.rllib.config import RunSpec
+    from godot_rl_cli.rllib.setup import build_config, probe_game
+
+    env_config = {
+        "env_path": str(GAME),
+        "speedup": SPEEDUP,
+        "action_repeat": ACTION_REPEAT,
+        "port": free_port_block(8),
+        "game_args": {"n_agents": N_AGENTS},
+    }
+    settings = {**RLLIB_SETTINGS, "num_env_runners": 0, "num_gpus": 0, **overrides}
+    spec = RunSpec(
+        source=Path("breakdown.yaml"), checkpoint_frequency=0, env_config=env_config, settings=settings
+    )
+    game = probe_game(env_config)
+    try:
+        return build_config(spec, env_config, game, None)[0]
+    finally:
+        game.close()
+
+
 def run_once(overrides: Dict[str, Any], iterations: int) -> Dict[str, float]:
     """Child-process body: build, warm up, measure; milliseconds per iteration by phase, and agent steps."""
     import ray
@@ -72,8 +95,6 @@ def run_once(overrides: Dict[str, Any], iterations: int) -> Dict[str, float]:
 
     from godot_rl_cli.game import protocol
     from godot_rl_cli.rllib import callbacks, env
-    from godot_rl_cli.rllib.config import RunSpec
-    from godot_rl_cli.rllib.setup import build_config, probe_game
     from godot_rl_cli.threads import configure_torch_threads
 
     configure_torch_threads(None)
@@ -91,22 +112,7 @@ def run_once(overrides: Dict[str, Any], iterations: int) -> Dict[str, float]:
         (callbacks.ControllerMetricsCallback, "on_episode_end", "callbacks"),
     ):
         setattr(owner, name, timed(totals, key, getattr(owner, name)))
-    env_config = {
-        "env_path": str(GAME),
-        "speedup": SPEEDUP,
-        "action_repeat": ACTION_REPEAT,
-        "port": free_port_block(8),
-        "game_args": {"n_agents": N_AGENTS},
-    }
-    settings = {**RLLIB_SETTINGS, "num_env_runners": 0, "num_gpus": 0, **overrides}
-    spec = RunSpec(
-        source=Path("breakdown.yaml"), checkpoint_frequency=0, env_config=env_config, settings=settings
-    )
-    game = probe_game(env_config)
-    try:
-        config, _ = build_config(spec, env_config, game, None)
-    finally:
-        game.close()
+    config = section5_config(overrides)
     ray.init(
         address="local",
         include_dashboard=False,
