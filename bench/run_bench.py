@@ -48,8 +48,8 @@ SPEEDUP = 8
 ACTION_REPEAT = 8
 REWARD_THRESHOLD = 40.0  # mean return of the last 100 BallChase episodes (random play: about 2, learnt: 60)
 RLLIB_SETTINGS = {  # comparable PPO settings: 3,200 agent steps per update, minibatch 128, 5 epochs
-    "rollout_fragment_length": 200,
-    "train_batch_size": 800,
+    "rollout_fragment_length": 800,  # agent steps in both RLlib runs (our count_steps_by, gdrl's vector env)
+    "train_batch_size": 3200,
     "minibatch_size": 128,
     "num_epochs": 5,
     "lr": 0.0003,
@@ -439,8 +439,8 @@ def section_parallel(counts: List[int], n_agents: int, repeats: int, seconds: fl
 
 def section_rllib(repeats: int, seconds: float) -> List[str]:
     """BallChase, 4 agents, one game: our RLlib script, gdrl's (same YAML), our SB3 script, the limit."""
-    # One iteration is 800 game steps (3,200 agent steps) in our script and 800 agent steps in gdrl's, whose
-    # vector env counts each agent as an env: rates are per agent step, measured in the game.
+    # One iteration is 3,200 agent steps (800 game steps) in every run: both RLlib runs count agent steps, and
+    # SB3 collects n_steps 800 from each of the 4 agents. Rates are per agent step, measured in the game.
     results = interleaved(
         {
             "limit": lambda: limit_client(4, 1, seconds),
@@ -732,9 +732,10 @@ def main() -> None:
             lambda: section_parallel([1, 2, 4], 16, 1, seconds)
         ),
         "5. RLlib: our script vs `gdrl --trainer=rllib` (same YAML) vs our SB3 script (BallChase, 4 agents, "
-        "one game; PPO: train_batch_size 800, minibatch 128, 5 epochs, 64x64; our script counts a step of "
-        "the game as one step, so an update is 3,200 agent steps, gdrl's vector env counts each agent: 800; "
-        "SB3 with n_steps 800: 3,200)": lambda: section_rllib(repeats, 6 if quick else 12),
+        "one game; PPO: an update every 3,200 agent steps (train_batch_size 3200, counted per agent by both "
+        "RLlib scripts; SB3 n_steps 800 x 4 agents), minibatch 128, 5 epochs, 64x64)": lambda: section_rllib(
+            repeats, 6 if quick else 12
+        ),
         "6. Time to reward (BallChase, 4 agents, one game, each trainer's defaults)": lambda: (
             section_time_to_reward(3, with_rllib=not quick, timeout_s=30 if quick else 60)
         ),
