@@ -50,6 +50,7 @@ def run_until_error(steps: int = 20, step_timeout: float = 3.0, **game_args):
         ("wrong_type", GameProtocolError, "'reset' message where 'step' was expected"),
         ("missing_fields", GameProtocolError, "'reward' that is not a list"),
         ("wrong_shape", GameProtocolError, "that is not a list of 1 values"),
+        ("bad_info", GameProtocolError, "'info' entry that is not a JSON object"),
         ("garbage", GameProtocolError, "not UTF-8"),
         ("out_of_order", GameProtocolError, "nobody asked for"),
         ("not_object", GameProtocolError, "not a JSON object"),
@@ -132,6 +133,31 @@ def test_stop_request_abandons_a_wait_on_a_silent_game():
         assert time.monotonic() - started < 1
     finally:
         clear_stop_request()
+        env.close()
+
+
+def test_send_to_a_game_that_stopped_reading_is_bounded():
+    """A hung game stops reading: once the socket buffers are full, a send waits at most step_timeout, and a
+    stop request ends that wait at once."""
+    env = RobustGodotEnv(
+        env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=1, game_args={"hang_after_steps": 0}
+    )
+    big = "x" * (32 * 1024 * 1024)  # more than the kernel buffers both ways hold
+    try:
+        env.reset()
+        env.step_send(ACTION, order_ij=True)
+        started = time.monotonic()
+        with pytest.raises(GameHungError, match="accepted no data for 1 s"):
+            env.connection.send(big)
+        assert 1 <= time.monotonic() - started < 3
+        request_stop()
+        started = time.monotonic()
+        with pytest.raises(StopRequested):
+            env.connection.send(big)
+        assert time.monotonic() - started < 1
+    finally:
+        clear_stop_request()
+        env.kill_game()  # it would not read the close message
         env.close()
 
 

@@ -343,6 +343,10 @@ def _send_wrong_shape(conn: Connection, reply: Dict[str, Any]) -> None:
     conn.send({**reply, "reward": reply["reward"] + [0.0], "obs": reply["obs"][:-1] or [{}]})
 
 
+def _send_bad_info(conn: Connection, reply: Dict[str, Any]) -> None:
+    conn.send({**reply, "info": ["not an object" for _ in reply["info"]]})
+
+
 def _send_non_ascii(conn: Connection, reply: Dict[str, Any]) -> None:
     """Valid: the plugin may send any UTF-8 text; a byte-counting trainer must accept it."""
     info = [{**item, "label": "Überraschung ✓ 日本"} for item in reply["info"]]
@@ -371,6 +375,7 @@ FAULTS: Dict[str, Callable[[Connection, Dict[str, Any]], None]] = {
     "wrong_type": _send_wrong_type,
     "missing_fields": _send_missing_fields,
     "wrong_shape": _send_wrong_shape,
+    "bad_info": _send_bad_info,
     "non_ascii": _send_non_ascii,
     "garbage": _send_garbage,
     "out_of_order": _send_twice,

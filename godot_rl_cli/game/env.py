@@ -157,7 +157,11 @@ class RobustGodotEnv(GodotEnv):
         obs = self._process_obs(self._checked_per_agent(message, "obs"))
         reward = self._checked_per_agent(message, "reward")
         done = [bool(flag) for flag in self._checked_per_agent(message, "done")]
-        info = message.get("info") or [{} for _ in range(self.num_envs)]
+        if not message.get("info"):
+            return obs, reward, done, list(done), [{} for _ in range(self.num_envs)]
+        info = self._checked_per_agent(message, "info")
+        if not all(type(item) is dict for item in info):
+            raise self._game_error(GameProtocolError, "sent an 'info' entry that is not a JSON object")
         return obs, reward, done, list(done), info
 
     def call(self, method: str):

@@ -24,6 +24,7 @@ from godot_rl_cli.game.errors import (
 from godot_rl_cli.game.process import raise_if_stop_requested
 
 POLL_INTERVAL_S = 0.2
+POLL_INTERVAL_MS = int(POLL_INTERVAL_S * 1000)
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 RECEIVE_CHUNK_BYTES = 1024 * 1024
 
@@ -94,14 +95,22 @@ class Connection:
         self.error = error
         self._received = bytearray()
         self._chunk = memoryview(bytearray(RECEIVE_CHUNK_BYTES))
-        sock.settimeout(step_timeout)
+        # Non-blocking: every wait is one poll() in `_wait`, and recv and send make no poll of their own.
+        sock.setblocking(False)
+        self._readable = select.poll()
+        self._readable.register(sock, select.POLLIN)
+        self._writable = select.poll()
+        self._writable.register(sock, select.POLLOUT)
 
     def send(self, string: str) -> None:
         self._raise_if_unsolicited_data()
+        data = memoryview(frame(string))
         try:
-            self.sock.sendall(frame(string))
-        except TimeoutError:
-            raise self.error(GameHungError, f"accepted no data for {self.step_timeout:g} s") from None
+            while data:
+                try:
+                    data = data[self.sock.send(data) :]
+                except BlockingIOError:  # the game has not read what it was sent before
+                    self._wait(self._writable, "accepted no data")
         except OSError as error:
             raise self.error(
                 GameDiedError, f"connection lost while sending ({error.strerror or error})"
@@ -114,23 +123,28 @@ class Connection:
                 GameProtocolError, "sent a message nobody asked for (a duplicate or out-of-order reply)"
             )
 
-    def _receive_more(self) -> None:
-        """Append what the socket has to the receive buffer, waiting in short polls so that a dead game,
-        a silent game (`step_timeout`) and a stop request are all noticed."""
+    def _wait(self, poller: Any, silence: str) -> None:
+        """Wait until `poller` reports the socket ready, in short polls so that a dead game, a silent game
+        (`step_timeout`) and a stop request are all noticed."""
         waited_since = time.monotonic()
-        while True:
-            readable, _, _ = select.select([self.sock], [], [], POLL_INTERVAL_S)
-            if readable:
-                break
+        while not poller.poll(POLL_INTERVAL_MS):
             raise_if_stop_requested()
             if self.game_exited():
                 raise self.error(GameDiedError, "exited")
             if time.monotonic() - waited_since > self.step_timeout:
-                raise self.error(GameHungError, f"sent nothing for {self.step_timeout:g} s")
-        try:
-            count = self.sock.recv_into(self._chunk)
-        except OSError as error:
-            raise self.error(GameDiedError, f"connection lost ({error.strerror or error})") from None
+                raise self.error(GameHungError, f"{silence} for {self.step_timeout:g} s")
+
+    def _receive_more(self) -> None:
+        """Append what the socket has to the receive buffer, once the game sent something."""
+        while True:
+            self._wait(self._readable, "sent nothing")
+            try:
+                count = self.sock.recv_into(self._chunk)
+                break
+            except BlockingIOError:  # a spurious wake-up: wait again
+                continue
+            except OSError as error:
+                raise self.error(GameDiedError, f"connection lost ({error.strerror or error})") from None
         if not count:
             raise self.error(GameDiedError, "closed the connection")
         self._received += self._chunk[:count]
@@ -145,7 +159,7 @@ class Connection:
             )
         while len(self._received) < 4 + size:
             self._receive_more()
-        body = bytes(self._received[4 : 4 + size])
+        body = self._received[4 : 4 + size]
         del self._received[: 4 + size]
         try:
             return body.decode("utf-8")
@@ -156,7 +170,7 @@ class Connection:
         """The next message as a dict; NaN or infinity is tolerated in `info` only."""
         text = self.receive_text()
         try:
-            message = json.loads(text, parse_constant=_reject_constant)
+            message = _STRICT_DECODER.decode(text)
         except ValueError as error:
             if "non-finite" not in str(error):
                 raise self.error(GameProtocolError, f"sent invalid JSON ({error}): {text[:80]!r}") from None
@@ -192,6 +206,10 @@ class Connection:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"non-finite number {name}")
+
+
+# Built once: json.loads with keyword arguments builds a decoder at every call.
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _contains_non_finite(value: Any) -> bool:

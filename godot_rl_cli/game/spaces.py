@@ -40,6 +40,9 @@ class ActionEncoder:
 
     def encode(self, actions: np.ndarray) -> List[Dict[str, Any]]:
         rows = np.asarray(actions).reshape(len(actions), -1).tolist()
+        if len(self.heads) == 1:  # the common case, once per step: one comprehension
+            name, _, discrete = self.heads[0]
+            return [{name: int(row[0])} for row in rows] if discrete else [{name: row} for row in rows]
         encoded = []
         for row in rows:
             action, start = {}, 0

@@ -99,7 +99,7 @@ class GodotVecEnv(VecEnv):
             observations.extend(obs)
             rewards.extend(reward)
             dones.extend(done)
-            infos.extend(dict(item) for item in info)
+            infos.extend(info)
         return (
             self._stack_observations(observations),
             np.asarray(rewards, dtype=np.float32),
