@@ -255,13 +255,13 @@ def test_no_new_best_when_the_evaluation_reward_falls(tmp_path, script_env):
 # --- RLlib ------------------------------------------------------------------------------------------
 
 
-def rllib_config(directory: Path, port: int) -> Path:
-    """A controller-shaped YAML: one policy, 200-step iterations, one evaluation episode per iteration."""
+def rllib_config(directory: Path, port: int, evaluation_duration: int = 1, iterations: int = 3) -> Path:
+    """A controller-shaped YAML: one policy, 200-step iterations, evaluation episodes of 100 steps."""
     config = {
         "algorithm": "PPO",
         "env_is_multiagent": False,
         "checkpoint_frequency": 2,
-        "stop": {"training_iteration": 3},
+        "stop": {"training_iteration": iterations},
         "config": {
             "env": "godot",
             "env_config": {
@@ -280,7 +280,7 @@ def rllib_config(directory: Path, port: int) -> Path:
                 "inf"
             ),  # as the controller writes it (.inf): the manifest stays strict JSON
             "evaluation_interval": 1,
-            "evaluation_duration": 1,
+            "evaluation_duration": evaluation_duration,
         },
     }
     path = directory / "rllib_config.yaml"
@@ -391,3 +391,27 @@ def test_sigint_during_an_evaluation_saves_the_model_and_exits(tmp_path, script_
     assert not (tmp_path / "exp" / "best_model.zip").exists()
     time.sleep(0.3)
     assert processes_matching(f"--port={port + 1} ") == [] and processes_matching(f"--port={port} ") == []
+
+
+def test_rllib_sigint_during_an_evaluation_finishes_it_then_saves_and_exits(tmp_path):
+    """RLlib's remote evaluation runner does not see the signal: the evaluation's episodes finish first."""
+    port = find_free_port_block(4)
+    config = rllib_config(tmp_path, port, evaluation_duration=10, iterations=100)  # 1,000 evaluation steps
+    args = [f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"]
+    env = {**os.environ, "CONTROLLER_METRICS": "1"}
+    process = start_script("rllib_training_script.py", *args, cwd=tmp_path, env=env)
+    first = metric_lines(wait_for_line(process, "@METRIC ", 120)[-1])[0]
+    # iteration 2 trains 200 steps, then evaluates 1,000: 60 % into it is within the evaluation
+    time.sleep(0.6 * first["time_this_iter_s"])
+    started = time.monotonic()
+    stdout, stderr = interrupt(process, timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    assert time.monotonic() - started < 30
+    samples = [first] + metric_lines(stdout)
+    assert [sample["training_iteration"] for sample in samples] == [1, 2]
+    assert samples[1]["eval_episode_len_mean"] == 100.0, "the evaluation's episodes were played to their end"
+    [trial] = [path.parent for path in (tmp_path / "exp").glob("*/*/run_manifest.json")]
+    final = sorted(trial.glob("checkpoint_*"))[-1]
+    assert json.loads((final / "manifest.json").read_text())["training_iteration"] == 2
+    time.sleep(0.3)
+    assert all(processes_matching(f"--port={port + offset} ") == [] for offset in range(3))
