@@ -725,9 +725,8 @@ def main() -> None:
         "2. The same with a CPU hog (one busy loop per core)": lambda: with_cpu_hog(
             lambda: section_sb3([16], repeats, seconds)
         ),
-        "3. Our SB3 script over n_parallel games (16 agents per game; one run each)": lambda: (
-            section_parallel([1, 2, 4], 16, 1, seconds)
-        ),
+        "3. Our SB3 script over n_parallel games (16 agents per game; one run each; "
+        "gdrl --trainer=sb3 has no n_parallel)": lambda: section_parallel([1, 2, 4], 16, 1, seconds),
         "4. The same with a CPU hog": lambda: with_cpu_hog(
             lambda: section_parallel([1, 2, 4], 16, 1, seconds)
         ),
