@@ -216,7 +216,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "pass an intact checkpoint_NNNNNN directory",
                 ) from None
             print(f"Resumed from {resume_from} at iteration {algo.iteration}", flush=True)
-        stop = StopCriteria(spec.stop)
+        stop = StopCriteria(spec.stop, trial_dir=trial.directory)
         print(
             f"Training policies {', '.join(policy_names)}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True
         )

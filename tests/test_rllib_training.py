@@ -313,6 +313,25 @@ def test_stop_criteria(tmp_path):
     fresh.touch()
     assert criteria.reason(result())
     assert StopCriteria({}).reason(result(training_iteration=10**6)) is None
+    # a resumed run trains its time and step budgets again; the iteration count is the trial's own
+    resumed = StopCriteria({"timesteps_total": 300, "time_total_s": 30.0})
+    first = dict(timesteps_total=1100, num_env_steps_sampled_this_iter=100, time_this_iter_s=1.0)
+    assert resumed.reason(result(**first, time_total_s=11.0)) is None
+    assert resumed.reason(result(timesteps_total=1250, time_total_s=12.0)) is None
+    assert (
+        resumed.reason(result(timesteps_total=1300, time_total_s=13.0))
+        == "timesteps_total reached 300 in this run"
+    )
+    timed = StopCriteria({"time_total_s": 30.0})
+    assert timed.reason(result(**first, time_total_s=11.0)) is None
+    assert timed.reason(result(time_total_s=39.0)) is None
+    assert timed.reason(result(time_total_s=40.0)) == "time_total_s reached 30.0 in this run"
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    in_trial = StopCriteria({"training_iteration": 100}, trial_dir=trial)
+    assert in_trial.reason(result()) is None
+    (trial / "STOP").touch()
+    assert in_trial.reason(result()) == f"stop file {trial / 'STOP'} appeared"
     with pytest.raises(UserError):
         compile_mapping_function("x = 1")
 
@@ -616,12 +635,16 @@ def test_crashing_game_is_reported_with_a_checkpoint(tmp_path):
     assert list(trial.glob("checkpoint_*/algorithm_state.pkl"))
 
 
-def test_stop_file_that_appears_stops_the_run(tmp_path):
+@pytest.mark.parametrize("where", ["stop_file", "trial_dir"])
+def test_stop_file_that_appears_stops_the_run(tmp_path, where):
     port = find_free_port_block(2)
-    stop_file = tmp_path / "STOP"
-    config = controller_config(tmp_path, port, stop={"stop_file": str(stop_file), "training_iteration": 200})
+    stop = {"training_iteration": 200}
+    if where == "stop_file":
+        stop["stop_file"] = str(tmp_path / "STOP")
+    config = controller_config(tmp_path, port, stop=stop)
     process = start_until_first_metric(config, tmp_path)
     try:
+        stop_file = tmp_path / "STOP" if where == "stop_file" else trial_dirs(tmp_path / "exp")[0] / "STOP"
         stop_file.touch()
         stdout, stderr = process.communicate(timeout=60)
     finally:

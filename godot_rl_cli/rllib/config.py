@@ -11,7 +11,6 @@ Two shapes are read unchanged:
 import difflib
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -274,15 +273,22 @@ def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
     return effective
 
 
-class StopCriteria:
-    """Decides after each iteration whether the YAML's `stop` section is met."""
+# Budgets counted from the start of this run, so that a resumed run trains them again (as the controller's
+# reference script does); other keys, `training_iteration` among them, compare the result's own value.
+RUN_BUDGETS = {"time_total_s": "time_this_iter_s", "timesteps_total": "num_env_steps_sampled_this_iter"}
 
-    def __init__(self, stop: Dict[str, Any], started_at: Optional[float] = None):
+
+class StopCriteria:
+    """Decides after each iteration whether the YAML's `stop` section is met, or a `STOP` file appeared in the
+    trial directory."""
+
+    def __init__(self, stop: Dict[str, Any], trial_dir: Optional[Path] = None):
         self.stop = stop
         self.rewards: List[float] = []
+        self.run_start: Dict[str, float] = {}  # each budget's value when this run started (0 unless resumed)
+        self.trial_stop_file = trial_dir / "STOP" if trial_dir else None
         stop_file = stop.get("stop_file")
         self.stop_file = Path(stop_file).expanduser().absolute() if stop_file else None
-        self.started_at = started_at or time.time()
         self.stale_stop_file_mtime = (
             self.stop_file.stat().st_mtime if self.stop_file and self.stop_file.exists() else None
         )
@@ -292,9 +298,14 @@ class StopCriteria:
         reward = result.get("env_runners", {}).get("episode_reward_mean")
         if reward is not None and not math.isnan(reward):
             self.rewards.append(reward)
+        if not self.run_start:
+            self.run_start = {
+                key: result.get(key, 0) - result.get(this_iter, result.get(key, 0))
+                for key, this_iter in RUN_BUDGETS.items()
+            }
         for key in ("time_total_s", "timesteps_total", "training_iteration"):
-            if key in self.stop and result.get(key, 0) >= self.stop[key]:
-                return f"{key} reached {self.stop[key]}"
+            if key in self.stop and result.get(key, 0) - self.run_start.get(key, 0) >= self.stop[key]:
+                return f"{key} reached {self.stop[key]}" + (" in this run" if self.run_start.get(key) else "")
         if (
             "episode_reward_mean" in self.stop
             and self.rewards
@@ -309,6 +320,8 @@ class StopCriteria:
                 return (
                     f"episode_reward_mean stayed at or above {sustained['threshold']} for {window} iterations"
                 )
+        if self.trial_stop_file and self.trial_stop_file.exists():
+            return f"stop file {self.trial_stop_file} appeared"
         if self.stop_file and self.stop_file.exists():
             if (
                 self.stale_stop_file_mtime is None
