@@ -5,6 +5,7 @@ by SIGINT/SIGTERM (final checkpoint saved); 1 error; 2 bad command line; 130 sec
 """
 
 import argparse
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -168,6 +169,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     checkpoint_index = next_checkpoint_index(resume_from)
     episodes_offset = int(last_result(resume_from.parent).get("episodes_total", 0)) if resume_from else 0
     trial.write_manifest(
+        env_path=env_config["env_path"],
+        stop=spec.stop,
+        config_sha1=hashlib.sha1(spec.source.read_bytes()).hexdigest(),
         resume_from=str(resume_from) if resume_from else None,
         checkpoint_frequency=spec.checkpoint_frequency,
         checkpoint_index_offset=checkpoint_index,
@@ -242,9 +246,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if spec.checkpoint_frequency and result["training_iteration"] % spec.checkpoint_frequency == 0:
                 save_checkpoint()
             if metrics.metrics_enabled():  # after the save: `checkpoints` is what is on disk
-                identity = metrics.run_identity(
-                    trial.experiment_tag, trial.trial_id, result.get("experiment_id")
-                )
+                identity = metrics.run_identity(trial.experiment_tag, trial.trial_id, trial.experiment_id)
                 payload = iteration_payload(
                     result,
                     len(trial.checkpoints()),

@@ -1,6 +1,7 @@
 """rllib_training_script.py on the example games: both YAML shapes, resume, stop criteria, SIGINT, faults, a
 Ray head."""
 
+import hashlib
 import json
 import os
 import re
@@ -417,6 +418,12 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
         and manifest["created_at"].endswith("Z")
         and manifest["resume_from"] is None
     )
+    # the run's one experiment_id, on every line and in the manifest, with the reference script's other keys
+    assert {sample["experiment_id"] for sample in samples} == {manifest["experiment_id"]}
+    assert manifest["trial_id"] == samples[0]["trial_id"] and manifest["env_path"] == PONG
+    assert manifest["stop"] == {"training_iteration": 2}
+    config_bytes = (directory / "rllib_config.yaml").read_bytes()
+    assert manifest["config_sha1"] == hashlib.sha1(config_bytes).hexdigest()
     lines = (trial / "result.json").read_text().splitlines()
     assert [json.loads(line)["training_iteration"] for line in lines] == [1, 2]
     assert (

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.metrics import to_strict_json_value
 
 DEFAULT_EXPERIMENT_DIR = "logs/rllib"  # the trainer's --experiment_dir default, where the exporter looks too
 CHECKPOINT_NAME = re.compile(r"checkpoint_(\d+)")
@@ -42,6 +43,7 @@ class Trial:
     trial_id: str
     directory: Path
     started: datetime.datetime
+    experiment_id: str  # one per run: in run_manifest.json and on every @METRIC line
 
     @classmethod
     def create(cls, experiment_dir: Path, algorithm: str) -> "Trial":
@@ -50,17 +52,20 @@ class Trial:
         trial_id = uuid.uuid4().hex[:5]
         directory = experiment_dir / experiment_tag / f"{algorithm}_godot_{trial_id}"
         directory.mkdir(parents=True)
-        return cls(algorithm, experiment_tag, trial_id, directory, started)
+        return cls(algorithm, experiment_tag, trial_id, directory, started, uuid.uuid4().hex)
 
     def write_manifest(self, **fields: Any) -> None:
         manifest = {
             "algorithm": self.algorithm,
             "experiment_tag": self.experiment_tag,
+            "experiment_id": self.experiment_id,
+            "trial_id": self.trial_id,
             "created_at": self.started.isoformat(timespec="seconds").replace("+00:00", "Z"),
             **fields,
             "trial_dir": str(self.directory),
         }
-        (self.directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        # strict JSON, as the controller parses it (a YAML `.inf` in `stop` becomes null)
+        (self.directory / MANIFEST).write_text(json.dumps(to_strict_json_value(manifest), indent=2))
 
     def checkpoint_path(self, index: int) -> Path:
         return self.directory / f"checkpoint_{index:06d}"
