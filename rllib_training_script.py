@@ -29,6 +29,7 @@ from godot_rl_cli.rllib.layout import (
     is_resumable,
     last_result,
     next_checkpoint_index,
+    resolve_checkpoint,
 )
 from godot_rl_cli.threads import add_thread_argument
 
@@ -119,11 +120,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             spec.settings["num_workers"] = args.num_workers
         resume_from = Path(args.resume).expanduser().absolute() if args.resume else None
         if resume_from and not is_resumable(resume_from):
-            raise UserError(
-                f"--resume {args.resume} is not an RLlib checkpoint (no algorithm_state.pkl or "
-                "rllib_checkpoint.json)",
-                "pass a checkpoint_NNNNNN directory",
-            )
+            resume_from = resolve_checkpoint(resume_from)  # a trial or run directory: its newest checkpoint
+            if not is_resumable(resume_from):
+                raise UserError(
+                    f"--resume {args.resume} is not an RLlib checkpoint (no algorithm_state.pkl or "
+                    "rllib_checkpoint.json)",
+                    "pass a checkpoint_NNNNNN directory, or the trial directory holding them",
+                )
+            print(f"--resume {args.resume}: its newest checkpoint is {resume_from}", flush=True)
         mapping_function = compile_mapping_function(spec.mapping_source) if spec.mapping_source else None
 
         from godot_rl_cli.rllib.evaluation import CheckpointManifests, configure_evaluation

@@ -480,7 +480,7 @@ def flags_run(shipped_run, tmp_path_factory):
     args = [
         f"--config_file={config}",
         f"--experiment_dir={directory / 'exp'}",
-        f"--restore={trial / 'checkpoint_000001'}",
+        f"--restore={trial}",  # a trial directory: its newest checkpoint, checkpoint_000001
         f"--env_path={PONG}",
         "--seed=7",
         "--num_workers=1",
@@ -493,6 +493,7 @@ def test_restore_continues_like_resume(flags_run):
     _, result = flags_run
     assert result.returncode == 0, result.stderr[-3000:]
     assert [s["training_iteration"] for s in metric_lines(result.stdout)] == [3]
+    assert "its newest checkpoint is " in result.stdout and "checkpoint_000001" in result.stdout
     assert "Resumed from" in result.stdout
 
 
