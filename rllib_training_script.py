@@ -5,7 +5,6 @@ by SIGINT/SIGTERM (final checkpoint saved); 1 error; 2 bad command line; 130 sec
 """
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -175,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     trial.write_manifest(
         env_path=env_config["env_path"],
         stop=spec.stop,
-        config_sha1=hashlib.sha1(spec.source.read_bytes()).hexdigest(),
+        config_sha1=spec.config_sha1,
         resume_from=str(resume_from) if resume_from else None,
         checkpoint_frequency=spec.checkpoint_frequency,
         checkpoint_index_offset=checkpoint_index,

@@ -9,11 +9,12 @@ Two shapes are read unchanged:
 """
 
 import difflib
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -54,6 +55,7 @@ class RunSpec:
     """Everything a run needs, read from the YAML file."""
 
     source: Path
+    config_sha1: str = ""  # of the file's bytes as read, for run_manifest.json
     algorithm: str = "PPO"
     env_is_multiagent: bool = True
     checkpoint_frequency: int = DEFAULT_CHECKPOINT_FREQUENCY  # 0: only the final checkpoint
@@ -70,7 +72,7 @@ def load_run_spec(path: str) -> RunSpec:
     syntax). Unknown top-level keys of the controller's shape are warnings naming the closest known key
     (the flat shape's are settings, checked by `apply_settings`)."""
     source = Path(path).expanduser().absolute()
-    data = _read_yaml(source, path)
+    data, config_sha1 = _read_yaml(source, path)
     controller_shape = "config" in data
     if controller_shape:
         if not isinstance(data["config"], dict):
@@ -81,7 +83,7 @@ def load_run_spec(path: str) -> RunSpec:
         settings = dict(data["config"])
     else:
         settings = {k: v for k, v in data.items() if k not in RUN_KEYS}
-    spec = RunSpec(source=source)
+    spec = RunSpec(source=source, config_sha1=config_sha1)
     algorithm = data.get("algorithm") or settings.get("algorithm") or "PPO"
     settings.pop("algorithm", None)
     spec.algorithm = _typed(algorithm, str, "algorithm", path).upper()
@@ -125,13 +127,15 @@ def load_run_spec(path: str) -> RunSpec:
     return spec
 
 
-def _read_yaml(source: Path, path: str) -> Dict[str, Any]:
-    """The YAML mapping in `source`; a missing, unreadable, non-UTF-8 or invalid file is a UserError."""
+def _read_yaml(source: Path, path: str) -> Tuple[Dict[str, Any], str]:
+    """The YAML mapping in `source` and the SHA-1 of its bytes; a missing, unreadable, non-UTF-8 or invalid
+    file is a UserError."""
     how = "pass --config_file with the path of your RLlib YAML file"
     try:
         if not source.is_file():
             raise UserError(f"config file {path} not found", how)
-        text = source.read_bytes().decode("utf-8")
+        raw = source.read_bytes()
+        text = raw.decode("utf-8")
     except OSError as error:
         raise UserError(f"cannot read config file {path} ({error.strerror or error})", how) from None
     except UnicodeDecodeError as error:
@@ -151,7 +155,7 @@ def _read_yaml(source: Path, path: str) -> Dict[str, Any]:
         raise UserError(
             f"{path} does not hold a YAML mapping of settings", "see rllib_config.yaml for the expected shape"
         )
-    return data
+    return data, hashlib.sha1(raw).hexdigest()
 
 
 TYPE_NAMES = {str: "a string", bool: "true or false", dict: "a mapping", list: "a list", type(None): "null"}
