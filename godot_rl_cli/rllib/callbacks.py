@@ -48,7 +48,13 @@ class ControllerMetricsCallback(DefaultCallbacks):
         self.env_steps_before = env_steps_in_result(result, self.env_steps_before)
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
-        self.env_steps_before = int(algorithm._counters.get(NUM_ENV_STEPS_SAMPLED, 0))
+        self.env_steps_before = env_steps_sampled(algorithm)
+
+
+def env_steps_sampled(algo: Any) -> int:
+    """Steps of the game the algorithm has sampled so far (a restored checkpoint's included): RLlib's own
+    counter, which counts steps of the game whatever `count_steps_by` says."""
+    return int(algo._counters.get(NUM_ENV_STEPS_SAMPLED, 0))
 
 
 def env_steps_in_result(result: Dict[str, Any], env_steps_before: int) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from godot_rl_cli import manifest
 from godot_rl_cli.errors import print_warning
+from godot_rl_cli.rllib.callbacks import env_steps_sampled
 
 SCRIPT = "rllib_training_script.py"
 BEST = "best"
@@ -139,7 +140,7 @@ class CheckpointManifests:
             policies=self.policies,
             algorithm=self.algorithm,
             hyperparameters=self.settings,
-            timesteps=int(getattr(algo, "_counters", {}).get("num_env_steps_sampled", 0)),
+            timesteps=env_steps_sampled(algo),
             seeds=self.seeds,
             training_iteration=algo.iteration,
             **extra,
