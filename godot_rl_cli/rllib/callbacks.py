@@ -4,7 +4,7 @@ saved (so `checkpoints` is what is on disk), with `iteration_payload`."""
 
 import math
 from collections import defaultdict
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from ray.rllib.algorithms.callbacks import DefaultCallbacks
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED, NUM_ENV_STEPS_SAMPLED_LIFETIME
@@ -22,6 +22,17 @@ def _number(value: Any) -> Optional[float]:
     return None if math.isnan(number) else number
 
 
+def info_custom_metrics(last_infos: Iterable[Tuple[str, Dict[str, Any]]]) -> Dict[str, float]:
+    """An episode's custom metrics from each agent's (policy, last info): every numeric info value as
+    `<policy>/<key>` (the last agent of a policy wins)."""
+    custom = {}
+    for policy, info in last_infos:
+        for key, value in info.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                custom[f"{policy}{SEPARATOR}{key}"] = float(value)
+    return custom
+
+
 class ControllerMetricsCallback(DefaultCallbacks):
     """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, counts
     episodes across a resumed run (`episodes_total`, logged in result.json), and keeps the result's step
@@ -32,12 +43,12 @@ class ControllerMetricsCallback(DefaultCallbacks):
     env_steps_before = 0  # env steps sampled before this iteration (a resumed checkpoint's included)
 
     def on_episode_end(self, *, episode, **kwargs) -> None:
-        for agent_id in episode.get_agents():
-            info = episode.last_info_for(agent_id) or {}
-            policy = episode.policy_for(agent_id)
-            for key, value in info.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    episode.custom_metrics[f"{policy}{SEPARATOR}{key}"] = float(value)
+        episode.custom_metrics.update(
+            info_custom_metrics(
+                (episode.policy_for(agent_id), episode.last_info_for(agent_id) or {})
+                for agent_id in episode.get_agents()
+            )
+        )
 
     def on_train_result(self, *, algorithm, result: Dict[str, Any], **kwargs) -> None:
         runners = result.get("env_runners", {})

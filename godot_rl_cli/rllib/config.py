@@ -25,6 +25,7 @@ from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
 DEFAULT_CHECKPOINT_FREQUENCY = 10
+SAMPLERS = ("batched", "rllib")
 ENV_CONFIG_KEYS = set(FIELD_NAMES)
 STOP_KEYS = {
     "time_total_s",
@@ -64,6 +65,7 @@ class RunSpec:
     policies: Optional[List[str]] = None
     mapping_source: Optional[str] = None
     policies_to_train: Optional[List[str]] = None
+    sampler: str = "batched"  # "rllib": RLlib's own sampler even where rllib/sampler.py's can stand in
     settings: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -97,6 +99,12 @@ def load_run_spec(path: str) -> RunSpec:
     )
     settings.pop("checkpoint_frequency", None)
     spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)
+    spec.sampler = _typed(settings.pop("sampler", "batched"), str, "sampler", path)
+    if spec.sampler not in SAMPLERS:
+        raise UserError(
+            f"sampler in {path} must be one of {', '.join(SAMPLERS)}, not {spec.sampler!r}",
+            "sampler: batched (the suite's, for PPO) or sampler: rllib (RLlib's own)",
+        )
     spec.env_config = dict(_typed(settings.pop("env_config", None) or {}, dict, "env_config", path))
     GameSettings.from_env_config(spec.env_config)  # each game setting's value, checked now
     for key in sorted(set(spec.env_config) - ENV_CONFIG_KEYS, key=str):

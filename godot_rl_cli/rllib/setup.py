@@ -21,6 +21,7 @@ from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
 from godot_rl_cli.rllib.config import RunSpec, apply_settings
 from godot_rl_cli.rllib.env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
 from godot_rl_cli.rllib.runners import FAULT_TOLERANCE_DEFAULTS
+from godot_rl_cli.rllib.sampler import BatchedRolloutWorker, unsupported_settings
 
 
 class _NoEpisodeBufferMeta(type(MultiAgentReplayBuffer)):
@@ -135,14 +136,29 @@ def build_config(
         config.env_runners(create_local_env_runner=False)
     if "seed" in env_config:
         config.seed = int(env_config["seed"])
+    sampler = choose_sampler(spec, config)
     print(
         f"{spec.algorithm} (RLlib old API stack), policies {policy_names}, agents {game.agent_policy_names}; "
         f"settings: {effective}; env_runners {runners} x {config.num_envs_per_env_runner} envs; batch sizes "
         f"count {'each agent' if config.count_steps_by == 'agent_steps' else 'steps of the game'} "
-        f"(count_steps_by: {config.count_steps_by})",
+        f"(count_steps_by: {config.count_steps_by}); sampler: {sampler}",
         flush=True,
     )
     return config, policy_names
+
+
+def choose_sampler(spec: RunSpec, config: Any) -> str:
+    """Samples PPO with the suite's batched sampler (rllib/sampler.py) unless the YAML says `sampler: rllib`
+    or needs what only RLlib's sampler does; returns which sampler, and why, for the startup line."""
+    if spec.sampler == "rllib":
+        return "RLlib's (sampler: rllib)"
+    if spec.algorithm != "PPO":
+        return f"RLlib's (the batched sampler is PPO's, not {spec.algorithm}'s)"
+    reason = unsupported_settings(config)
+    if reason:
+        return f"RLlib's (the batched sampler does not do {reason})"
+    config.env_runners(env_runner_cls=BatchedRolloutWorker)
+    return "batched (sampler: rllib for RLlib's own)"
 
 
 def find_game_error(error: BaseException) -> Optional[GameError]:
