@@ -246,6 +246,7 @@ def test_checkpoint_frequency_0_means_only_the_final_checkpoint(tmp_path):
             "env_config: {env_path: PONG}\n",
             "policy_mapping_fn does not compile",
         ),
+        ("sampler: fast\nenv_config: {env_path: PONG}\n", "sampler in .* must be one of batched, rllib"),
         (
             "restart_failed_sub_environments: true\nenv_config: {env_path: PONG}\n",
             "restart_failed_sub_environments does not work .* max_env_restarts",

@@ -12,6 +12,9 @@ Fault injection for tests, as extra `--key=value` arguments: `crash_after_steps`
 for the protocol faults listed in `FAULTS`. With `fault_seed=S` the faults apply only to the
 game started with `--env_seed=S` (one of several parallel games).
 
+Episode lengths for tests (BallChase): `max_steps=N` (default 100) steps per episode, and `stagger=K`:
+agent i's episodes last N + K * i steps, so agents finish at different steps.
+
 Reward control for tests: `reward_trend=T` adds T times the number of episodes this game has finished so
 far to every step's reward (T > 0: later episodes score higher whatever the policy; T < 0: lower).
 """
@@ -58,9 +61,18 @@ class BallChase:
     SPEED = 1.5
     REACH_DISTANCE = 0.15
 
-    def __init__(self, rng: random.Random, n_agents: int, discrete: bool, camera_size: int = 0):
+    def __init__(
+        self,
+        rng: random.Random,
+        n_agents: int,
+        discrete: bool,
+        camera_size: int = 0,
+        max_steps: int = MAX_STEPS,
+        stagger: int = 0,
+    ):
         self.rng = rng
         self.n_agents = n_agents
+        self.episode_steps = [max_steps + stagger * index for index in range(n_agents)]
         self.discrete = discrete
         self.camera_size = camera_size
         self.agents = [self._new_agent() for _ in range(n_agents)]
@@ -124,9 +136,9 @@ class BallChase:
                 agent["distance"] = self._distance(agent)
 
     def end_step(self) -> None:
-        for agent in self.agents:
+        for agent, episode_steps in zip(self.agents, self.episode_steps, strict=True):
             agent["steps"] += 1
-            if agent["steps"] >= self.MAX_STEPS:
+            if agent["steps"] >= episode_steps:
                 agent["done"] = True
                 agent["needs_reset"] = True
 
@@ -257,12 +269,17 @@ class Pong:
 
 def make_game(name: str, rng: random.Random, args: Dict[str, str]):
     n_agents = int(args.get("n_agents", "1"))
+    lengths = {
+        "max_steps": int(args.get("max_steps", BallChase.MAX_STEPS)),
+        "stagger": int(args.get("stagger", 0)),
+    }
     if name == "BallChase":
-        return BallChase(rng, n_agents, discrete=False)
+        return BallChase(rng, n_agents, discrete=False, **lengths)
     if name == "BallChaseDiscrete":
-        return BallChase(rng, n_agents, discrete=True)
+        return BallChase(rng, n_agents, discrete=True, **lengths)
     if name == "BallChaseCamera":
-        return BallChase(rng, n_agents, discrete=False, camera_size=int(args.get("camera_size", "36")))
+        camera_size = int(args.get("camera_size", "36"))
+        return BallChase(rng, n_agents, discrete=False, camera_size=camera_size, **lengths)
     if name == "Pong":
         return Pong(rng)
     raise SystemExit(f"unknown game {name}")

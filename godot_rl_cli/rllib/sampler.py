@@ -103,7 +103,7 @@ class Trajectory:
     eps_id: int
     policy_id: str
     agent_index: int
-    t: int  # the episode step of the first row
+    t: int  # the episode's step at the first row (as RLlib's: an agent that joins later starts later)
     columns: Dict[str, list] = field(default_factory=lambda: {name: [] for name in STEP_COLUMNS})
 
 
@@ -228,7 +228,6 @@ class BatchedSampler(SamplerInput):
         that ended."""
         obs, rewards, terminateds, truncateds, infos = step
         episode = self.episodes[index]
-        episode.length += 1
         episode_over = bool(terminateds.get("__all__") or truncateds.get("__all__"))
         for agent_id in self.obs[index]:
             key = (index, agent_id)
@@ -236,7 +235,7 @@ class BatchedSampler(SamplerInput):
             trajectory = self.trajectories.get(key)
             if trajectory is None:
                 trajectory = self.trajectories[key] = Trajectory(
-                    episode.eps_id, policy_id, agent_index(agent_id), t=0
+                    episode.eps_id, policy_id, agent_index(agent_id), t=episode.length
                 )
             reward = float(rewards.get(agent_id, 0.0))
             info = infos.get(agent_id) or {}
@@ -248,8 +247,10 @@ class BatchedSampler(SamplerInput):
             for column, value_of_step in zip(trajectory.columns.values(), row, strict=True):
                 column.append(value_of_step)
             terminated = bool(terminateds.get(agent_id) or terminateds.get("__all__"))
-            if terminated or truncateds.get(agent_id) or episode_over:
-                batches[policy_id].append(self._postprocess(key, terminated, truncated=not terminated))
+            truncated = bool(truncateds.get(agent_id) or truncateds.get("__all__"))  # both, as RLlib's
+            if terminated or truncated:
+                batches[policy_id].append(self._postprocess(key, terminated, truncated))
+        episode.length += 1
         if episode_over:
             for key in [key for key in self.trajectories if key[0] == index]:  # agents that no longer acted
                 batches[self.trajectories[key].policy_id].append(
