@@ -1,6 +1,6 @@
 """Where an iteration of our RLlib PPO goes, phase by phase, on section 5's game and settings (run_bench.py).
 
-    .venv/bin/python bench/rllib_breakdown.py                      # BallChase, 4 agents, one game, 3 runs
+    .venv/bin/python bench/rllib_breakdown.py     # BallChase, 4 agents: our sampler vs RLlib's, 3 runs
     .venv/bin/python bench/rllib_breakdown.py --variant '{"num_env_runners": 1}' --variant \
         '{"normalize_actions": false, "clip_actions": false}'     # A/B of RLlib settings, run in turns
 
@@ -8,12 +8,14 @@ Each run is a fresh process that builds the AlgorithmConfig the way rllib_traini
 (`build_config` on a RunSpec with section 5's RLLIB_SETTINGS and the YAML's overrides), runs one warm-up
 iteration and then `--iterations` measured ones. Per iteration it reports RLlib's two phases (sampling, the
 learner's update) and what is left (result, metrics, UnifiedLogger), and, when sampling runs in this process
-(num_env_runners 0), RLlib's own sampler counters split further: the game round trips (socket send and the
-wait for the reply), our env's own Python (GodotMultiAgentEnv without the round trips), RLlib's observation
-processing (agent connectors, collectors, episode bookkeeping), its trajectory postprocessing (batches from
-its collectors, GAE), the policy forward (compute_actions_from_input_dict) and its action processing (action
-connectors). Runs of the variants are interleaved (A, B, A, B, ...) and the median is reported, since a
-shared machine drifts.
+(num_env_runners 0), sampling split further: the game round trips (socket send and the wait for the reply),
+our env's own Python (GodotMultiAgentEnv without the round trips), the sampler's observation processing
+(RLlib's: agent connectors, collectors, episode bookkeeping, from its own counters; ours: its trajectory and
+episode bookkeeping), trajectory postprocessing (RLlib's batches from its collectors; both: PPO's GAE), the
+policy forward (RLlib's compute_actions_from_input_dict; ours: `BatchedSampler._forward`, actions included)
+and RLlib's action processing (action connectors). `{"sampler": "rllib"}` is RLlib's own sampler (the
+default comparison). Runs of the variants are interleaved (A, B, A, B, ...) and the median is reported,
+since a shared machine drifts.
 """
 
 import argparse
@@ -39,10 +41,10 @@ PHASES = [  # (key, label): per-iteration milliseconds
     ("sample", "sampling (synchronous_parallel_sample)"),
     ("game", "  game round trips (socket send + wait for the reply, steps and resets)"),
     ("env", "  our env's Python (GodotMultiAgentEnv.step and reset, round trips excluded)"),
-    ("obs", "  RLlib observation processing (connectors, collectors, episodes)"),
-    ("postprocess", "  RLlib trajectory postprocessing (batches from its collectors, GAE)"),
-    ("inference", "  RLlib policy forward (compute_actions_from_input_dict)"),
-    ("actions", "  RLlib action processing (action connectors)"),
+    ("obs", "  sampler's observation processing (RLlib: connectors, collectors, episodes; ours: lists)"),
+    ("postprocess", "  trajectory postprocessing (RLlib: batches from its collectors; GAE)"),
+    ("inference", "  policy forward (RLlib: compute_actions_from_input_dict; ours: one per step)"),
+    ("actions", "  RLlib action processing (action connectors; ours: in the forward)"),
     ("callbacks", "  our callbacks (ControllerMetricsCallback)"),
     ("learn", "learning (train_one_step: SGD)"),
     ("other", "result, metrics, UnifiedLogger (iteration - sampling - learning)"),
@@ -76,8 +78,13 @@ def section5_config(overrides: Dict[str, Any]) -> Any:
         "game_args": {"n_agents": N_AGENTS},
     }
     settings = {**RLLIB_SETTINGS, "num_env_runners": 0, "num_gpus": 0, **overrides}
+    sampler = settings.pop("sampler", "batched")
     spec = RunSpec(
-        source=Path("breakdown.yaml"), checkpoint_frequency=0, env_config=env_config, settings=settings
+        source=Path("breakdown.yaml"),
+        checkpoint_frequency=0,
+        env_config=env_config,
+        sampler=sampler,
+        settings=settings,
     )
     game = probe_game(env_config)
     try:
@@ -94,7 +101,7 @@ def run_once(overrides: Dict[str, Any], iterations: int) -> Dict[str, float]:
     from ray.tune.logger import UnifiedLogger
 
     from godot_rl_cli.game import protocol
-    from godot_rl_cli.rllib import callbacks, env
+    from godot_rl_cli.rllib import callbacks, env, sampler
     from godot_rl_cli.threads import configure_torch_threads
 
     configure_torch_threads(None)
@@ -110,6 +117,8 @@ def run_once(overrides: Dict[str, Any], iterations: int) -> Dict[str, float]:
         (env.GodotMultiAgentEnv, "reset", "env_reset"),  # RLlib resets while processing observations
         (EpisodeV2, "postprocess_episode", "postprocess"),
         (callbacks.ControllerMetricsCallback, "on_episode_end", "callbacks"),
+        (sampler.BatchedSampler, "_forward", "inference"),
+        (sampler.BatchedSampler, "_postprocess", "postprocess"),
     ):
         setattr(owner, name, timed(totals, key, getattr(owner, name)))
     config = section5_config(overrides)
@@ -124,8 +133,8 @@ def run_once(overrides: Dict[str, Any], iterations: int) -> Dict[str, float]:
         with tempfile.TemporaryDirectory(prefix="breakdown-") as directory:
             algo = config.build_algo(logger_creator=lambda c: UnifiedLogger(c, directory, loggers=None))
             algo.train()  # warm-up: the first iteration also builds the torch graphs' caches
-            sampler = algo.env_runner.sampler if algo.env_runner and algo.env_runner.sampler else None
-            stats = sampler.perf_stats if sampler else None
+            local = algo.env_runner.sampler if algo.env_runner and algo.env_runner.sampler else None
+            stats = getattr(local, "perf_stats", None)  # RLlib's sampler's counters
             fields = ("raw_obs_processing_time", "inference_time", "action_processing_time", "env_wait_time")
             for name in fields if stats else ():
                 setattr(stats, name, 0.0)
@@ -145,6 +154,11 @@ def run_once(overrides: Dict[str, Any], iterations: int) -> Dict[str, float]:
                 )
                 totals["inference"] = stats.inference_time
                 totals["actions"] = stats.action_processing_time
+            elif local:  # ours: what is left of sampling is its bookkeeping
+                totals["obs"] = totals["sample"] - sum(
+                    totals[key] for key in ("env_step", "env_reset", "inference", "postprocess")
+                )
+            if local:
                 totals["env"] = totals["env_step"] + totals["env_reset"] - totals["game"]
             algo.stop()
     finally:
@@ -152,7 +166,7 @@ def run_once(overrides: Dict[str, Any], iterations: int) -> Dict[str, float]:
     totals["other"] = totals["iteration"] - totals["sample"] - totals["learn"]
     report = {key: totals[key] * 1000 / iterations for key, _ in PHASES}
     report["agent_steps"] = agent_steps / iterations
-    report["local_sampling"] = bool(stats)
+    report["local_sampling"] = bool(local)
     return report
 
 
@@ -177,7 +191,7 @@ def measure(variants: List[Dict[str, Any]], runs: int, iterations: int) -> List[
 
 def table(variants: List[Dict[str, Any]], reports: List[List[Dict[str, float]]]) -> List[str]:
     """Median milliseconds per iteration by phase, microseconds per agent step, for each variant."""
-    names = [json.dumps(variant) if variant else "section 5's settings" for variant in variants]
+    names = [json.dumps(variant) if variant else "section 5's settings (our sampler)" for variant in variants]
     rows = [
         "| phase | " + " | ".join(f"{name}: ms per iteration | µs per agent step" for name in names) + " |",
         "| --- |" + " --- | --- |" * len(names),
@@ -209,7 +223,7 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(run_once(json.loads(args.child), args.iterations)))
         return
-    variants = [{}] + [json.loads(variant) for variant in args.variant]
+    variants = [{}] + [json.loads(variant) for variant in args.variant or ['{"sampler": "rllib"}']]
     print("\n".join(table(variants, measure(variants, args.runs, args.iterations))))
 
 
