@@ -139,9 +139,8 @@ class BatchedSampler(SamplerInput):
         config = worker.config
         self.count_agent_steps = config.count_steps_by == "agent_steps"
         self.normalize_actions, self.clip_actions = config.normalize_actions, config.clip_actions
-        self.ids = itertools.count(
-            (worker.worker_index << 40) + 1
-        )  # episode and unroll ids, unique per runner
+        # Episode and unroll ids, unique per runner.
+        self.ids = itertools.count((worker.worker_index << 40) + 1)
         self.obs: List[Optional[Dict[AgentId, np.ndarray]]] = [None] * len(self.envs)  # None: to reset
         self.episodes = [Episode(0) for _ in self.envs]  # replaced at each reset
         self.trajectories: Dict[Key, Trajectory] = {}
@@ -150,9 +149,8 @@ class BatchedSampler(SamplerInput):
     def get_data(self) -> MultiAgentBatch:
         batches: Dict[str, List[SampleBatch]] = defaultdict(list)
         env_steps = agent_steps = 0
-        while (
-            agent_steps if self.count_agent_steps else env_steps
-        ) < self.worker.total_rollout_fragment_length:
+        target = self.worker.total_rollout_fragment_length
+        while (agent_steps if self.count_agent_steps else env_steps) < target:
             agent_steps += self._step(batches)
             env_steps += len(self.envs)
         for key in list(self.trajectories):  # cut here; the episodes go on in the next batch
@@ -179,13 +177,12 @@ class BatchedSampler(SamplerInput):
                 self.obs[index], _ = env.reset()
                 self.episodes[index] = Episode(next(self.ids))
         acting: Dict[str, List[Key]] = defaultdict(list)
+        mapping = self.worker.policy_mapping_fn
         for index, observations in enumerate(self.obs):
             episode = self.episodes[index]
             for agent_id in observations:
-                if agent_id not in episode.policy_of:
-                    episode.policy_of[agent_id] = self.worker.policy_mapping_fn(
-                        agent_id, None, worker=self.worker
-                    )
+                if agent_id not in episode.policy_of:  # mapped once per episode, as RLlib does
+                    episode.policy_of[agent_id] = mapping(agent_id, None, worker=self.worker)
                 acting[episode.policy_of[agent_id]].append((index, agent_id))
         outputs: Dict[Key, tuple] = {}
         env_actions: List[Dict[AgentId, Any]] = [{} for _ in self.envs]
