@@ -198,7 +198,7 @@ class BatchedSampler(SamplerInput):
 
     def _forward(self, policy_id: str, obs: np.ndarray) -> tuple:
         """The policy's actions for a batch of observations, with what PPO keeps of the forward, and the
-        actions as the game gets them (unsquashed or clipped as RLlib's `normalize_actions`/`clip_actions`
+        actions as the game gets them (unsquashed and clipped as RLlib's `normalize_actions`/`clip_actions`
         say)."""
         policy = self.worker.policy_map[policy_id]
         with torch.no_grad():
@@ -211,11 +211,11 @@ class BatchedSampler(SamplerInput):
             logp = distribution.logp(actions)
         policy.global_timestep += len(obs)
         actions = actions.numpy()
-        for_env = actions
+        for_env = actions  # RLlib's action connectors: unsquash, then clip, each when configured
         if self.normalize_actions:
-            for_env = unsquash_action(actions, policy.action_space_struct)
-        elif self.clip_actions:
-            for_env = clip_action(actions, policy.action_space_struct)
+            for_env = unsquash_action(for_env, policy.action_space_struct)
+        if self.clip_actions:
+            for_env = clip_action(for_env, policy.action_space_struct)
         return actions, logp.numpy(), values.numpy(), inputs.numpy(), for_env
 
     def _record(
