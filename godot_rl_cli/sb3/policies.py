@@ -15,8 +15,8 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_ima
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.networks import GRN_BLOCKS, GatedResidualBlock, small_image_cnn
 
-GRN_BLOCKS = 2
 LSTM_REFUSAL = (
     "--policy-type lstm is not supported by the SB3 trainer: Stable-Baselines3 has no recurrent policy "
     "(RecurrentPPO lives in sb3-contrib) and the Godot plugin's ONNX runner feeds a single state_ins value "
@@ -33,16 +33,7 @@ class SmallImageCNN(BaseFeaturesExtractor):
         total = 0
         for key, space in observation_space.spaces.items():
             if is_image_space(space, check_channels=False, normalized_image=False):
-                layers: List[torch.nn.Module] = []
-                channels = space.shape[0]
-                for out_channels in cnn_channels:
-                    layers += [
-                        torch.nn.Conv2d(channels, out_channels, kernel_size=3, stride=2, padding=1),
-                        torch.nn.ReLU(),
-                    ]
-                    channels = out_channels
-                layers.append(torch.nn.Flatten())
-                branch = torch.nn.Sequential(*layers)
+                branch = small_image_cnn(space.shape[0], cnn_channels)
                 with torch.no_grad():
                     total += branch(torch.zeros(1, *space.shape)).shape[1]
             else:
@@ -54,21 +45,6 @@ class SmallImageCNN(BaseFeaturesExtractor):
 
     def forward(self, observations: Dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.cat([branch(observations[key]) for key, branch in self.branches.items()], dim=1)
-
-
-class GatedResidualBlock(torch.nn.Module):
-    """x + GLU(W2 ELU(W1 x)), layer-normalised: the gated residual network block of TFT."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.hidden = torch.nn.Linear(width, width)
-        self.gate = torch.nn.Linear(width, 2 * width)
-        self.norm = torch.nn.LayerNorm(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(
-            x + torch.nn.functional.glu(self.gate(torch.nn.functional.elu(self.hidden(x))), dim=-1)
-        )
 
 
 class GRNExtractor(BaseFeaturesExtractor):
