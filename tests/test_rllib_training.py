@@ -547,6 +547,62 @@ def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "game, model, layers",
+    [
+        ("BallChaseCamera", {"custom_model": "tui_cnn", "channels": [8, 16], "fcnet_hiddens": [32]}, [8, 16]),
+        ("BallChase", {"custom_model": "tui_grn", "hidden_size": 24}, [24]),
+    ],
+    ids=["cnn", "grn"],
+)
+def test_controller_cnn_and_grn_policy_types_train_and_export(tmp_path, game, model, layers):
+    """The model blocks the controller writes for its cnn and grn policy types: the run trains with the
+    batched sampler, and its checkpoint loads and exports to ONNX with the network the YAML asked for."""
+    import torch
+
+    from godot_rl_cli.onnx.rllib import load_policy
+
+    port = find_free_port_block(2)
+    config = controller_config(
+        tmp_path, port, stop={"training_iteration": 1}, env_path=str(SIM_DIR / f"{game}.x86_64"), model=model
+    )
+    result = run_isolated([f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}"], tmp_path, {})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "; sampler: batched" in result.stdout
+    [checkpoint] = sorted((tmp_path / "exp").glob("*/*/checkpoint_000000"))
+    policy = load_policy(checkpoint, "shared_policy")
+    widths = [
+        module.out_channels if isinstance(module, torch.nn.Conv2d) else module.normalized_shape[0]
+        for module in policy.model.modules()
+        if isinstance(module, torch.nn.Conv2d | torch.nn.LayerNorm)
+    ]
+    assert type(policy.model).__name__ == {"tui_cnn": "TuiCnn", "tui_grn": "TuiGrn"}[model["custom_model"]]
+    assert sorted(set(widths)) == layers, widths
+    exported = run_script(
+        "convert_rllib_to_onnx.py", str(checkpoint), "-o", str(tmp_path / "onnx"), cwd=tmp_path
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert (
+        tmp_path / "onnx" / "shared_policy.onnx"
+    ).is_file() and "max verification error" in exported.stdout
+
+
+def test_controller_cnn_without_an_image_is_one_line_before_ray(tmp_path):
+    config = controller_config(
+        tmp_path,
+        find_free_port_block(2),
+        env_path=str(SIM_DIR / "BallChase.x86_64"),
+        model={"custom_model": "tui_cnn", "channels": [8], "fcnet_hiddens": [16]},
+    )
+    result = run_script(
+        SCRIPT, f"--config_file={config}", f"--experiment_dir={tmp_path / 'exp'}", cwd=tmp_path
+    )
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
+        "ERROR: custom_model tui_cnn needs an image observation"
+    ), result.stderr[-2000:]
+    assert not (tmp_path / "exp").exists()
+
+
 def test_single_policy_ballchase_with_own_episodes_per_agent_and_only_a_final_checkpoint(tmp_path):
     port = find_free_port_block(2)
     config = controller_config(

@@ -118,6 +118,9 @@ def load_policy(checkpoint: Path, policy_id: str):
     """Restore one policy from `checkpoint/policies/<id>`; any failure is a UserError naming it."""
     from ray.rllib.policy.policy import Policy
 
+    from godot_rl_cli.rllib.models import register_models
+
+    register_models()  # a policy of the controller's cnn or grn type names its model
     logging.getLogger("ray").setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():

@@ -267,6 +267,22 @@ def compile_mapping_function(source: str) -> Callable:
     )
 
 
+# The controller's policy types as RLlib models (rllib/models.py): their keys it writes beside custom_model.
+CONTROLLER_MODEL_KEYS = {"tui_cnn": ("channels",), "tui_grn": ("hidden_size",)}
+
+
+def controller_model(model: Any) -> Any:
+    """A `model` setting with the controller's `channels`/`hidden_size` moved into `custom_model_config`,
+    where RLlib hands them to the model (it refuses unknown keys in `model`)."""
+    keys = CONTROLLER_MODEL_KEYS.get(model.get("custom_model")) if isinstance(model, dict) else None
+    if not keys:
+        return model
+    model = dict(model)
+    custom = dict(model.get("custom_model_config") or {})
+    custom.update({key: model.pop(key) for key in keys if key in model})
+    return {**model, "custom_model_config": custom}
+
+
 def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
     """Set each setting on the AlgorithmConfig under its Ray 2.48 name; warn about keys it does not know."""
     effective = {}
@@ -279,7 +295,7 @@ def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
             warn_unknown_key(key, known, f"setting {key!r} is not known to {type(config).__name__}")
             continue
         if name == "model":
-            value = {**config.model, **value}
+            value = {**config.model, **controller_model(value)}
         setattr(config, name, value)
         effective[name] = value
     return effective

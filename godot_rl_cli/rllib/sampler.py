@@ -10,9 +10,10 @@ RLlib's RolloutMetrics (the agents' info values as custom metrics, as `Controlle
 them), so results, the `@METRIC` line, restarts and the learner are unchanged.
 
 `BatchedRolloutWorker` uses it where it gives what RLlib's sampler gives: PPO policies with feed-forward
-models, RLlib's stochastic exploration, `batch_mode: truncate_episodes`, no observation filter, preprocessor,
-reward clipping or observation function. Elsewhere (the evaluation runner, which samples complete episodes,
-or a YAML that needs one of those) RLlib's own sampler runs, as it does with `sampler: rllib` in the YAML.
+models (RLlib's, or the controller's `tui_cnn`/`tui_grn`), RLlib's stochastic exploration, `batch_mode:
+truncate_episodes`, no observation filter, preprocessor, reward clipping or observation function. Elsewhere
+(the evaluation runner, which samples complete episodes, or a YAML that needs one of those) RLlib's own
+sampler runs, as it does with `sampler: rllib` in the YAML.
 """
 
 import itertools
@@ -32,6 +33,7 @@ from ray.rllib.utils.filter import NoFilter
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
 from godot_rl_cli.rllib.callbacks import info_custom_metrics
+from godot_rl_cli.rllib.config import CONTROLLER_MODEL_KEYS
 from godot_rl_cli.rllib.env import AgentId, agent_index
 
 STEP_COLUMNS = (
@@ -67,7 +69,8 @@ def unsupported_settings(config: Any) -> Optional[str]:
     reasons = {
         "batch_mode: complete_episodes": config.batch_mode != "truncate_episodes",
         "a recurrent or attention model": model.get("use_lstm") or model.get("use_attention"),
-        "a custom model or preprocessor": model.get("custom_model") or model.get("custom_preprocessor"),
+        "a custom model or preprocessor": model.get("custom_model") not in (None, *CONTROLLER_MODEL_KEYS)
+        or model.get("custom_preprocessor"),
         "an observation filter": config.observation_filter != "NoFilter",
         "reward clipping": bool(config.clip_rewards),
         "an observation function": config.observation_fn is not None,

@@ -20,6 +20,7 @@ from godot_rl_cli.game.spaces import flat_action_space
 from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
 from godot_rl_cli.rllib.config import RunSpec, apply_settings
 from godot_rl_cli.rllib.env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
+from godot_rl_cli.rllib.models import configure_model, register_models
 from godot_rl_cli.rllib.runners import FAULT_TOLERANCE_DEFAULTS
 from godot_rl_cli.rllib.sampler import BatchedRolloutWorker, unsupported_settings
 
@@ -122,6 +123,14 @@ def build_config(
     ):  # the new stack's default buffer does not work on the old stack
         config.training(replay_buffer_config={"type": OLD_STACK_REPLAY_BUFFERS[spec.algorithm]})
     effective = apply_settings(config, spec.settings)
+    register_models()
+    configure_model(
+        config,
+        {
+            name: [(key, game.observation_spaces[index][key].shape) for key in game.observation_key_order]
+            for name, index in ((name, agents_of.get(name, 0)) for name in policy_names)
+        },
+    )
     runners = int(config.num_env_runners)
     config.env_config = {
         **env_config,
