@@ -14,7 +14,7 @@ from ray.rllib.evaluation.sampler import SyncSampler
 from ray.rllib.policy.sample_batch import SampleBatch
 
 from godot_rl_cli.rllib.config import RunSpec
-from godot_rl_cli.rllib.sampler import BatchedSampler
+from godot_rl_cli.rllib.sampler import BatchedSampler, unsupported_policy
 from godot_rl_cli.rllib.setup import build_config, probe_game
 
 BALLCHASE = str(SIM_DIR / "BallChase.x86_64")
@@ -216,3 +216,8 @@ def test_rllib_samples_where_the_batched_sampler_does_not_apply(
     assert type(algo.env_runner_group.local_env_runner.sampler) is SyncSampler
     startup = next(line for line in capsys.readouterr().out.splitlines() if "; sampler: " in line)
     assert startup.split("; sampler: ")[1].startswith("RLlib's (") and reason in startup
+    if algorithm != "PPO":  # the env runner's own check of its built policies says the same
+        worker = algo.env_runner_group.local_env_runner
+        assert "APPOTorchPolicy, not PPO's" in unsupported_policy(
+            algo.get_policy("shared_policy"), worker, "p"
+        )

@@ -32,6 +32,7 @@ from ray.rllib.utils.exploration.stochastic_sampling import StochasticSampling
 from ray.rllib.utils.filter import NoFilter
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
+from godot_rl_cli.errors import print_warning
 from godot_rl_cli.rllib.callbacks import info_custom_metrics
 from godot_rl_cli.rllib.config import CONTROLLER_MODEL_KEYS
 from godot_rl_cli.rllib.env import AgentId, agent_index
@@ -303,8 +304,12 @@ class BatchedRolloutWorker(RolloutWorker):
         super().__init__(**kwargs)
         if self.sampler is None:  # no env: the driver's worker when remote runners sample
             return
-        reason = unsupported_settings(self.config) or next(
+        if unsupported_settings(self.config):  # e.g. the evaluation runner's complete episodes: expected
+            return
+        reason = next(
             filter(None, (unsupported_policy(p, self, pid) for pid, p in self.policy_map.items())), None
         )
-        if reason is None:
-            self.sampler = self.input_reader = BatchedSampler(self)
+        if reason:
+            print_warning(f"env runner {self.worker_index} samples with RLlib's sampler: {reason}")
+            return
+        self.sampler = self.input_reader = BatchedSampler(self)
