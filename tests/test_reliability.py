@@ -12,6 +12,7 @@ import subprocess
 import time
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from conftest import SIM_DIR, find_free_port_block
@@ -253,7 +254,9 @@ RLLIB = "rllib_training_script.py"
 PONG = str(SIM_DIR / "Pong.x86_64")
 
 
-def rllib_config(tmp_path: Path, port: int, stop, envs: int = 1, **env_config) -> Path:
+def rllib_config(
+    tmp_path: Path, port: int, stop, envs: int = 1, settings: Optional[dict] = None, **env_config
+) -> Path:
     import yaml
 
     data = {
@@ -271,6 +274,7 @@ def rllib_config(tmp_path: Path, port: int, stop, envs: int = 1, **env_config) -
             "sgd_minibatch_size": 50,
             "num_sgd_iter": 1,
             "model": {"fcnet_hiddens": [16]},
+            **(settings or {}),
         },
     }
     path = tmp_path / "rllib.yaml"
@@ -299,6 +303,30 @@ def test_rllib_fault_in_one_of_two_games(tmp_path, fault):
     assert result.returncode == 1
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and f"port {port + 1}" in errors[0], result.stderr[-3000:]
+    assert rllib_checkpoints(tmp_path / "exp"), "the last checkpoint is saved"
+    assert_clean(tmp_path, port, 2)
+
+
+def test_rllib_game_failure_in_a_remote_env_runner_is_named_in_the_one_error(tmp_path):
+    """The runner exits and Ray reports only its death; the error line still names the game's failure."""
+    port = find_free_port_block(3)
+    settings = {"num_workers": 1, "max_num_env_runner_restarts": 0}
+    config = rllib_config(tmp_path, port, {"training_iteration": 100}, settings=settings)
+    args = [
+        f"--config_file={config}",
+        f"--experiment_dir={tmp_path / 'exp'}",
+        "--game_arg",
+        "crash_after_steps=120",
+    ]
+    result = run_script(RLLIB, *args, cwd=tmp_path, timeout=180)
+    assert result.returncode == 1
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert (
+        "env runner 1 was lost" in errors[0]
+        and f"its game failed: game {PONG} on port {port + 1}" in errors[0]
+    )
+    assert "exit code 3" in errors[0] and "simulated engine crash after 120 steps" in errors[0]
     assert rllib_checkpoints(tmp_path / "exp"), "the last checkpoint is saved"
     assert_clean(tmp_path, port, 2)
 

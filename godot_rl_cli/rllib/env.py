@@ -23,6 +23,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from godot_rl_cli.game import GameError, GameSettings, RobustGodotEnv
 from godot_rl_cli.game.restarts import RESTARTABLE_ERRORS, RestartBudget
 from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space, flatten_observation
+from godot_rl_cli.rllib.runners import report_game_error
 
 AgentId = Union[int, str]
 
@@ -65,6 +66,8 @@ class GodotMultiAgentEnv(MultiAgentEnv):
             start_game, env_config, index, bool(env_config.get("show_window")) and first
         )
         self.game = self.launch_game()
+        # A training env runner's index (the evaluation runners' games are numbered after an offset).
+        self.runner = None if "_game_offset" in env_config else getattr(env_config, "worker_index", 0)
         self.restarts = RestartBudget(int(env_config.get("max_env_restarts") or 0), "max_env_restarts")
         self.shared_episode = bool(env_config.get("_env_is_multiagent", True))
         count = self.game.num_envs
@@ -87,7 +90,11 @@ class GodotMultiAgentEnv(MultiAgentEnv):
 
     def reset(self, *, seed=None, options=None) -> Tuple[dict, dict]:
         if self.shared_episode or not self.game_was_reset:
-            observations, _ = self.game.reset()
+            try:
+                observations, _ = self.game.reset()
+            except GameError as error:
+                report_game_error(self.runner, error)
+                raise
             self.last_obs = [self._flatten(observation) for observation in observations]
             self.game_was_reset = True
         self.finished = [False] * len(self.ids)
@@ -132,9 +139,13 @@ class GodotMultiAgentEnv(MultiAgentEnv):
     def _restart_game(self, error: GameError):
         """Relaunch a crashed or hung game; the episode in progress ends, truncated at its last
         observation."""
-        self.restarts.spend(error)
-        self.game.close()
-        self.game = self.launch_game()
+        try:
+            self.restarts.spend(error)
+            self.game.close()
+            self.game = self.launch_game()
+        except GameError as fatal:
+            report_game_error(self.runner, fatal)
+            raise
         self.game_was_reset = False
         active = [i for i in range(len(self.ids)) if not (self.shared_episode and self.finished[i])]
         obs = {self.ids[i]: self.last_obs[i] for i in active}

@@ -5,7 +5,9 @@ times per runner; the restarted runner builds its env again, which starts its ga
 counts the runners brought back into service (`EnvRunnerGroup.num_remote_worker_restarts()`). What Ray does
 not do is end the run once a runner is gone for good (its restarts spent, or no node left to place it on):
 it samples with the others, or waits. `LostRunnerWatch` says when that is the case, so the training script
-ends with one error and the last checkpoint.
+ends with one error and the last checkpoint. A runner whose game failed beyond `max_env_restarts` exits (Ray
+only reports that it died), so its env leaves the game's error in Ray's key-value store (`report_game_error`)
+for that one error line to name.
 """
 
 import time
@@ -13,6 +15,7 @@ from typing import Any, Dict, Optional
 
 import ray
 from ray.exceptions import ActorDiedError
+from ray.experimental import internal_kv
 
 # Ray's names; the YAML overrides each (Ray's 60 s delay and 1000 restarts suit long jobs, not a game that
 # restarts in seconds).
@@ -24,6 +27,23 @@ FAULT_TOLERANCE_DEFAULTS: Dict[str, Any] = {
 }
 # How long a lost runner may take to come back (placed, started, its game connected) before the run ends.
 RUNNER_RETURN_TIMEOUT_S = 120.0
+
+
+def _game_error_key(runner: int) -> str:
+    return f"godot_rl_cli:{ray.get_runtime_context().get_job_id()}:game_error:{runner}"
+
+
+def report_game_error(runner: Optional[int], error: Exception) -> None:
+    """Keeps the error of the game that ends training env runner `runner` for the driver's `LostRunnerWatch`
+    (a no-op in the driver's own env runner, 0, or outside Ray)."""
+    if runner and ray.is_initialized() and internal_kv._internal_kv_initialized():
+        internal_kv._internal_kv_put(_game_error_key(runner), str(error), overwrite=True)
+
+
+def reported_game_error(runner: int) -> Optional[str]:
+    """The error `report_game_error` kept for `runner`, if any."""
+    value = internal_kv._internal_kv_get(_game_error_key(runner))
+    return value.decode("utf-8", "replace") if value else None
 
 
 def runner_restarts(algo: Any) -> int:
@@ -65,10 +85,11 @@ class LostRunnerWatch:
                 self.lost_since.pop(result.actor_id, None)
             elif isinstance(result.get(), ActorDiedError):
                 limit = config.max_num_env_runner_restarts if config.restart_failed_env_runners else 0
+                game_error = reported_game_error(result.actor_id)
                 return (
                     f"env runner {result.actor_id} was lost and cannot be restarted "
-                    f"(max_num_env_runner_restarts {limit} spent, or restarts are off; "
-                    "Ray logged the runner's last error above)"
+                    f"(max_num_env_runner_restarts {limit} spent, or restarts are off); "
+                    + (f"its game failed: {game_error}" if game_error else "Ray logged its last error above")
                 )
         missing = ", ".join(f"{name} {amount}" for name, amount in self._missing_resources().items())
         for runner, since in self.lost_since.items():
