@@ -10,6 +10,7 @@ Where: `<model>.manifest.json` beside an SB3 `<model>.zip` (several models share
 """
 
 import datetime
+import functools
 import importlib.metadata
 import json
 import math
@@ -81,6 +82,13 @@ def git_commit(root: Path = SUITE_ROOT) -> Optional[str]:
     return head + ("+dirty" if status.stdout.strip() else "")
 
 
+@functools.cache
+def suite_commit() -> Optional[str]:
+    """`git_commit()` once per process (two git calls): the code that runs is the code loaded at its start,
+    and a run writes a manifest with every model or checkpoint."""
+    return git_commit()
+
+
 def game_record(game: Any) -> Dict[str, Any]:
     """What the game reported (a RobustGodotEnv): its path, agents, observation keys and action heads in the
     game's order."""
@@ -133,7 +141,7 @@ def build(
         "seeds": dict(seeds),
         "versions": versions(),
         "onnx": {"opset": DEFAULT_OPSET, "ir_version": DEFAULT_IR_VERSION},  # what the trainers export with
-        "suite_commit": git_commit(),
+        "suite_commit": suite_commit(),
         **extra,
     }
 
