@@ -68,6 +68,7 @@ class GodotMultiAgentEnv(MultiAgentEnv):
         self.game = self.launch_game()
         # A training env runner's index (the evaluation runners' games are numbered after an offset).
         self.runner = None if "_game_offset" in env_config else getattr(env_config, "worker_index", 0)
+        report_game_error(self.runner, None)  # this runner's games run again: an earlier error is history
         self.restarts = RestartBudget(int(env_config.get("max_env_restarts") or 0), "max_env_restarts")
         self.shared_episode = bool(env_config.get("_env_is_multiagent", True))
         count = self.game.num_envs

@@ -33,10 +33,15 @@ def _game_error_key(runner: int) -> str:
     return f"godot_rl_cli:{ray.get_runtime_context().get_job_id()}:game_error:{runner}"
 
 
-def report_game_error(runner: Optional[int], error: Exception) -> None:
-    """Keeps the error of the game that ends training env runner `runner` for the driver's `LostRunnerWatch`
-    (a no-op in the driver's own env runner, 0, or outside Ray)."""
-    if runner and ray.is_initialized() and internal_kv._internal_kv_initialized():
+def report_game_error(runner: Optional[int], error: Optional[Exception]) -> None:
+    """Keeps the error of the game that ends training env runner `runner` for the driver's `LostRunnerWatch`;
+    None forgets an earlier one (a restarted runner starts clean). A no-op in the driver's own env runner (0)
+    or outside Ray."""
+    if not (runner and ray.is_initialized() and internal_kv._internal_kv_initialized()):
+        return
+    if error is None:
+        internal_kv._internal_kv_del(_game_error_key(runner))
+    else:
         internal_kv._internal_kv_put(_game_error_key(runner), str(error), overwrite=True)
 
 
