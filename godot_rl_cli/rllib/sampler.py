@@ -252,11 +252,7 @@ class BatchedSampler(SamplerInput):
             if terminated or truncated:
                 batches[policy_id].append(self._postprocess(key, terminated, truncated))
         episode.length += 1
-        if episode_over:
-            for key in [key for key in self.trajectories if key[0] == index]:  # agents that no longer acted
-                batches[self.trajectories[key].policy_id].append(
-                    self._postprocess(key, False, truncated=True)
-                )
+        if episode_over:  # every acting agent's trajectory ended above, terminated or truncated
             self.finished.append(episode.metrics())
             self.obs[index] = None
         else:
