@@ -235,13 +235,18 @@ def action_space(space_info: dict) -> spaces.Dict:
     return spaces.Dict(heads)
 
 
+def is_image_key(key: str) -> bool:
+    """Whether an observation key is a camera image (uint8), as the plugin names them: it contains `2d`."""
+    return "2d" in key
+
+
 def observation_space(space_info: dict) -> spaces.Dict:
     """A game's observation space message (`{key: {size, space}}`); keys containing `2d` are uint8 images."""
     observations = {}
     for key, entry in space_info.items():
         if entry["space"] == "box":
             shape = tuple(int(size) for size in entry["size"])
-            if "2d" in key:
+            if is_image_key(key):
                 observations[key] = spaces.Box(low=0, high=255, shape=shape, dtype="uint8")
             else:
                 observations[key] = spaces.Box(low=-1.0, high=1.0, shape=shape, dtype="float32")

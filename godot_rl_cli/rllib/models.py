@@ -21,6 +21,7 @@ from ray.rllib.models.torch.torch_modelv2 import TorchModelV2
 from ray.rllib.models.utils import get_activation_fn
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.game.protocol import is_image_key
 from godot_rl_cli.networks import GRN_BLOCKS, GatedResidualBlock, small_image_cnn
 
 DEFAULT_CHANNELS = (32, 64, 64)  # the controller's --cnn-channels default
@@ -28,8 +29,9 @@ DEFAULT_HIDDEN_SIZE = 128  # the controller's --grn-hidden-size default
 Layout = Sequence[Tuple[str, Sequence[int]]]  # (key, shape) in the flat observation's order
 
 
-def is_image_key(key: str, shape: Sequence[int]) -> bool:
-    return "2d" in key and len(shape) == 3
+def is_image(key: str, shape: Sequence[int]) -> bool:
+    """A camera key with its height x width x channels shape."""
+    return is_image_key(key) and len(shape) == 3
 
 
 def _mlp(input_size: int, hidden: Sequence[int], output_size: int, activation: Any) -> torch.nn.Sequential:
@@ -75,7 +77,7 @@ class TuiCnn(_TwoHeadModel):
         branches, size, start = [], 0, 0
         for key, shape in obs_layout:
             end = start + int(np.prod(shape))
-            image = tuple(int(s) for s in shape) if is_image_key(key, shape) else None
+            image = tuple(int(s) for s in shape) if is_image(key, shape) else None
             branch = small_image_cnn(image[2], channels) if image else torch.nn.Identity()
             with torch.no_grad():
                 size += (
@@ -138,7 +140,7 @@ def configure_model(config: Any, layouts: Dict[str, Layout]) -> None:
             "use one observation layout for all agents, or another policy type",
         )
     layout = next(iter(layouts.values()))
-    if not any(is_image_key(key, shape) for key, shape in layout):
+    if not any(is_image(key, shape) for key, shape in layout):
         raise UserError(
             "custom_model tui_cnn needs an image observation (a key containing '2d')",
             "add a camera sensor to the game's AIController or use the mlp policy type",

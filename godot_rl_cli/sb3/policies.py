@@ -15,6 +15,7 @@ from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_ima
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.game.protocol import is_image_key
 from godot_rl_cli.networks import GRN_BLOCKS, GatedResidualBlock, small_image_cnn
 
 LSTM_REFUSAL = (
@@ -79,7 +80,7 @@ def policy_kwargs_for(
     check_policy_type(policy_type)
     kwargs: Dict[str, Any] = {"net_arch": list(hidden_layers)}
     if policy_type == "cnn":
-        if not any("2d" in key for key in observation_space.spaces):
+        if not any(is_image_key(key) for key in observation_space.spaces):
             raise UserError(
                 "--policy-type cnn needs an image observation (a key containing '2d')",
                 "add a camera sensor to the game's AIController or use --policy-type mlp",
