@@ -7,6 +7,7 @@ had started); 2 bad command line; 130 stopped by a second SIGINT (no save).
 import sys
 from typing import List, Optional
 
+from godot_rl_cli.game.errors import exit_on_setup_failure
 from godot_rl_cli.game.settings import GameSettings
 from godot_rl_cli.sb3.options import parse_args
 from godot_rl_cli.threads import configure_torch_threads
@@ -20,7 +21,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     stopper = run.stop_on_signals()
     games = run.Games()
-    with run.exit_on_setup_failure(games):
+    with exit_on_setup_failure("Stopped before training started; nothing to save.", games.close):
         run.check_settings(args)
         games.start(args, GameSettings.from_args(args))
     run.announce(games, args.n_parallel, threads)

@@ -7,7 +7,6 @@ started); 130 stopped by a second SIGINT (no save).
 
 import argparse
 import contextlib
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecMonitor
 
 from godot_rl_cli import metrics
-from godot_rl_cli.errors import UserError, exit_with_error, print_error, print_warning
+from godot_rl_cli.errors import UserError, print_error, print_warning
 from godot_rl_cli.game import GameError, GameSettings, StopRequested, validate_env_path
 from godot_rl_cli.game.debug_panel import print_debug_panel
 from godot_rl_cli.onnx.recipe import VerificationError
@@ -43,8 +42,6 @@ from godot_rl_cli.sb3.model import (
 from godot_rl_cli.sb3.policies import check_policy_type, policy_kwargs_for
 from godot_rl_cli.sb3.vec_env import GodotVecEnv
 from godot_rl_cli.signals import StopSignals
-
-GAME_START_HOW = "check that the game starts on its own and uses the Godot RL Agents plugin"
 
 
 def experiment_dir(args: argparse.Namespace) -> Path:
@@ -106,24 +103,6 @@ class Games:
         for env in (self.env, self.evaluation):
             if env is not None:
                 env.close()
-
-
-@contextlib.contextmanager
-def exit_on_setup_failure(games: Games) -> Iterator[None]:
-    """Before training: a bad setting or a game that does not start exits 1, a stop exits 0; either way the
-    games started so far are closed."""
-    try:
-        yield
-    except UserError as error:
-        games.close()
-        exit_with_error(error.what, error.how)
-    except GameError as error:
-        games.close()
-        exit_with_error(str(error), GAME_START_HOW)
-    except (StopRequested, KeyboardInterrupt):
-        games.close()
-        print("Stopped before training started; nothing to save.", file=sys.stderr)
-        sys.exit(0)
 
 
 def announce(games: Games, n_parallel: int, threads: int) -> None:
