@@ -290,6 +290,27 @@ def limit_client(n_agents: int, games: int, seconds: float) -> Trace:
     return run_traced(command, n_agents=n_agents, games=games, stop_seconds=seconds)
 
 
+def send(connection: socket.socket, message: Dict) -> None:
+    """One message of the wire protocol (limit client)."""
+    body = json.dumps(message).encode()
+    connection.sendall(struct.pack("<I", len(body)) + body)
+
+
+def receive(connection: socket.socket) -> Dict:
+    """One message of the wire protocol (limit client); the game closing ends the client."""
+
+    def exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = connection.recv(size - len(data))
+            if not chunk:
+                raise SystemExit(0)
+            data += chunk
+        return data
+
+    return json.loads(exactly(struct.unpack("<I", exactly(4))[0]))
+
+
 def run_limit_client(launcher: str, games: int, seconds: float) -> None:
     """Child-process body of `limit_client`: handshake, env_info, reset, then random actions."""
     port = free_port_block(games)
@@ -313,22 +334,6 @@ def run_limit_client(launcher: str, games: int, seconds: float) -> None:
         connection, _ = server.accept()
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connections.append(connection)
-
-    def send(connection: socket.socket, message: Dict) -> None:
-        body = json.dumps(message).encode()
-        connection.sendall(struct.pack("<I", len(body)) + body)
-
-    def receive(connection: socket.socket) -> Dict:
-        def exactly(size: int) -> bytes:
-            data = b""
-            while len(data) < size:
-                chunk = connection.recv(size - len(data))
-                if not chunk:
-                    raise SystemExit(0)
-                data += chunk
-            return data
-
-        return json.loads(exactly(struct.unpack("<I", exactly(4))[0]))
 
     agents = []
     for connection in connections:

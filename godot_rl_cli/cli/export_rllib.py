@@ -95,51 +95,54 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.checkpoint_path and args.checkpoint_flag:
         parser.error("give the checkpoint once: as the checkpoint_path argument or as --checkpoint")
-    checkpoint_path = args.checkpoint_path or args.checkpoint_flag
 
-    from godot_rl_cli.onnx.recipe import describe_failure
-    from godot_rl_cli.onnx.rllib import (
-        export_checkpoint_policy,
-        output_paths,
-        policy_ids,
-        select_policies,
-        validate_versions,
-    )
-    from godot_rl_cli.rllib.config import load_run_spec
-    from godot_rl_cli.rllib.layout import newest_trial, resolve_checkpoint
+    from godot_rl_cli.onnx.rllib import output_paths, policy_ids, select_policies, validate_versions
 
     try:
         validate_versions(args.opset, args.ir_version)
-        if checkpoint_path:
-            checkpoint = resolve_checkpoint(
-                Path(checkpoint_path).expanduser().absolute(), args.checkpoint_number
-            )
-        else:
-            algorithm = load_run_spec(args.config_file).algorithm if args.config_file else None
-            experiment_dir = Path(args.experiment_dir).expanduser().absolute()
-            checkpoint = resolve_checkpoint(newest_trial(experiment_dir, algorithm), args.checkpoint_number)
-            print(f"Exporting {checkpoint}, of the newest run under {experiment_dir}", file=sys.stderr)
+        checkpoint = chosen_checkpoint(args)
         chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
         paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)
     except UserError as error:
         exit_with_error(error.what, error.how)
-
-    failed = []
-    for policy_id, path in paths.items():
-        try:
-            summary = export_checkpoint_policy(
-                checkpoint, policy_id, path, opset=args.opset, ir_version=args.ir_version, verify=args.verify
-            )
-        # torch.onnx and onnx.checker raise many types; any of them fails this policy only
-        except Exception as error:
-            what, how = describe_failure(error)
-            print_error(f"policy {policy_id!r}: {what}", how)
-        else:
-            print(summary.path)
-            print(summary, flush=True)
-            continue
-        failed.append(policy_id)
+    failed = [
+        policy_id for policy_id, path in paths.items() if not export_one(args, checkpoint, policy_id, path)
+    ]
     return 1 if failed else 0
+
+
+def chosen_checkpoint(args: argparse.Namespace) -> Path:
+    """The checkpoint the arguments name, else the newest of the newest run (of the YAML's algorithm)."""
+    from godot_rl_cli.rllib.config import load_run_spec
+    from godot_rl_cli.rllib.layout import newest_trial, resolve_checkpoint
+
+    checkpoint_path = args.checkpoint_path or args.checkpoint_flag
+    if checkpoint_path:
+        return resolve_checkpoint(Path(checkpoint_path).expanduser().absolute(), args.checkpoint_number)
+    algorithm = load_run_spec(args.config_file).algorithm if args.config_file else None
+    experiment_dir = Path(args.experiment_dir).expanduser().absolute()
+    checkpoint = resolve_checkpoint(newest_trial(experiment_dir, algorithm), args.checkpoint_number)
+    print(f"Exporting {checkpoint}, of the newest run under {experiment_dir}", file=sys.stderr)
+    return checkpoint
+
+
+def export_one(args: argparse.Namespace, checkpoint: Path, policy_id: str, path: Path) -> bool:
+    """Export and verify one policy; a failure is one ERROR line naming it (the others still export)."""
+    from godot_rl_cli.onnx.recipe import describe_failure
+    from godot_rl_cli.onnx.rllib import export_checkpoint_policy
+
+    try:
+        summary = export_checkpoint_policy(
+            checkpoint, policy_id, path, opset=args.opset, ir_version=args.ir_version, verify=args.verify
+        )
+    # torch.onnx and onnx.checker raise many types; any of them fails this policy only
+    except Exception as error:
+        what, how = describe_failure(error)
+        print_error(f"policy {policy_id!r}: {what}", how)
+        return False
+    print(summary.path)
+    print(summary, flush=True)
+    return True
 
 
 if __name__ == "__main__":
