@@ -12,7 +12,7 @@ import pytest
 from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
 from godot_rl.core.godot_env import GodotEnv
 
-from godot_rl_cli.game import RobustGodotEnv
+from godot_rl_cli.game import GameSettings, RobustGodotEnv
 
 SCRIPTS = {
     "stable_baselines3_training_script.py": "--time=5",
@@ -129,7 +129,11 @@ def test_send_actions_is_the_wrapper_of_godot_rl_private_call():
     it."""
     assert list(inspect.signature(GodotEnv._send_as_json).parameters) == ["self", "dictionary"]
     env = RobustGodotEnv(
-        env_path=str(SIM_DIR / "BallChase.x86_64"), port=find_free_port_block(1), game_args={"n_agents": 2}
+        GameSettings(
+            env_path=str(SIM_DIR / "BallChase.x86_64"),
+            port=find_free_port_block(1),
+            game_args={"n_agents": 2},
+        )
     )
     try:
         observations, _ = env.reset()

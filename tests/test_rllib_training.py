@@ -24,6 +24,7 @@ from script_helpers import (
 )
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.game import GameSettings
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec
 
 SCRIPT = "rllib_training_script.py"
@@ -342,10 +343,11 @@ def test_game_seed_is_seed_plus_port_offset_whatever_the_port():
     """Game i of the run gets seed + i (its port offset): the same seed gives the same games on any port."""
     from ray.rllib.env.env_context import EnvContext
 
-    from godot_rl_cli.rllib.env import GodotMultiAgentEnv
+    from godot_rl_cli.rllib.env import GodotEnvConfig, GodotMultiAgentEnv
 
     def game_of(port: int, worker: int, vector: int):
-        env_config = {"env_path": PONG, "port": port, "seed": 5, "_envs_per_worker": 2}
+        settings = GameSettings(env_path=PONG, port=port, seed=5)
+        env_config = GodotEnvConfig(settings, envs_per_runner=2).as_env_config()
         env = GodotMultiAgentEnv(EnvContext(env_config, worker_index=worker, vector_index=vector))
         try:
             [command] = processes_matching(f"--port={port + 2 * worker + vector} ")

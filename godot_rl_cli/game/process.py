@@ -16,10 +16,11 @@ import time
 import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional
+from typing import Deque, List
 
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game.errors import StopRequested, describe_exit
+from godot_rl_cli.game.settings import GameSettings
 
 GAME_SUFFIX = ".x86_64"
 GAME_OUTPUT_LINES_KEPT = 20
@@ -73,27 +74,18 @@ def validate_env_path(env_path: str) -> str:
     return str(path)
 
 
-def game_command(
-    env_path: str,
-    port: int,
-    seed: int,
-    show_window: bool,
-    framerate: Optional[int],
-    action_repeat: Optional[int],
-    speedup: Optional[int],
-    game_args: Dict[str, Any],
-) -> List[str]:
-    """The game's argv, as the Godot RL Agents plugin reads it."""
-    command = [env_path, f"--port={port}", f"--env_seed={seed}"]
-    if not show_window:
+def game_command(settings: GameSettings, env_path: str) -> List[str]:
+    """The argv of the game `settings` describe (`env_path`: its checked path), as the Godot RL Agents plugin
+    reads it."""
+    command = [env_path, f"--port={settings.port}", f"--env_seed={settings.seed}"]
+    if not settings.show_window:
         command += ["--disable-render-loop", "--headless"]
-    if framerate is not None:
-        command += ["--fixed-fps", str(framerate)]
-    if action_repeat is not None:
-        command.append(f"--action_repeat={action_repeat}")
-    if speedup is not None:
-        command.append(f"--speedup={speedup}")
-    command += [f"--{key}={value}" for key, value in game_args.items()]
+    if settings.framerate is not None:
+        command += ["--fixed-fps", str(settings.framerate)]
+    if settings.action_repeat is not None:
+        command.append(f"--action_repeat={settings.action_repeat}")
+    command.append(f"--speedup={settings.speedup}")
+    command += [f"--{key}={value}" for key, value in settings.game_args.items()]
     return command
 
 

@@ -33,6 +33,7 @@ from godot_rl_cli import algorithms, manifest
 from godot_rl_cli.algorithms import ALGORITHMS, RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe
+from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
 
 POLICY_FILES = ("rllib_checkpoint.json", "policy_state.pkl")
 SINGLE_POLICY_ID = "default_policy"
@@ -292,7 +293,13 @@ def verify_against_policy(
 
 
 def export_policy(
-    policy, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True
+    policy,
+    policy_id: str,
+    output_path: Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    ir_version: int = DEFAULT_IR_VERSION,
+    verify: bool = True,
 ) -> recipe.ExportSummary:
     """Export a loaded policy to `output_path` (written atomically), then verify the written file.
 
@@ -314,8 +321,8 @@ def export_checkpoint_policy(
     policy_id: str,
     output_path: Path,
     *,
-    opset: int = 13,
-    ir_version: int = 9,
+    opset: int = DEFAULT_OPSET,
+    ir_version: int = DEFAULT_IR_VERSION,
     verify: bool = True,
 ) -> recipe.ExportSummary:
     """Load one policy of `checkpoint` and export it; refused when its spaces differ from the checkpoint's

@@ -236,7 +236,7 @@ class Playback:
                 "status",
                 message=f"Waiting for the Godot editor on port {args.port}: press Play (attempt {attempt})",
             )
-        return RobustGodotEnv.from_settings(game_settings(args, self.env_path))
+        return RobustGodotEnv(game_settings(args, self.env_path))
 
     def _connected(self, game: RobustGodotEnv, attempt: int, mode: str, ids: List[str]) -> None:
         where = self.env_path or "the Godot editor"

@@ -61,7 +61,8 @@ class RunSpec:
     env_is_multiagent: bool = True
     checkpoint_frequency: int = DEFAULT_CHECKPOINT_FREQUENCY  # 0: only the final checkpoint
     stop: Dict[str, Any] = field(default_factory=dict)
-    env_config: Dict[str, Any] = field(default_factory=dict)
+    env_config: Dict[str, Any] = field(default_factory=dict)  # as written in the YAML
+    game: GameSettings = field(default_factory=GameSettings)  # env_config's game settings, checked
     policies: Optional[List[str]] = None
     mapping_source: Optional[str] = None
     policies_to_train: Optional[List[str]] = None
@@ -106,7 +107,7 @@ def load_run_spec(path: str) -> RunSpec:
             "sampler: batched (the suite's, for PPO) or sampler: rllib (RLlib's own)",
         )
     spec.env_config = dict(_typed(settings.pop("env_config", None) or {}, dict, "env_config", path))
-    GameSettings.from_env_config(spec.env_config)  # each game setting's value, checked now
+    spec.game = GameSettings.from_env_config(spec.env_config)
     for key in sorted(set(spec.env_config) - ENV_CONFIG_KEYS, key=str):
         close = difflib.get_close_matches(str(key), ENV_CONFIG_KEYS, n=1)
         print_warning(
@@ -359,7 +360,7 @@ class StopCriteria:
         return None
 
 
-def resolve_env_path(env_config: Dict[str, Any], override: Optional[str]) -> Optional[str]:
-    """--env_path wins; a relative env_path resolves against the current directory."""
-    env_path = override or env_config.get("env_path")
+def resolve_env_path(env_path: Optional[str], override: Optional[str]) -> Optional[str]:
+    """--env_path wins over the YAML's; a relative env_path resolves against the current directory."""
+    env_path = override or env_path
     return os.path.abspath(os.path.expanduser(env_path)) if env_path else None

@@ -3,12 +3,13 @@ the flags' overrides, the checkpoint to resume and the policy mapping function. 
 """
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Callable, Optional
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game import validate_env_path
+from godot_rl_cli.game import GameSettings, validate_env_path
 from godot_rl_cli.rllib.config import RunSpec, compile_mapping_function, load_run_spec, resolve_env_path
 from godot_rl_cli.rllib.layout import is_resumable, last_result, next_checkpoint_index, resolve_checkpoint
 
@@ -16,7 +17,8 @@ from godot_rl_cli.rllib.layout import is_resumable, last_result, next_checkpoint
 @dataclass
 class RunPlan:
     spec: RunSpec
-    env_config: Dict[str, Any]
+    game: GameSettings  # the YAML's env_config with the flags over it
+    seed: Optional[int]  # RLlib's: --seed or the YAML's env_config seed, if either is given
     mapping_function: Optional[Callable]
     resume_from: Optional[Path]
     first_checkpoint_index: int  # after the resumed run's checkpoints
@@ -25,13 +27,14 @@ class RunPlan:
 
 def plan_run(args: argparse.Namespace) -> RunPlan:
     spec = load_run_spec(args.config_file)
-    env_config = game_env_config(args, spec)
+    game = game_settings(args, spec)
     if args.num_workers is not None:
         spec.settings["num_workers"] = args.num_workers
     resume_from = resume_checkpoint(args.resume)
     return RunPlan(
         spec=spec,
-        env_config=env_config,
+        game=game,
+        seed=game.seed if args.seed is not None or "seed" in spec.env_config else None,
         mapping_function=compile_mapping_function(spec.mapping_source) if spec.mapping_source else None,
         resume_from=resume_from,
         first_checkpoint_index=next_checkpoint_index(resume_from),
@@ -39,17 +42,17 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     )
 
 
-def game_env_config(args: argparse.Namespace, spec: RunSpec) -> Dict[str, Any]:
-    """The YAML's env_config with the flags' game settings (--env_path, --seed, --game_arg) over it."""
-    env_config = dict(spec.env_config)
-    env_path = resolve_env_path(env_config, args.env_path)
+def game_settings(args: argparse.Namespace, spec: RunSpec) -> GameSettings:
+    """The YAML's game settings with the flags (--env_path, --seed, --game_arg) over them."""
+    env_path = resolve_env_path(spec.game.env_path, args.env_path)
     if not env_path:
         raise UserError(f"no env_path in {args.config_file}", "set env_config.env_path or pass --env_path")
-    env_config["env_path"] = validate_env_path(env_path)
-    env_config["game_args"] = {**(env_config.get("game_args") or {}), **dict(args.game_arg)}
-    if args.seed is not None:
-        env_config["seed"] = args.seed
-    return env_config
+    return dataclasses.replace(
+        spec.game,
+        env_path=validate_env_path(env_path),
+        game_args={**spec.game.game_args, **dict(args.game_arg)},
+        seed=spec.game.seed if args.seed is None else args.seed,
+    )
 
 
 def resume_checkpoint(resume: Optional[str]) -> Optional[Path]:

@@ -48,9 +48,9 @@ class Setup:
 
 def configure(args: argparse.Namespace, argv: List[str], plan: RunPlan) -> Setup:
     """Start the game once to read its agents and spaces, build the config from them, then close it."""
-    game = probe_game(plan.env_config)
+    game = probe_game(plan.game)
     try:
-        config, policy_names = build_config(plan.spec, plan.env_config, game, plan.mapping_function)
+        config, policy_names = build_config(plan.spec, plan.game, game, plan.mapping_function, plan.seed)
         evaluating = configure_evaluation(config, plan.spec.settings)
         manifests = CheckpointManifests(args, argv, plan.spec, game, config)
         if args.debug_panel:
@@ -71,7 +71,7 @@ def create_trial(experiment_dir: str, plan: RunPlan) -> Trial:
             "pass an --experiment_dir you can write to",
         )
     trial.write_manifest(
-        env_path=plan.env_config["env_path"],
+        env_path=plan.game.env_path,
         stop=plan.spec.stop,
         config_sha1=plan.spec.config_sha1,
         resume_from=str(plan.resume_from) if plan.resume_from else None,
