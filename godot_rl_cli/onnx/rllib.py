@@ -23,7 +23,7 @@ import io
 import logging
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -317,23 +317,10 @@ def export_policy(
 
 
 def export_checkpoint_policy(
-    checkpoint: Path,
-    policy_id: str,
-    output_path: Path,
-    *,
-    opset: int = DEFAULT_OPSET,
-    ir_version: int = DEFAULT_IR_VERSION,
-    verify: bool = True,
+    checkpoint: Path, policy_id: str, output_path: Path, **options: Any
 ) -> recipe.ExportSummary:
-    """Load one policy of `checkpoint` and export it; refused when its spaces differ from the checkpoint's
-    manifest."""
+    """Load one policy of `checkpoint` and export it (`options`: export_policy's opset, ir_version, verify);
+    refused when its spaces differ from the checkpoint's manifest."""
     policy = load_policy(checkpoint, policy_id)
     manifest.check_spaces(checkpoint, policy.observation_space, policy.action_space, policy_id)
-    return export_policy(
-        policy,
-        policy_id,
-        output_path,
-        opset=opset,
-        ir_version=ir_version,
-        verify=verify,
-    )
+    return export_policy(policy, policy_id, output_path, **options)

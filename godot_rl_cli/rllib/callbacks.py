@@ -14,7 +14,8 @@ from godot_rl_cli import metrics
 SEPARATOR = "/"
 
 
-def _number(value: Any) -> Optional[float]:
+def number_or_none(value: Any) -> Optional[float]:
+    """The value as a float; None for NaN or what is no number."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -109,7 +110,7 @@ def iteration_payload(
         if not name.endswith("_mean") or SEPARATOR not in name:
             continue
         policy, key = name[: -len("_mean")].split(SEPARATOR, 1)
-        if _number(value) is not None:
+        if number_or_none(value) is not None:
             custom_by_policy[policy][key] = float(value)
             overall[key].append(float(value))
     learner = result.get("info", {}).get("learner", {})
@@ -122,10 +123,10 @@ def iteration_payload(
         if "cur_lr" in stats:
             stats["learning_rate"] = stats.pop("cur_lr")
         policies[policy] = metrics.policy_metrics(
-            reward_mean=_number(runners.get("policy_reward_mean", {}).get(policy)),
-            reward_min=_number(runners.get("policy_reward_min", {}).get(policy)),
-            reward_max=_number(runners.get("policy_reward_max", {}).get(policy)),
-            episode_len_mean=_number(runners.get("episode_len_mean")),
+            reward_mean=number_or_none(runners.get("policy_reward_mean", {}).get(policy)),
+            reward_min=number_or_none(runners.get("policy_reward_min", {}).get(policy)),
+            reward_max=number_or_none(runners.get("policy_reward_max", {}).get(policy)),
+            episode_len_mean=number_or_none(runners.get("episode_len_mean")),
             completed_episodes=min(episodes_this_iter, len(hist.get(f"policy_{policy}_reward", []))),
             learner_stats=stats,
             custom_metrics=custom_by_policy.get(policy, {}),
@@ -136,10 +137,10 @@ def iteration_payload(
         timesteps_total=timesteps,
         episodes_total=int(result.get("episodes_total", 0)),
         episodes_this_iter=episodes_this_iter,
-        episode_reward_mean=_number(runners.get("episode_reward_mean")),
-        episode_reward_min=_number(runners.get("episode_reward_min")),
-        episode_reward_max=_number(runners.get("episode_reward_max")),
-        episode_len_mean=_number(runners.get("episode_len_mean")),
+        episode_reward_mean=number_or_none(runners.get("episode_reward_mean")),
+        episode_reward_min=number_or_none(runners.get("episode_reward_min")),
+        episode_reward_max=number_or_none(runners.get("episode_reward_max")),
+        episode_len_mean=number_or_none(runners.get("episode_len_mean")),
         time_this_iter_s=float(result.get("time_this_iter_s", 0.0)),
         time_total_s=float(result.get("time_total_s", 0.0)),
         env_steps_this_iter=int(result.get("num_env_steps_sampled_this_iter", 0)),

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from godot_rl_cli import manifest
 from godot_rl_cli.errors import print_warning
 from godot_rl_cli.game.settings import GameSettings
-from godot_rl_cli.rllib.callbacks import env_steps_sampled
+from godot_rl_cli.rllib.callbacks import env_steps_sampled, number_or_none
 from godot_rl_cli.rllib.env import godot_env_config
 
 SCRIPT = "rllib_training_script.py"
@@ -67,11 +67,8 @@ def _std(values: List[float]) -> Optional[float]:
 
 
 def _finite(value: Any) -> Optional[float]:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    number = number_or_none(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def evaluation_fields(result: Mapping[str, Any]) -> Dict[str, Any]:

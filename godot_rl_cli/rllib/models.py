@@ -102,19 +102,12 @@ class TuiCnn(_TwoHeadModel):
 
 
 class TuiGrn(_TwoHeadModel):
-    def __init__(
-        self,
-        obs_space,
-        action_space,
-        num_outputs,
-        model_config,
-        name,
-        hidden_size: int = DEFAULT_GRN_HIDDEN_SIZE,
-    ):
-        super().__init__(obs_space, action_space, num_outputs, model_config, name)
-        self.project = torch.nn.Linear(int(np.prod(obs_space.shape)), hidden_size)
+    def __init__(self, *model_args: Any, hidden_size: int = DEFAULT_GRN_HIDDEN_SIZE):
+        """`model_args`: RLlib's (obs_space, action_space, num_outputs, model_config, name)."""
+        super().__init__(*model_args)
+        self.project = torch.nn.Linear(int(np.prod(self.obs_space.shape)), hidden_size)
         self.blocks = torch.nn.Sequential(*[GatedResidualBlock(hidden_size) for _ in range(GRN_BLOCKS)])
-        self.action_head = torch.nn.Linear(hidden_size, num_outputs)
+        self.action_head = torch.nn.Linear(hidden_size, self.num_outputs)
         self.value_head = torch.nn.Linear(hidden_size, 1)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
