@@ -98,15 +98,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     checkpoint_path = args.checkpoint_path or args.checkpoint_flag
 
     from godot_rl_cli.onnx.recipe import describe_failure
-    from godot_rl_cli.onnx.rllib import (
-        export_checkpoint_policy,
-        output_paths,
-        policy_ids,
-        select_policies,
-        validate_versions,
-    )
+    from godot_rl_cli.onnx.rllib import output_paths, select_policies, validate_versions
     from godot_rl_cli.rllib.config import load_run_spec
     from godot_rl_cli.rllib.layout import newest_trial, resolve_checkpoint
+    from godot_rl_cli.rllib.saved_policies import export_checkpoint_policy, policy_ids
 
     try:
         validate_versions(args.opset, args.ir_version)

@@ -24,6 +24,7 @@ from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe as onnx_export
 from godot_rl_cli.onnx import rllib as rllib_onnx
 from godot_rl_cli.onnx.recipe import VerificationError
+from godot_rl_cli.rllib import saved_policies
 
 SCRIPT = "convert_rllib_to_onnx.py"
 PAIR = ["left_policy", "right_policy"]
@@ -193,7 +194,7 @@ def copy_of(source: Path, destination: Path) -> Path:
 
 
 def load(checkpoint: Path, policy_id: str):
-    return rllib_onnx.load_policy(checkpoint, policy_id)
+    return saved_policies.load_policy(checkpoint, policy_id)
 
 
 def observations(count: int = 24, size: int = 6, seed: int = 3) -> np.ndarray:
@@ -431,7 +432,7 @@ def test_opset_and_ir_version_are_written_exactly(made, tmp_path, opset, ir_vers
     ],
 )
 def test_each_algorithm_exports_the_deterministic_action(made, tmp_path, case, layout):
-    summary = rllib_onnx.export_checkpoint_policy(
+    summary = saved_policies.export_checkpoint_policy(
         made[case], "default_policy", tmp_path / "policy.onnx", opset=13, ir_version=9
     )
     assert summary.verified and summary.max_error <= 1e-5
@@ -470,7 +471,7 @@ def test_recurrent_and_filtered_policies_are_refused(made, tmp_path):
     """An LSTM's state and a MeanStdFilter's statistics are not inputs the plugin can feed: refused, nothing
     written."""
     with pytest.raises(UserError, match="observation_filter MeanStdFilter"):
-        rllib_onnx.export_checkpoint_policy(
+        saved_policies.export_checkpoint_policy(
             made["ppo-filtered"], "default_policy", tmp_path / "filtered.onnx"
         )
     assert_one_error(convert(made["ppo-lstm"], "-o", tmp_path, cwd=tmp_path), "'default_policy' is recurrent")

@@ -560,7 +560,7 @@ def test_controller_cnn_and_grn_policy_types_train_and_export(tmp_path, game, mo
     batched sampler, and its checkpoint loads and exports to ONNX with the network the YAML asked for."""
     import torch
 
-    from godot_rl_cli.onnx.rllib import load_policy
+    from godot_rl_cli.rllib.saved_policies import load_policy
 
     port = find_free_port_block(2)
     config = controller_config(
