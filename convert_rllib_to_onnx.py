@@ -113,7 +113,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             algorithm = load_run_spec(args.config_file).algorithm if args.config_file else None
             experiment_dir = Path(args.experiment_dir).expanduser().absolute()
             checkpoint = resolve_checkpoint(newest_trial(experiment_dir, algorithm), args.checkpoint_number)
-            print(f"Exporting {checkpoint}, of the newest run under {experiment_dir}", file=sys.stderr)
+            print(f"Exporting {checkpoint}, of the newest run under {experiment_dir}", flush=True)
         chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
         paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)
     except UserError as error:

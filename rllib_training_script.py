@@ -153,12 +153,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     import ray
-    from ray.tune.logger import UnifiedLogger
 
     from godot_rl_cli import metrics
     from godot_rl_cli.rllib.callbacks import count_env_restarts, iteration_payload
     from godot_rl_cli.rllib.cluster import runtime_env
     from godot_rl_cli.rllib.evaluation import BestCheckpoint, add_to_payload
+    from godot_rl_cli.rllib.noise import build_algorithm
     from godot_rl_cli.rllib.runners import LostRunnerWatch, runner_restarts
     from godot_rl_cli.rllib.setup import find_game_error
 
@@ -206,11 +206,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         last_saved_iteration = algo.iteration
 
     try:
-        algo = config.build_algo(
-            logger_creator=lambda algorithm_config: UnifiedLogger(
-                algorithm_config, str(trial.directory), loggers=None
-            )
-        )
+        algo = build_algorithm(config, trial.directory)
         algo.callbacks.episodes_offset = episodes_offset
         runner_watch = LostRunnerWatch(algo)
         if resume_from:
@@ -224,20 +220,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 ) from None
             print(f"Resumed from {resume_from} at iteration {algo.iteration}", flush=True)
         stop = StopCriteria(spec.stop, trial_dir=trial.directory)
+        algo.callbacks.stop_criteria = stop
         print(
             f"Training policies {', '.join(policy_names)}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True
         )
         while signals.received == 0:
-            result = algo.train()
-            runners = result.get("env_runners", {})
+            result = algo.train()  # the callbacks show the iteration's progress
             restarted_runners = runner_restarts(algo)
-            print(
-                f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | "
-                f"episodes {result.get('episodes_total')} | "
-                f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
-                f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}",
-                flush=True,
-            )
             evaluation = best.update(algo, result) if best else {}
             if evaluation:
                 print(

@@ -129,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     tensorboard_log=str(experiment_dir),
                     seed=args.seed,
                     device=args.device,
-                    verbose=1,
+                    verbose=0,  # the progress display is the callbacks' (SB3's table would interleave)
                     **hyperparameters(args, env.num_envs),
                 )
             except (AssertionError, ValueError, RuntimeError) as error:  # SB3's and torch's own checks

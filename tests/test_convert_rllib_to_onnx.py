@@ -245,8 +245,9 @@ def convert(*args: str, cwd: Path, env=None):
 
 
 def exported(result) -> List[Path]:
-    """The paths printed on stdout: each path alone on a line, followed by its one-line summary."""
-    lines = result.stdout.splitlines()
+    """The paths printed on stdout: each path alone on a line, followed by its one-line summary (after the
+    line naming the checkpoint, when the converter looked for the newest run's)."""
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("Exporting ")]
     assert len(lines) % 2 == 0, result.stdout
     paths = [Path(line) for line in lines[0::2]]
     for path, summary in zip(paths, lines[1::2], strict=False):
@@ -347,7 +348,8 @@ def test_controller_cli_export_takes_the_newest_run_of_the_configs_algorithm(mad
     result = convert("--config_file", config, "--output_dir", "out", "--policy", "left_policy", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "out" / "left_policy.onnx"]
-    assert str(newer / "checkpoint_000000") in result.stderr
+    assert result.stdout.startswith(f"Exporting {newer / 'checkpoint_000000'}, of the newest run under ")
+    assert result.stderr == ""
     assert_computes_model_of(
         tmp_path / "out" / "left_policy.onnx", newer / "checkpoint_000000", "left_policy"
     )

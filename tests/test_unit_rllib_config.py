@@ -180,3 +180,10 @@ def test_a_stop_file_in_the_trial_directory_stops_the_run(tmp_path):
     assert criteria.reason(result(1, 0.0)) is None
     (tmp_path / "STOP").touch()
     assert criteria.reason(result(2, 0.0)) == f"stop file {tmp_path / 'STOP'} appeared"
+
+
+def test_the_spent_part_of_the_nearest_budget_counts_from_the_runs_start():
+    criteria = StopCriteria({"training_iteration": 100, "timesteps_total": 1000})
+    assert criteria.spent(result(13, 0.0, timesteps=1100, this_iter=100)) == pytest.approx(0.13)  # resumed
+    assert criteria.spent(result(14, 0.0, timesteps=1600, this_iter=500)) == pytest.approx(0.6)
+    assert StopCriteria({"episode_reward_mean": 5}).spent(result(1, 0.0)) is None

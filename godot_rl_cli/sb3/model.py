@@ -80,7 +80,7 @@ def load_model(algo: str, path: str, device: str, env: VecEnv) -> BaseAlgorithm:
     model_path = Path(path).expanduser()
     check_model_file(path)
     try:
-        return algorithm_class(algo).load(model_path, env=env, device=device)
+        return algorithm_class(algo).load(model_path, env=env, device=device, verbose=0)  # as built
     except ValueError as error:
         if "spaces do not match" in str(error):
             saved = saved_spaces(model_path)
