@@ -7,7 +7,7 @@ import math
 from collections import defaultdict
 from typing import Any, Dict, Iterable, Optional, Tuple
 
-from ray.rllib.algorithms.callbacks import DefaultCallbacks
+from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from godot_rl_cli import metrics
@@ -36,7 +36,7 @@ def info_custom_metrics(last_infos: Iterable[Tuple[str, Dict[str, Any]]]) -> Dic
     return custom
 
 
-class ControllerMetricsCallback(DefaultCallbacks):
+class ControllerMetricsCallback(RLlibCallback):
     """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, counts
     episodes across a resumed run (`episodes_total`, logged in result.json), and keeps the result's step
     counters in steps of the game whatever `count_steps_by` says (`env_steps_in_result`)."""
