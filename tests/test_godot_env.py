@@ -237,7 +237,7 @@ def test_debug_panel_that_fails_is_one_warning_line(capsys):
         env.close()
     captured = capsys.readouterr()
     assert "=== end of debug panel ===" not in captured.out
-    [warning] = [line for line in captured.err.splitlines() if not line.startswith("[game:")]
+    [warning] = captured.err.splitlines()
     assert (
         warning.startswith("WARNING: debug panel failed: GameProtocolError: game ") and "BallChase" in warning
     )

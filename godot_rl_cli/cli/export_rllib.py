@@ -96,7 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.checkpoint_path and args.checkpoint_flag:
         parser.error("give the checkpoint once: as the checkpoint_path argument or as --checkpoint")
 
-    from godot_rl_cli.onnx.rllib import output_paths, policy_ids, select_policies, validate_versions
+    from godot_rl_cli.onnx.rllib import output_paths, select_policies, validate_versions
+    from godot_rl_cli.rllib.saved_policies import policy_ids
 
     try:
         validate_versions(args.opset, args.ir_version)
@@ -129,7 +130,7 @@ def chosen_checkpoint(args: argparse.Namespace) -> Path:
 def export_one(args: argparse.Namespace, checkpoint: Path, policy_id: str, path: Path) -> bool:
     """Export and verify one policy; a failure is one ERROR line naming it (the others still export)."""
     from godot_rl_cli.onnx.recipe import describe_failure
-    from godot_rl_cli.onnx.rllib import export_checkpoint_policy
+    from godot_rl_cli.rllib.saved_policies import export_checkpoint_policy
 
     try:
         summary = export_checkpoint_policy(

@@ -80,10 +80,7 @@ class RobustGodotEnv(GodotEnv):
     # --- the messages -------------------------------------------------------------------------------
 
     def send_actions(self, actions: List[Dict[str, Any]]) -> None:
-        """Send one `{head: value}` action per agent; the reply is read with `step_recv()`.
-
-        The one place that calls godot-rl's private `_send_as_json` (its message building).
-        """
+        """Send one `{head: value}` action per agent; the reply is read with `step_recv()`."""
         self._send_as_json({"type": "action", "action": actions})
 
     def _send_string(self, string: str) -> None:

@@ -2,8 +2,9 @@
 
 Games are started in their own session (a SIGINT to the trainer does not reach them) with the kernel's
 parent-death signal set, so they die with the thread that launched them, SIGKILL of the trainer included.
-Their output goes to stderr with a `[game:<port>]` prefix (stdout stays clean for `@METRIC` lines) and the
-last lines are kept for error messages. `stop_all_games()` and `request_stop()` are safe in signal handlers.
+Their output goes to stdout with a `[game:<port>]` prefix, so it never starts an `@METRIC` line and stderr
+keeps the suite's warnings and errors (which quote a failed game's last lines, kept here).
+`stop_all_games()` and `request_stop()` are safe in signal handlers.
 """
 
 import ctypes
@@ -119,13 +120,14 @@ class GameProcess:
         threading.Thread(target=self._relay_output, name=f"game-output-{port}", daemon=True).start()
 
     def _relay_output(self) -> None:
-        """Copy the game's output to stderr with a prefix, keeping its last lines for error messages."""
+        """Copy the game's output to stdout with a prefix, keeping its last lines for error messages."""
         assert self.popen.stdout is not None
         for raw_line in self.popen.stdout:
             line = raw_line.decode("utf-8", "replace").rstrip()
             self.output.append(line)
             try:
-                sys.stderr.write(f"[game:{self.port}] {line}\n")
+                sys.stdout.write(f"[game:{self.port}] {line}\n")
+                sys.stdout.flush()
             except (OSError, ValueError):
                 pass
 

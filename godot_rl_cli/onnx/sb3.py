@@ -30,9 +30,9 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from godot_rl_cli import algorithms, manifest
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.model_zip import open_model_zip
 from godot_rl_cli.onnx import recipe
 from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
-from godot_rl_cli.sb3.model import open_model_zip
 
 ALGORITHMS = {
     name: algorithms.sb3_class(name) for name in SB3_ALGORITHMS

@@ -1,15 +1,18 @@
 """The `@METRIC` line of an RLlib iteration: ControllerMetricsCallback collects per-policy custom metrics from
-the agents' info and the episode count; the training loop emits the line after the iteration's checkpoint is
-saved (so `checkpoints` is what is on disk), with `iteration_payload`."""
+the agents' info and the episode count, and shows the iteration's progress (a bar on a terminal, else one
+plain line); the training loop emits the line after the iteration's checkpoint is saved (so `checkpoints` is
+what is on disk), with `iteration_payload`."""
 
 import math
 from collections import defaultdict
 from typing import Any, Dict, Iterable, Optional, Tuple
 
-from ray.rllib.algorithms.callbacks import DefaultCallbacks
+from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from godot_rl_cli import metrics
+from godot_rl_cli.progress import Progress, ProgressDisplay
+from godot_rl_cli.rllib.runners import runner_restarts
 
 SEPARATOR = "/"
 
@@ -34,7 +37,7 @@ def info_custom_metrics(last_infos: Iterable[Tuple[str, Dict[str, Any]]]) -> Dic
     return custom
 
 
-class ControllerMetricsCallback(DefaultCallbacks):
+class ControllerMetricsCallback(RLlibCallback):
     """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, counts
     episodes across a resumed run (`episodes_total`, logged in result.json), and keeps the result's step
     counters in steps of the game whatever `count_steps_by` says (`env_steps_in_result`)."""
@@ -42,6 +45,8 @@ class ControllerMetricsCallback(DefaultCallbacks):
     episodes_offset = 0  # episodes of the run this one resumes (set by the training script)
     episodes_in_run = 0
     env_steps_before = 0  # env steps sampled before this iteration (a resumed checkpoint's included)
+    stop_criteria = None  # the run's StopCriteria (set by the training script): the bar's budget
+    display: Optional[ProgressDisplay] = None
 
     def on_episode_end(self, *, episode, **kwargs) -> None:
         episode.custom_metrics.update(
@@ -58,6 +63,28 @@ class ControllerMetricsCallback(DefaultCallbacks):
             self.episodes_offset + self.episodes_in_run
         )  # logged to result.json for resumes
         self.env_steps_before = env_steps_in_result(result, self.env_steps_before)
+        self.show_progress(algorithm, result)
+
+    def show_progress(self, algorithm: Any, result: Dict[str, Any]) -> None:
+        """The bar on a terminal, else the iteration's plain line."""
+        if self.display is None:
+            self.display = ProgressDisplay()
+        if not self.display.live:
+            print(iteration_line(result, runner_restarts(algorithm)), flush=True)
+            return
+        seconds = float(result.get("time_this_iter_s") or 0.0)
+        self.display.show(
+            Progress(
+                iteration=int(result.get("training_iteration", 0)),
+                steps=int(result.get("timesteps_total") or 0),
+                reward=number_or_none(result.get("env_runners", {}).get("episode_reward_mean")),
+                window=int(algorithm.config.metrics_num_episodes_for_smoothing),
+                steps_per_s=result.get(f"{NUM_ENV_STEPS_SAMPLED}_this_iter", 0) / seconds
+                if seconds
+                else None,
+                done=self.stop_criteria.spent(result) if self.stop_criteria else None,
+            )
+        )
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
         self.env_steps_before = env_steps_sampled(algorithm)
@@ -77,6 +104,17 @@ def env_steps_in_result(result: Dict[str, Any], env_steps_before: int) -> int:
     result["timesteps_total"] = result[NUM_ENV_STEPS_SAMPLED_LIFETIME] = env_steps
     result[f"{NUM_ENV_STEPS_SAMPLED}_this_iter"] = env_steps - env_steps_before
     return env_steps
+
+
+def iteration_line(result: Dict[str, Any], restarted_runners: int) -> str:
+    """The plain progress line of an iteration."""
+    runners = result.get("env_runners", {})
+    return (
+        f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | "
+        f"episodes {result.get('episodes_total')} | "
+        f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
+        f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}"
+    )
 
 
 def count_env_restarts(algo: Any) -> int:

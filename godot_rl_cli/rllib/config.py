@@ -305,6 +305,7 @@ def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
 # Budgets counted from the start of this run, so that a resumed run trains them again (as the controller's
 # reference script does); other keys, `training_iteration` among them, compare the result's own value.
 RUN_BUDGETS = {"time_total_s": "time_this_iter_s", "timesteps_total": "num_env_steps_sampled_this_iter"}
+BUDGETS = ("time_total_s", "timesteps_total", "training_iteration")
 
 
 class StopCriteria:
@@ -327,12 +328,8 @@ class StopCriteria:
         reward = result.get("env_runners", {}).get("episode_reward_mean")
         if reward is not None and not math.isnan(reward):
             self.rewards.append(reward)
-        if not self.run_start:
-            self.run_start = {
-                key: result.get(key, 0) - result.get(this_iter, result.get(key, 0))
-                for key, this_iter in RUN_BUDGETS.items()
-            }
-        for key in ("time_total_s", "timesteps_total", "training_iteration"):
+        self._note_run_start(result)
+        for key in BUDGETS:
             if key in self.stop and result.get(key, 0) - self.run_start.get(key, 0) >= self.stop[key]:
                 return f"{key} reached {self.stop[key]}" + (" in this run" if self.run_start.get(key) else "")
         if (
@@ -358,6 +355,25 @@ class StopCriteria:
             ):
                 return f"stop file {self.stop_file} appeared"
         return None
+
+    def spent(self, result: Dict[str, Any]) -> Optional[float]:
+        """The part (0..1) of the nearest budget of the `stop` section that this run has used, or None
+        when it has none (a reward goal or a stop file only)."""
+        self._note_run_start(result)
+        parts = [
+            (result.get(key, 0) - self.run_start.get(key, 0)) / self.stop[key]
+            for key in BUDGETS
+            if _is_number(self.stop.get(key)) and self.stop[key] > 0
+        ]
+        return max(parts) if parts else None
+
+    def _note_run_start(self, result: Dict[str, Any]) -> None:
+        """Each budget's value when this run started, from its first result (0 unless resumed)."""
+        if not self.run_start:
+            self.run_start = {
+                key: result.get(key, 0) - result.get(this_iter, result.get(key, 0))
+                for key, this_iter in RUN_BUDGETS.items()
+            }
 
 
 def resolve_env_path(env_path: Optional[str], override: Optional[str]) -> Optional[str]:

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from godot_rl_cli import manifest
 from godot_rl_cli.errors import print_warning
 from godot_rl_cli.game.settings import GameSettings
+from godot_rl_cli.onnx.options import trainer_export_versions
 from godot_rl_cli.rllib.callbacks import env_steps_sampled, number_or_none
 from godot_rl_cli.rllib.env import godot_env_config
 
@@ -144,6 +145,7 @@ class CheckpointManifests:
             hyperparameters=self.settings,
             timesteps=env_steps_sampled(algo),
             seeds=self.seeds,
+            onnx_versions=trainer_export_versions(),
             training_iteration=algo.iteration,
             **extra,
         )

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import ray
-from ray.tune.logger import UnifiedLogger
 
 from godot_rl_cli import metrics
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
@@ -29,6 +28,7 @@ from godot_rl_cli.rllib.evaluation import (
     configure_evaluation,
 )
 from godot_rl_cli.rllib.layout import Trial
+from godot_rl_cli.rllib.noise import build_algorithm
 from godot_rl_cli.rllib.plan import RunPlan
 from godot_rl_cli.rllib.runners import LostRunnerWatch, runner_restarts
 from godot_rl_cli.rllib.setup import build_config, find_game_error, probe_game
@@ -110,10 +110,7 @@ class Training:
         self.exit_code = 0
 
     def build_algo(self) -> None:
-        directory = str(self.trial.directory)
-        self.algo = self.setup.config.build_algo(
-            logger_creator=lambda algorithm_config: UnifiedLogger(algorithm_config, directory, loggers=None)
-        )
+        self.algo = build_algorithm(self.setup.config, self.trial.directory)
         self.algo.callbacks.episodes_offset = self.plan.episodes_offset
         self.runner_watch = LostRunnerWatch(self.algo)
 
@@ -135,6 +132,7 @@ class Training:
         """Train iteration by iteration until the YAML's stop criteria, a STOP file or a signal."""
         spec = self.plan.spec
         stop = StopCriteria(spec.stop, trial_dir=self.trial.directory)
+        self.algo.callbacks.stop_criteria = stop
         policies = ", ".join(self.setup.policy_names)
         print(f"Training policies {policies}; stop: {spec.stop or 'manual (SIGINT)'}", flush=True)
         while signals.received == 0:
@@ -150,8 +148,7 @@ class Training:
 
     def iteration_done(self, result: Dict[str, Any]) -> None:
         """Report the iteration, evaluate, save a periodic checkpoint, then emit its @METRIC line."""
-        restarted_runners = runner_restarts(self.algo)
-        print(iteration_line(result, restarted_runners), flush=True)
+        restarted_runners = runner_restarts(self.algo)  # the callbacks showed the iteration's progress
         evaluation = self.best.update(self.algo, result) if self.best else {}
         if evaluation:
             print(
@@ -232,13 +229,3 @@ class Training:
                 self.algo.stop()
         stop_all_games()
         ray.shutdown()
-
-
-def iteration_line(result: Dict[str, Any], restarted_runners: int) -> str:
-    runners = result.get("env_runners", {})
-    return (
-        f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | "
-        f"episodes {result.get('episodes_total')} | "
-        f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
-        f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}"
-    )

@@ -150,7 +150,7 @@ def new_model(args: argparse.Namespace, games: Games) -> BaseAlgorithm:
             tensorboard_log=str(experiment_dir(args)),
             seed=args.seed,
             device=args.device,
-            verbose=1,
+            verbose=0,  # the progress display is the callbacks' (SB3's table would interleave)
             **hyperparameters(args, env.num_envs),
         )
     except (AssertionError, ValueError, RuntimeError) as error:  # SB3's and torch's own checks
