@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import IN_CI, REPO_ROOT, find_free_port_block
 from onnx_helpers import assert_godot_interface
-from play_helpers import ScriptRun, after, episode_rewards, of_kind, run_to_end, stop_with_sigint
+from play_helpers import ScriptRun, after, check_fields, episode_rewards, of_kind, run_to_end
 from script_helpers import (
     interrupt,
     metric_lines,
@@ -229,12 +229,8 @@ def test_sb3_evaluates_on_its_own_real_game(sb3_run):
     assert len(evaluated) >= 2 and all(sample["eval_episode_len_mean"] == 100.0 for sample in evaluated)
 
 
-def test_sb3_exports_verify(sb3_run, tmp_path):
+def test_sb3_export_verifies(sb3_run):
     assert_godot_interface(sb3_run.directory / "ballchase.onnx", ["obs"])
-    exported = tmp_path / "converted.onnx"
-    result = run_script("convert_sb3_to_onnx.py", str(sb3_run.model), "-o", str(exported), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert_godot_interface(exported, ["obs"])
 
 
 def test_sb3_resumes_and_sigint_saves_and_stops_the_engine(sb3_run, games, tmp_path):
@@ -277,16 +273,23 @@ def test_sb3_survives_an_engine_fault_with_a_restart(games, tmp_path, fault, ext
 # --- playback: the simulator and the interfaces --------------------------------------------------------
 
 
-def test_simulator_streams_from_the_real_engine(games, tmp_path):
+def test_simulator_streams_from_the_real_engine_and_stops_on_sigint(games, tmp_path):
     port = find_free_port_block(1)
     args = ["--mode=single", f"--env-path={games.ballchase}", "--headless", f"--port={port}", *PLAYBACK_SPEED]
-    events, actions = stop_with_sigint(
-        ScriptRun("simulator.py", *args, "--game_arg", "n_agents=2", cwd=tmp_path), after("episode_end", 2)
-    )
+    run = ScriptRun("simulator.py", *args, "--game_arg", "n_agents=2", cwd=tmp_path)
+    try:
+        run.wait_for(after("episode_end", 2), timeout=90)
+        run.interrupt()
+    finally:
+        run.close()
+    assert run.process.returncode == 0, run.stderr[-2000:]
+    events, actions = run.parsed()
+    check_fields(events, actions)
     [connected] = of_kind(events, "connected")
     assert connected["agents"] == 2
     assert all(end["steps"] == 100 for end in of_kind(events, "episode_end"))
     assert {row["agent"] for action in actions for row in action["agents"]} == {"agent_0", "agent_1"}
+    assert of_kind(events, "status")[-1]["message"].startswith("Simulator stopped")
     assert_no_engine_left(port)
 
 
@@ -362,11 +365,11 @@ def test_rllib_exports_verify(rllib_run):
 
 def test_rllib_checkpoint_and_onnx_play_the_real_engine(rllib_run, games, tmp_path):
     port = find_free_port_block(1)
-    args = ["--mode=multi", f"--env-path={games.pong}", f"--port={port}", *PLAYBACK_SPEED]
-    events, actions = stop_with_sigint(
-        ScriptRun("interface_rllib_raw.py", str(rllib_run.trial), *args, cwd=tmp_path),
-        after("episode_end", 1),
+    args = ["--mode=multi", f"--env-path={games.pong}", "--max-episodes=1", f"--port={port}", *PLAYBACK_SPEED]
+    code, events, actions, stderr = run_to_end(
+        "interface_rllib_raw.py", str(rllib_run.trial), *args, cwd=tmp_path
     )
+    assert code == 0, stderr[-2000:]
     assert {(row["agent"], row["policy"]) for action in actions for row in action["agents"]} == {
         ("0", "left_policy"),
         ("1", "right_policy"),
