@@ -28,8 +28,8 @@ die() {
     exit 1
 }
 
-# The first Debian archive URI (not -security, not -updates' own host) in the machine's apt sources,
-# from one-line (.list) or deb822 (.sources) files.
+# The first Debian archive URI (one ending in /debian, so not debian-security) in the machine's apt
+# sources, from one-line (.list) or deb822 (.sources) files.
 debian_mirror() {
     local files=() file
     [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
@@ -103,7 +103,7 @@ apt-get "${apt_options[@]}" -qq update >/dev/null || die "apt-get update of Debi
 
 # The dependency closure as apt resolves it for an empty system (status file), without recommends.
 plan="$(apt-get "${apt_options[@]}" -s install --no-install-recommends godot 2>&1)" ||
-    die "package godot or one of its dependencies is missing in Debian unstable: $(grep -m1 -E '^(E:|  )' <<<"$plan" | sed 's/^E: //')"
+    die "package godot or one of its dependencies is missing in Debian unstable: $(grep -m1 -E ': Depends:|^E:' <<<"$plan" | sed 's/^E: //; s/^ *//')"
 mapfile -t packages < <(awk '$1 == "Inst" { print $2 }' <<<"$plan" | grep -Ev "$SKIP_PACKAGES")
 [ ${#packages[@]} -gt 0 ] || die "apt planned no packages for godot (remove $dir and run this script again)"
 
