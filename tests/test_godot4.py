@@ -189,7 +189,8 @@ def test_ballchase_records_its_experts_demos_in_the_plugins_layout(games, tmp_pa
 
 @pytest.fixture(scope="module")
 def sb3_run(games, tmp_path_factory) -> SimpleNamespace:
-    """PPO on BallChase: 2 games of 4 players, --framerate, an evaluation game, an ONNX export."""
+    """PPO on BallChase: 2 games of 4 players, --framerate, an evaluation game, an ONNX export; the second
+    game's engine crashes once (at its step 301 of 512) and is relaunched."""
     directory = tmp_path_factory.mktemp("sb3")
     port = find_free_port_block(4)
     args = sb3_args(directory, games.ballchase, port, 4096, n_parallel=2) + [
@@ -197,6 +198,9 @@ def sb3_run(games, tmp_path_factory) -> SimpleNamespace:
         "--eval_freq=2048",
         "--eval_episodes=1",
         f"--onnx_export_path={directory / 'ballchase.onnx'}",
+        "--max_env_restarts=1",
+        "--game_arg=crash_after_steps=300",
+        "--game_arg=fault_seed=2",  # --seed=1: the games have seeds 1, 2 and the evaluation game 3
     ]
     result = run_script(SB3, *args, cwd=directory, env=metrics_env(), timeout=240)
     return SimpleNamespace(
@@ -216,7 +220,7 @@ def test_sb3_trains_two_real_games_with_rising_reward(sb3_run):
     early, late = np.mean(rewards[:2]), np.mean(rewards[-2:])
     assert late > early + 5, f"mean episode reward went from {early:.1f} to {late:.1f}"
     finished = [sample for sample in samples if sample["episodes_this_iter"] > 0]
-    assert all(sample["episode_len_mean"] == 100.0 for sample in finished)
+    assert finished[0]["episode_len_mean"] == 100.0, "episodes last 100 steps (until the crash cuts one)"
     assert {"distance", "targets_reached"} <= set(finished[-1]["custom_metrics"])
     assert zipfile.is_zipfile(sb3_run.model)
     assert_no_engine_left(sb3_run.port, 3)
@@ -233,40 +237,36 @@ def test_sb3_export_verifies(sb3_run):
     assert_godot_interface(sb3_run.directory / "ballchase.onnx", ["obs"])
 
 
-def test_sb3_resumes_and_sigint_saves_and_stops_the_engine(sb3_run, games, tmp_path):
+def test_sb3_survives_an_engine_crash_with_a_restart(sb3_run):
+    result = sb3_run.result
+    assert f"[game:{sb3_run.port + 1}] simulated engine crash after 300 steps" in result.stderr
+    assert "restarting it (1 of --max_env_restarts 1)" in result.stderr
+    assert metric_lines(result.stdout)[-1]["env_restarts"] == 1
+
+
+def test_sb3_resumes_survives_a_hang_and_sigint_saves_and_stops_the_engine(sb3_run, games, tmp_path):
+    """Resumed from the trained model; the engine hangs after 100 steps, is relaunched, then SIGINT."""
     port = find_free_port_block(2)
-    args = sb3_args(tmp_path, games.ballchase, port, 10_000_000) + [f"--resume_model_path={sb3_run.model}"]
+    args = sb3_args(tmp_path, games.ballchase, port, 10_000_000) + [
+        f"--resume_model_path={sb3_run.model}",
+        "--step_timeout=2",
+        "--max_env_restarts=5",
+        "--game_arg=hang_after_steps=100",
+    ]
     process = start_script(SB3, *args, cwd=tmp_path, env=metrics_env())
     try:
-        lines = wait_for_line(process, "@METRIC ", timeout=90)
+        samples = metric_lines("".join(wait_for_line(process, "@METRIC ", timeout=90)))
+        while samples[-1]["env_restarts"] == 0:
+            samples += metric_lines("".join(wait_for_line(process, "@METRIC ", timeout=60)))
         assert len(engine_pids(port)) == 1
         _, stderr = interrupt(process)
     finally:
         process.kill()
     assert process.returncode == 0, stderr[-3000:]
-    assert metric_lines(lines[-1])[0]["timesteps_total"] > 4096, "the counters continue from the model"
+    assert samples[0]["timesteps_total"] > 4096, "the counters continue from the model"
+    assert f"[game:{port}] simulated hang after 100 steps" in stderr
+    assert "restarting it (1 of --max_env_restarts 5)" in stderr
     assert zipfile.is_zipfile(tmp_path / "exp" / "run_final.zip")
-    assert_no_engine_left(port)
-
-
-@pytest.mark.parametrize(
-    "fault,extra", [("crash_after_steps", []), ("hang_after_steps", ["--step_timeout=2"])]
-)
-def test_sb3_survives_an_engine_fault_with_a_restart(games, tmp_path, fault, extra):
-    port = find_free_port_block(2)
-    args = sb3_args(tmp_path, games.ballchase, port, 384) + [
-        "--n_steps=64",
-        "--max_env_restarts=1",
-        f"--game_arg={fault}=200",
-        *extra,
-    ]
-    result = run_script(SB3, *args, cwd=tmp_path, env=metrics_env(), timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "restarting it (1 of --max_env_restarts 1)" in result.stderr
-    samples = metric_lines(result.stdout)
-    assert samples[-1]["env_restarts"] == 1 and samples[-1]["timesteps_total"] >= 384
-    if fault == "crash_after_steps":
-        assert "simulated engine crash after 200 steps" in result.stderr
     assert_no_engine_left(port)
 
 
