@@ -228,7 +228,7 @@ def test_sb3_trains_two_real_games_with_rising_reward(sb3_run):
 
 def test_sb3_evaluates_on_its_own_real_game(sb3_run):
     port, result = sb3_run.port, sb3_run.result
-    assert f"[game:{port + 2}] BallChase: connected to 127.0.0.1:{port + 2}" in result.stderr
+    assert f"[game:{port + 2}] BallChase: connected to 127.0.0.1:{port + 2}" in result.stdout
     evaluated = [sample for sample in metric_lines(result.stdout) if "eval_reward_mean" in sample]
     assert len(evaluated) >= 2 and all(sample["eval_episode_len_mean"] == 100.0 for sample in evaluated)
 
@@ -239,7 +239,7 @@ def test_sb3_export_verifies(sb3_run):
 
 def test_sb3_survives_an_engine_crash_with_a_restart(sb3_run):
     result = sb3_run.result
-    assert f"[game:{sb3_run.port + 1}] simulated engine crash after 300 steps" in result.stderr
+    assert f"[game:{sb3_run.port + 1}] simulated engine crash after 300 steps" in result.stdout
     assert "restarting it (1 of --max_env_restarts 1)" in result.stderr
     assert metric_lines(result.stdout)[-1]["env_restarts"] == 1
 
@@ -255,16 +255,19 @@ def test_sb3_resumes_survives_a_hang_and_sigint_saves_and_stops_the_engine(sb3_r
     ]
     process = start_script(SB3, *args, cwd=tmp_path, env=metrics_env())
     try:
-        samples = metric_lines("".join(wait_for_line(process, "@METRIC ", timeout=90)))
+        stdout = "".join(wait_for_line(process, "@METRIC ", timeout=90))
+        samples = metric_lines(stdout)
         while samples[-1]["env_restarts"] == 0:
-            samples += metric_lines("".join(wait_for_line(process, "@METRIC ", timeout=60)))
+            lines = "".join(wait_for_line(process, "@METRIC ", timeout=60))
+            stdout += lines
+            samples += metric_lines(lines)
         assert len(engine_pids(port)) == 1
-        _, stderr = interrupt(process)
+        rest, stderr = interrupt(process)
     finally:
         process.kill()
     assert process.returncode == 0, stderr[-3000:]
     assert samples[0]["timesteps_total"] > 4096, "the counters continue from the model"
-    assert f"[game:{port}] simulated hang after 100 steps" in stderr
+    assert f"[game:{port}] simulated hang after 100 steps" in stdout + rest
     assert "restarting it (1 of --max_env_restarts 5)" in stderr
     assert zipfile.is_zipfile(tmp_path / "exp" / "run_final.zip")
     assert_no_engine_left(port)

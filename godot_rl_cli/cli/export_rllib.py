@@ -123,7 +123,7 @@ def chosen_checkpoint(args: argparse.Namespace) -> Path:
     algorithm = load_run_spec(args.config_file).algorithm if args.config_file else None
     experiment_dir = Path(args.experiment_dir).expanduser().absolute()
     checkpoint = resolve_checkpoint(newest_trial(experiment_dir, algorithm), args.checkpoint_number)
-    print(f"Exporting {checkpoint}, of the newest run under {experiment_dir}", file=sys.stderr)
+    print(f"Exporting {checkpoint}, of the newest run under {experiment_dir}", flush=True)
     return checkpoint
 
 
