@@ -4,6 +4,10 @@ Exit codes (what the Training Controller reads): 0 SB3 and RLlib usable, 2 SB3 o
 4 neither; 1 SB3 and RLlib import but godot-rl, torch or onnx does not.
 """
 
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+exit_cleanly_on_stop_signals()  # before the other imports: a signal while they load is a clean exit
+
 import argparse
 import json
 import sys

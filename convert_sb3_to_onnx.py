@@ -1,5 +1,9 @@
 """Convert a Stable-Baselines3 model (.zip) to an ONNX file the Godot RL Agents plugin runs (see --help)."""
 
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+exit_cleanly_on_stop_signals()  # before the other imports: a signal while they load is a clean exit
+
 import argparse
 import sys
 from pathlib import Path
@@ -8,6 +12,7 @@ from typing import List, Optional
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError, exit_with_error
 from godot_rl_cli.onnx.options import add_version_arguments
+from godot_rl_cli.path_types import export_output, model_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,11 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "model_path",
+        type=model_file,
         help="the model .zip saved by stable_baselines3_training_script.py or SB3's model.save()",
     )
     parser.add_argument(
         "-o",
         "--output",
+        type=export_output("output"),
         default=None,
         help="output .onnx file (default: beside the model, with the .onnx suffix)",
     )

@@ -2,8 +2,12 @@
 
 Plain log lines on stdout, warnings on stderr and, with CONTROLLER_METRICS set, one `@METRIC`
 iteration line per iteration with the full schema for several policies: rising rewards, falling
-losses, growing counters and custom metrics. Exit 0 when done, 1 with --fail-at, 130 on SIGINT.
+losses, growing counters and custom metrics. Exit 0 when done or stopped by SIGINT/SIGTERM, 1 with --fail-at.
 """
+
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+exit_cleanly_on_stop_signals()  # before the other imports: a signal while they load is a clean exit
 
 import argparse
 import math
@@ -49,12 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def on_sigint(signum, frame) -> None:
     print("Interrupted: demo stopped.", file=sys.stderr, flush=True)
-    sys.exit(130)
+    sys.exit(0)  # a stop signal is a clean stop, as for the trainers
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
     rng = random.Random(args.seed)
     policy_names = [f"policy_{index + 1}" for index in range(args.policies)]
     steps_per_iteration, episodes_total, timesteps_total = 4000, 0, 0

@@ -7,6 +7,10 @@ exactly as the Godot plugin would run it). Each lifecycle event is one `@INTERFA
 and each step (at most 20 a second) one `@INTERFACE_ACTION {json}` line on stdout; see --help and README.md.
 """
 
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+exit_cleanly_on_stop_signals()  # before the other imports: a signal while they load is a clean exit
+
 import sys
 from typing import List, Optional
 

@@ -4,6 +4,14 @@ Uses RLlib's old API stack (see README, "Why the old RLlib API stack"). Exit cod
 by SIGINT/SIGTERM (final checkpoint saved); 1 error; 2 bad command line; 130 second SIGINT.
 """
 
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+# before the other imports: a signal while they load is a clean exit
+exit_cleanly_on_stop_signals(
+    "nobody reads stdout any more (broken pipe): training goes on and checkpoints are saved as usual; "
+    "its lines are dropped"
+)
+
 import argparse
 import os
 import sys
@@ -14,14 +22,22 @@ from godot_rl_cli.cli_types import (
     HelpFormatter,
     add_flag,
     directory_path,
-    int_in_range,
     key_value,
     seed_value,
 )
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate_env_path
 from godot_rl_cli.game.debug_panel import print_debug_panel
-from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec, resolve_env_path
+from godot_rl_cli.game.settings import game_file
+from godot_rl_cli.memory import worker_count
+from godot_rl_cli.path_types import input_directory, input_file, output_directory
+from godot_rl_cli.rllib.config import (
+    StopCriteria,
+    choose_resume,
+    compile_mapping_function,
+    load_run_spec,
+    resolve_env_path,
+)
 from godot_rl_cli.rllib.layout import (
     DEFAULT_EXPERIMENT_DIR,
     Trial,
@@ -31,6 +47,8 @@ from godot_rl_cli.rllib.layout import (
     resolve_checkpoint,
 )
 from godot_rl_cli.threads import add_thread_argument
+
+CHECKPOINT_HOW = "pass a checkpoint_NNNNNN directory, or the trial directory holding them"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,32 +62,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--config_file",
+        type=input_file("config file", "pass --config_file with the path of your RLlib YAML file"),
         default="rllib_config.yaml",
         help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)",
     )
     parser.add_argument(
         "--experiment_dir",
-        type=directory_path,
+        type=lambda text: directory_path(output_directory("--experiment_dir")(text)),
         default=DEFAULT_EXPERIMENT_DIR,
         help="directory for results and checkpoints",
     )
     parser.add_argument(
         "--resume",
-        "--restore",
-        dest="resume",
+        type=input_directory("--resume", CHECKPOINT_HOW),
         default=None,
         help="continue from this checkpoint directory (checkpoint_NNNNNN)",
+    )
+    parser.add_argument(
+        "--restore",
+        type=input_directory("--restore", CHECKPOINT_HOW),
+        default=None,
+        help="the same as --resume (the reference script's name); when both are given --resume wins",
     )
     parser.add_argument(
         "--ray_address",
         default=os.environ.get("RAY_ADDRESS"),
         help="join this Ray cluster instead of starting a local one (also RAY_ADDRESS)",
     )
-    add_flag(parser, "env_path", default=None, help="exported game (.x86_64); overrides env_config.env_path")
+    add_flag(
+        parser,
+        "env_path",
+        type=game_file,
+        default=None,
+        help="exported game (.x86_64); overrides env_config.env_path",
+    )
     seed_help = "seed for RLlib and the games (game i gets seed + i), 0 to 2**32-1; overrides the YAML"
     add_flag(parser, "seed", type=seed_value, default=None, help=seed_help)
     workers_help = "number of env runner processes; overrides the YAML (0: sample in this process)"
-    add_flag(parser, "num_workers", type=int_in_range(0), default=None, help=workers_help)
+    add_flag(parser, "num_workers", type=worker_count, default=None, help=workers_help)
     game_arg_help = "extra --KEY=VALUE argument for the games (repeatable)"
     add_flag(
         parser,
@@ -83,7 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     onnx_help = (
         "with evaluation on (evaluation_interval in the YAML): write DIR/best_<policy>.onnx at each new best"
     )
-    add_flag(parser, "onnx_export_dir", default=None, metavar="DIR", help=onnx_help)
+    add_flag(
+        parser,
+        "onnx_export_dir",
+        type=output_directory("--onnx_export_dir"),
+        default=None,
+        metavar="DIR",
+        help=onnx_help,
+    )
     panel_help = "before training, print what the game sends for one real reset and one real step"
     add_flag(parser, "debug_panel", action="store_true", help=panel_help)
     add_thread_argument(parser)
@@ -93,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.resume = choose_resume(args.resume, args.restore)
 
     from godot_rl_cli.signals import StopSignals
     from godot_rl_cli.threads import configure_torch_threads

@@ -5,6 +5,10 @@ lifecycle event is one `@SIM_EVENT {json}` line and each step (at most 20 a seco
 `@SIM_ACTION {json}` line on stdout; see --help and README.md.
 """
 
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+exit_cleanly_on_stop_signals()  # before the other imports: a signal while they load is a clean exit
+
 import sys
 from typing import List, Optional
 

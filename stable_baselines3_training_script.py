@@ -4,6 +4,14 @@ Exit codes: 0 done or stopped by SIGINT/SIGTERM (model saved); 1 error (model sa
 had started); 2 bad command line; 130 stopped by a second SIGINT (no save).
 """
 
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+# before the other imports: a signal while they load is a clean exit
+exit_cleanly_on_stop_signals(
+    "nobody reads stdout any more (broken pipe): training goes on and the model is saved as usual; "
+    "its lines are dropped"
+)
+
 import sys
 import time
 from pathlib import Path
@@ -12,12 +20,6 @@ from typing import List, Optional
 from godot_rl_cli.errors import UserError, exit_with_error, print_error, print_warning
 from godot_rl_cli.game import GameError, GameSettings, StopRequested, validate_env_path
 from godot_rl_cli.sb3.options import parse_args
-
-
-def final_model_path(args) -> Path:
-    path = Path(args.save_model_path or Path(args.experiment_dir) / f"{args.experiment_name}_final.zip")
-    path = path.expanduser().absolute()
-    return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
 
 
 def close_all(*envs) -> None:
@@ -54,6 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from godot_rl_cli.sb3.model import (
         algorithm_class,
         check_action_space,
+        check_device,
         check_model_file,
         hyperparameters,
         load_model,
@@ -68,7 +71,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         on_first=lambda: setattr(stopper, "requested", True),
     )
     experiment_dir = Path(args.experiment_dir).expanduser().absolute()
-    model_path = final_model_path(args)
+    final_model = args.final_model
 
     # Check everything that can be checked before a game starts.
     env = None
@@ -78,6 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.env_path:
             args.env_path = validate_env_path(args.env_path)
         check_policy_type(args.policy_type)
+        check_device(args.device)
         if args.resume_model_path:
             check_model_file(args.resume_model_path)  # loaded below, with the games
         set_random_seed(args.seed)
@@ -216,9 +220,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         if training_started and exit_code != 130:
+            model_path = final_model.path_for(complete=exit_code == 0 and not stopper.requested)
             save_model_atomically(model, model_path)
             manifests.write(model, model_path)
             print(f"Model saved to {model_path}", flush=True)
+            if model_path != final_model.path:
+                print_warning(
+                    f"the model so far is saved to {model_path}; "
+                    f"the complete model {final_model.path} is kept"
+                )
             if args.onnx_export_path and exit_code == 0:
                 onnx_path = Path(args.onnx_export_path).expanduser().absolute()
                 summary = export_sb3_model(model, onnx_path, algo=args.algo)

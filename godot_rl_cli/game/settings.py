@@ -15,6 +15,7 @@ from godot_rl_cli.errors import UserError
 
 DEFAULT_PORT = 11008  # godot-rl's GodotEnv.DEFAULT_PORT, where the editor's plugin connects
 DEFAULT_TIMEOUT_S = 60.0
+PORT_MAX = 65535
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ FIELD_NAMES = tuple(item.name for item in dataclasses.fields(GameSettings))
 
 # The value of each numeric setting, as its flag and its env_config key take it.
 VALUE_TYPES: Dict[str, Callable[[str], Any]] = {
-    "port": int_in_range(1024, 65535),
+    "port": int_in_range(1024, PORT_MAX),
     "seed": seed_value,
     "speedup": int_in_range(1, 100),
     "action_repeat": int_in_range(1),
@@ -99,6 +100,21 @@ GAME_FLAGS: Dict[str, Tuple[Any, str]] = {
 }
 
 
+def game_file(text: str) -> str:
+    """argparse type of --env_path: an exported game that can be launched (validate_env_path's checks, and no
+    FIFO, device or looping link), refused before anything is imported."""
+    from godot_rl_cli.errors import exit_with_error
+    from godot_rl_cli.game.process import validate_env_path
+    from godot_rl_cli.path_types import no_special_file
+
+    how = "pass the exported game, e.g. --env_path=./MyGame.x86_64"
+    try:
+        validate_env_path(no_special_file("env_path", how)(text))
+    except UserError as error:
+        exit_with_error(error.what, error.how)
+    return text
+
+
 def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True) -> argparse._ArgumentGroup:
     """The game flags, in both spellings (`--env_path` and `--env-path`, ...), as the trainers and tabs take
     them."""
@@ -107,6 +123,7 @@ def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True
     add_flag(
         game,
         "env_path",
+        type=game_file,
         default=None,
         help="exported game (.x86_64); omit to use the Godot editor (press Play)",
     )

@@ -31,6 +31,7 @@ from godot_rl_cli import algorithms, manifest
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe
+from godot_rl_cli.path_types import same_file
 from godot_rl_cli.sb3.model import open_model_zip
 
 ALGORITHMS = {
@@ -361,6 +362,11 @@ def convert_sb3_file(
     """Load `model_path` (detecting the algorithm unless given) and export it with `export_sb3_model`'s
     options; default output: beside it, `.onnx`. Refused when the spaces differ from the model's manifest."""
     model_path = with_zip_suffix(Path(model_path))
+    if output_path and same_file(str(output_path), str(model_path)):
+        raise UserError(
+            f"the output {output_path} is the model {model_path} itself: writing it would destroy the model",
+            "pass another -o path, e.g. one ending in .onnx",
+        )
     model, algo = load_sb3_model(model_path, algo)
     manifest.check_spaces(model_path, model.observation_space, model.action_space)
     output_path = Path(output_path) if output_path else model_path.with_suffix(".onnx")

@@ -21,6 +21,9 @@ import yaml
 from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError, print_warning
 from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
+from godot_rl_cli.path_types import same_file
+from godot_rl_cli.rllib.user_code import call_user_code
+from godot_rl_cli.rllib.values import UniqueKeyLoader, check_settings, check_stop_values
 
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
@@ -125,12 +128,15 @@ def load_run_spec(path: str) -> RunSpec:
         value = settings.pop(key, None)
         if key == "framework" and value not in (None, "torch"):
             print_warning(f"framework {value!r} ignored: {reason}")
+        if key == "env" and value is not None and "godot" not in str(value).lower():
+            print_warning(f"env {value!r} in {path} ignored: {reason} of env_config.env_path")
     if settings.get("restart_failed_sub_environments"):
         raise UserError(
             "restart_failed_sub_environments does not work with Godot games on Ray 2.48's old API stack (Ray "
             "hands the error on as an observation)",
             "set max_env_restarts: N in env_config instead",
         )
+    check_settings(settings, path)
     spec.settings = settings
     return spec
 
@@ -153,7 +159,7 @@ def _read_yaml(source: Path, path: str) -> Tuple[Dict[str, Any], str]:
             "pass the YAML file, saved as UTF-8",
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -232,6 +238,7 @@ def _stop_criteria(stop: Any, path: str) -> Dict[str, Any]:
             f"sustained_episode_reward_mean in {path} needs a numeric threshold and a window of iterations",
             "e.g. {threshold: 10, window: 5}",
         )
+    check_stop_values(stop, path)
     if "stop_file" in stop:
         _typed(stop["stop_file"], str, "stop.stop_file", path)
     return dict(stop)
@@ -245,17 +252,13 @@ def compile_mapping_function(source: str) -> Callable:
     """The `policy_mapping_fn` given as Python source text in the user's own YAML file (it is executed)."""
     namespace: Dict[str, Any] = {}
     try:
-        exec(compile(source, "<policy_mapping_fn>", "exec"), namespace)  # noqa: S102 - the user's own config file
+        code = compile(source, "<policy_mapping_fn>", "exec")
     except SyntaxError as error:
         raise UserError(
             f"policy_mapping_fn does not compile (line {error.lineno}: {error.msg})",
             "fix the Python source in the YAML file",
         ) from None
-    except Exception as error:
-        raise UserError(
-            f"policy_mapping_fn failed to load ({type(error).__name__}: {error})",
-            "fix the Python source in the YAML file",
-        ) from None
+    call_user_code("policy_mapping_fn's source, when loaded,", exec, code, namespace)  # the user's own file
     functions = [value for name, value in namespace.items() if callable(value) and not name.startswith("__")]
     if "policy_mapping_fn" in namespace:
         return namespace["policy_mapping_fn"]
@@ -357,6 +360,15 @@ class StopCriteria:
             ):
                 return f"stop file {self.stop_file} appeared"
         return None
+
+
+def choose_resume(resume: Optional[str], restore: Optional[str]) -> Optional[str]:
+    """--resume wins over --restore (the reference script's choice), said in a warning when they differ."""
+    if resume and restore and not same_file(resume, restore):
+        print_warning(
+            f"--resume {resume} and --restore {restore} both given: resuming from {resume} (--resume wins)"
+        )
+    return resume or restore
 
 
 def resolve_env_path(env_config: Dict[str, Any], override: Optional[str]) -> Optional[str]:

@@ -80,6 +80,8 @@ def open_model_zip(model_path: Path, how: str = MODEL_HOW) -> zipfile.ZipFile:
             raise UserError(f"model file {model_path} does not exist", how)
         if model_path.is_dir():
             raise UserError(f"{model_path} is a directory, not a model file", how)
+        if not model_path.is_file():  # a FIFO would block the read, a device never ends
+            raise UserError(f"{model_path} is not a regular file", how)
         archive = zipfile.ZipFile(model_path)
     except OSError as error:
         raise UserError(
@@ -103,6 +105,22 @@ def open_model_zip(model_path: Path, how: str = MODEL_HOW) -> zipfile.ZipFile:
             how,
         )
     return archive
+
+
+def check_device(device: str) -> None:
+    """--device names a device this machine has: for a missing GPU SB3 would train on the CPU without a
+    word. A name torch does not know is left to SB3's own error."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        return
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise UserError(
+            f"--device {device}: this machine has no such CUDA device ({torch.cuda.device_count()} found)",
+            "pass --device cpu, or auto to use a GPU when there is one",
+        )
 
 
 def check_model_file(path: str) -> None:
