@@ -12,7 +12,7 @@ from typing import List, Optional
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError, exit_with_error
 from godot_rl_cli.onnx.options import add_version_arguments
-from godot_rl_cli.path_types import export_output, model_file
+from godot_rl_cli.path_types import export_output, model_file, refuse_output_over_input
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.output:
+        refuse_output_over_input(args.output, args.model_path)
 
     from godot_rl_cli.onnx.recipe import VerificationError, describe_failure
     from godot_rl_cli.onnx.sb3 import convert_sb3_file

@@ -135,11 +135,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     from godot_rl_cli.signals import StopSignals
     from godot_rl_cli.threads import configure_torch_threads
 
-    threads = configure_torch_threads(args.torch_threads)
-    signals = StopSignals(
-        "Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)"
-    )
-
     # Everything that can be checked is checked before Ray starts.
     try:
         spec = load_run_spec(args.config_file)
@@ -166,6 +161,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 )
             print(f"--resume {args.resume}: its newest checkpoint is {resume_from}", flush=True)
         mapping_function = compile_mapping_function(spec.mapping_source) if spec.mapping_source else None
+        threads = configure_torch_threads(args.torch_threads)  # imports torch: after the checks needing none
+        signals = StopSignals(
+            "Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)"
+        )
 
         from godot_rl_cli.rllib.evaluation import CheckpointManifests, configure_evaluation
         from godot_rl_cli.rllib.setup import build_config, probe_game  # imports Ray

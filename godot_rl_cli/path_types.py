@@ -182,3 +182,14 @@ def same_file(first: str, second: str) -> bool:
         return os.path.samefile(os.path.expanduser(first), os.path.expanduser(second))
     except OSError:
         return os.path.realpath(os.path.expanduser(first)) == os.path.realpath(os.path.expanduser(second))
+
+
+def refuse_output_over_input(output: str, model: str) -> None:
+    """One ERROR and exit when an output path names the input model (directly, through `..`, a symlink or a
+    hard link, or as SB3's `name` for `name.zip`): writing it would destroy the model."""
+    for candidate in (model, model + ".zip"):
+        if os.path.exists(os.path.expanduser(candidate)) and same_file(output, candidate):
+            exit_with_error(
+                f"the output {output} is the model {candidate} itself: writing it would destroy the model",
+                "pass another -o path, e.g. one ending in .onnx",
+            )

@@ -9,8 +9,11 @@ README's reliability section shows.
 """
 
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +21,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 from conftest import SIM_DIR, find_free_port_block
+from legacy_models import write_legacy_model
+from script_helpers import script_command
 from sweep_harness import ERROR, OK, REFUSED, STOPPED, Case, Outcome, complaints, run_case, summary_table
 
 BALLCHASE = str(SIM_DIR / "BallChase.x86_64")
@@ -263,7 +268,7 @@ def output_cases() -> Dict[str, Case]:
         "output refused", SB3, _rerun_with_crashing_game, ERROR, "", timeout=90, check=_partial_model_beside
     )
     cases["rllib --resume with --restore"] = Case(
-        "output refused", RLLIB, _resume_and_restore, ERROR, "--resume a", check=_restore_named
+        "output refused", RLLIB, _resume_and_restore, ERROR, "checkpoint", check=_restore_named
     )
     return cases
 
@@ -368,7 +373,6 @@ def number_cases() -> Dict[str, Case]:
         "{time_total_s: -5}": "time_total_s",
         "{episode_reward_mean: .nan}": "episode_reward_mean",
         "{sustained_episode_reward_mean: {threshold: 1, window: 0}}": "sustained",
-        "{training_iteration: 1.5}": "training_iteration",
     }
     for stop, key in stops.items():
         cases[f"rllib stop {stop}"] = Case(
@@ -558,9 +562,124 @@ def _final_model_saved(folder: Path, outcome: Outcome) -> Optional[str]:
     return None if (folder / "exp" / "experiment_final.zip").is_file() else "no final model saved"
 
 
+_MODEL_LOCK = threading.Lock()
+
+
+def trained_models(base: Path) -> Dict[str, Path]:
+    """A model this suite trained (64 steps on BallChase), and the same model as SB3 1.6.2 with gym 0.26
+    saved it and as a release this suite cannot read would have: made once per sweep, in `base`."""
+    with _MODEL_LOCK:
+        folder = base / "models"
+        models = {"current": folder / "exp" / "experiment_final.zip", "legacy": folder / "legacy.zip"}
+        models["alien"] = folder / "alien.zip"
+        if not models["alien"].exists():
+            folder.mkdir(exist_ok=True)
+            result = subprocess.run(
+                script_command(SB3, *sb3_args()(folder)),
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert result.returncode == 0, result.stderr[-2000:]
+            write_legacy_model(models["current"], models["legacy"])
+            write_legacy_model(models["current"], models["alien"], module_name="gym_v99")
+        return models
+
+
+def copy_of(kind: str, name: str) -> Callable[[Path], str]:
+    def build(folder: Path) -> str:
+        shutil.copy(trained_models(folder.parent)[kind], folder / name)
+        return name
+
+    return build
+
+
+def with_model(kind: str, name: str, build: Callable[[str], Builder]) -> Builder:
+    return lambda folder: build(copy_of(kind, name)(folder))(folder)
+
+
+def model_cases() -> Dict[str, Case]:
+    """Models of older releases load (exported, played, resumed); one that cannot says which releases."""
+    played = ["--max-episodes=1", "--max-steps=30"]
+    return {
+        "an SB3 1.6.2/gym 0.26 model exports to ONNX": Case(
+            "older model",
+            SB3_ONNX,
+            with_model("legacy", "old.zip", lambda p: fixed(p, "-o", "old.onnx")),
+            OK,
+            timeout=120,
+            check=lambda folder, outcome: None if (folder / "old.onnx").is_file() else "no old.onnx",
+        ),
+        "an SB3 1.6.2/gym 0.26 model plays": Case(
+            "older model",
+            WATCH_SB3,
+            with_model(
+                "legacy",
+                "old.zip",
+                lambda p: (
+                    lambda f: [p, f"--env-path={BALLCHASE}", *played, f"--port={find_free_port_block(2)}"]
+                ),
+            ),
+            OK,
+            timeout=120,
+            check=lambda folder, outcome: None if "episode_end" in outcome.stdout else "no episode played",
+        ),
+        "an SB3 1.6.2/gym 0.26 model resumes training": Case(
+            "older model",
+            SB3,
+            with_model("legacy", "old.zip", lambda p: sb3_args(f"--resume_model_path={p}")),
+            OK,
+            timeout=150,
+            check=_final_model_saved,
+        ),
+        "a model needing a module no release has names the versions": Case(
+            "older model",
+            SB3_ONNX,
+            with_model("alien", "alien.zip", lambda p: fixed(p, "-o", "alien.onnx")),
+            ERROR,
+            "Stable-Baselines3 1.6.2",
+            timeout=120,
+        ),
+        "sb3 resume into the same file with a crashing game keeps the model": Case(
+            "output refused",
+            SB3,
+            with_model(
+                "current",
+                "model.zip",
+                lambda p: sb3_args(
+                    f"--resume_model_path={p}",
+                    f"--save_model_path={p}",
+                    "--game_arg=crash_after_steps=40",
+                    timesteps=5000,
+                ),
+            ),
+            ERROR,
+            timeout=150,
+            check=_incomplete_model_beside,
+        ),
+    }
+
+
+def _incomplete_model_beside(folder: Path, outcome: Outcome) -> Optional[str]:
+    if not (folder / "model.incomplete.zip").is_file():
+        return "no model.incomplete.zip"
+    return (
+        None if "model.incomplete.zip" in outcome.stderr else "the message does not name model.incomplete.zip"
+    )
+
+
 def all_cases() -> Dict[str, Case]:
     cases: Dict[str, Case] = {}
-    for group in (path_cases, output_cases, number_cases, mapping_cases, signal_cases, stdout_cases):
+    for group in (
+        path_cases,
+        output_cases,
+        number_cases,
+        mapping_cases,
+        signal_cases,
+        stdout_cases,
+        model_cases,
+    ):
         cases.update(group())
     return cases
 
@@ -620,4 +739,6 @@ if __name__ == "__main__":
                 f"{outcome.stderr.strip()[-300:]!r}"
             )
     print(summary_table(list(found.values())))
+    slowest = sorted(found.items(), key=lambda item: -item[1][1].seconds)[:15]
+    print("slowest: " + "; ".join(f"{name} {outcome.seconds:.0f} s" for name, (_, outcome, _) in slowest))
     print(f"{len(found)} cases in {time.monotonic() - started:.0f} s")

@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS, SB3_HYPERPARAMETERS
 from godot_rl_cli.errors import UserError, print_warning
+from godot_rl_cli.sb3.legacy import legacy_custom_objects, version_note
 
 ACTION_KINDS = {
     spaces.Discrete: algorithms.DISCRETE,
@@ -135,7 +136,8 @@ def load_model(algo: str, path: str, device: str, env: VecEnv) -> BaseAlgorithm:
     model_path = Path(path).expanduser()
     check_model_file(path)
     try:
-        return algorithm_class(algo).load(model_path, env=env, device=device)
+        legacy = legacy_custom_objects(model_path)  # spaces pickled by SB3 1.x with gym
+        return algorithm_class(algo).load(model_path, env=env, device=device, custom_objects=legacy)
     except ValueError as error:
         if "spaces do not match" in str(error):
             saved = saved_spaces(model_path)
@@ -153,7 +155,8 @@ def load_model(algo: str, path: str, device: str, env: VecEnv) -> BaseAlgorithm:
 def _cannot_load(algo: str, path: str, error: Exception) -> UserError:
     detail = (str(error).strip().splitlines() or [""])[0]
     return UserError(
-        f"cannot load {path} as a {algo.upper()} model ({type(error).__name__}: {detail})",
+        f"cannot load {path} as a {algo.upper()} model ({type(error).__name__}: {detail})"
+        + version_note(Path(path).expanduser(), error),
         "check the file and pass the --algo it was trained with",
     )
 
@@ -161,5 +164,5 @@ def _cannot_load(algo: str, path: str, error: Exception) -> UserError:
 def saved_spaces(model_path: Path) -> tuple:
     """The observation and action spaces a model file was trained on."""
     with open_model_zip(model_path) as archive:
-        data = json_to_data(archive.read("data").decode())
+        data = json_to_data(archive.read("data").decode(), legacy_custom_objects(model_path))
     return data.get("observation_space"), data.get("action_space")
