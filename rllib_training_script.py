@@ -21,7 +21,6 @@ from typing import List, Optional
 from godot_rl_cli.cli_types import (
     HelpFormatter,
     add_flag,
-    directory_path,
     key_value,
     seed_value,
 )
@@ -30,7 +29,7 @@ from godot_rl_cli.game import GameError, StopRequested, stop_all_games, validate
 from godot_rl_cli.game.debug_panel import print_debug_panel
 from godot_rl_cli.game.settings import game_file
 from godot_rl_cli.memory import worker_count
-from godot_rl_cli.path_types import input_directory, input_file, output_directory
+from godot_rl_cli.path_types import input_directory, no_special_file, output_directory, output_folder
 from godot_rl_cli.rllib.config import (
     StopCriteria,
     choose_resume,
@@ -62,13 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--config_file",
-        type=input_file("config file", "pass --config_file with the path of your RLlib YAML file"),
+        type=no_special_file("config file", "pass --config_file with the path of your RLlib YAML file"),
         default="rllib_config.yaml",
         help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)",
     )
     parser.add_argument(
         "--experiment_dir",
-        type=lambda text: directory_path(output_directory("--experiment_dir")(text)),
+        type=output_folder("--experiment_dir"),
         default=DEFAULT_EXPERIMENT_DIR,
         help="directory for results and checkpoints",
     )

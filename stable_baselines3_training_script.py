@@ -209,6 +209,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except GameError as error:
         print_error(str(error), "the model trained so far is saved" if training_started else None)
         exit_code = 1
+    except ConnectionError as error:  # a broken pipe or reset connection is no disk problem
+        print_error(f"a connection broke: {error}", "the model trained so far is saved")
+        exit_code = 1
     except OSError as error:
         print_error(
             f"writing a file failed: {error}",

@@ -147,8 +147,28 @@ def problem_with_special_file(text: str) -> Optional[str]:
     return None
 
 
+def output_folder(label: str) -> Callable[[str], Path]:
+    """A directory to write into (cli_types.directory_path: a file in the way is a usage error, as before),
+    that can be created and written."""
+    from godot_rl_cli.cli_types import directory_path
+
+    check = output_directory(label)
+    return lambda text: Path(check(str(directory_path(text))))
+
+
 def no_special_file(label: str, how: str) -> Callable[[str], str]:
     return _argument_type(problem_with_special_file, label, how)
+
+
+def existing_path(label: str, how: str) -> Callable[[str], str]:
+    """A file or a directory that exists (a checkpoint directory, or a file inside one)."""
+
+    def problem(text: str) -> Optional[str]:
+        return problem_with_special_file(text) or (
+            None if os.path.exists(os.path.expanduser(text)) else problem_with_input(text, True)
+        )
+
+    return _argument_type(problem, label, how)
 
 
 def export_output(label: str) -> Callable[[str], str]:

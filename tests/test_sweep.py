@@ -693,7 +693,7 @@ def results(request, tmp_path_factory) -> Dict[str, Tuple[Case, Outcome, List[st
     selected = [
         item.callspec.params["name"]
         for item in request.session.items
-        if hasattr(item, "callspec") and "name" in item.callspec.params
+        if hasattr(item, "callspec") and "name" in item.callspec.params and item.module.__name__ == __name__
     ]
     base = tmp_path_factory.mktemp("sweep")
     return run_cases({name: CASES[name] for name in selected or CASES}, base)

@@ -20,7 +20,7 @@ import yaml
 
 from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError, print_warning
-from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
+from godot_rl_cli.game.settings import FIELD_NAMES, PORT_MAX, GameSettings
 from godot_rl_cli.path_types import same_file
 from godot_rl_cli.rllib.user_code import call_user_code
 from godot_rl_cli.rllib.values import UniqueKeyLoader, check_settings, check_stop_values
@@ -122,6 +122,8 @@ def load_run_spec(path: str) -> RunSpec:
     spec.mapping_source = _typed(
         multiagent.get("policy_mapping_fn"), (str, type(None)), "policy_mapping_fn", path
     )
+    if spec.mapping_source:
+        check_mapping_function(compile_mapping_function(spec.mapping_source), spec.policies)
     to_train = _typed(multiagent.get("policies_to_train") or [], list, "multiagent.policies_to_train", path)
     spec.policies_to_train = [str(name) for name in to_train] or None
     for key, reason in IGNORED.items():
@@ -137,6 +139,7 @@ def load_run_spec(path: str) -> RunSpec:
             "set max_env_restarts: N in env_config instead",
         )
     check_settings(settings, path)
+    check_ports(spec.env_config, settings, path)
     spec.settings = settings
     return spec
 
@@ -146,6 +149,8 @@ def _read_yaml(source: Path, path: str) -> Tuple[Dict[str, Any], str]:
     file is a UserError."""
     how = "pass --config_file with the path of your RLlib YAML file"
     try:
+        if source.is_dir():
+            raise UserError(f"config file {path} is a directory", how)
         if not source.is_file():
             raise UserError(f"config file {path} not found", how)
         raw = source.read_bytes()
@@ -268,6 +273,32 @@ def compile_mapping_function(source: str) -> Callable:
         "policy_mapping_fn source defines no function named policy_mapping_fn",
         "define def policy_mapping_fn(agent_id, episode, worker, **kwargs)",
     )
+
+
+def check_mapping_function(function: Callable, policies: Optional[List[str]]) -> None:
+    """Before any game starts: the function returns, in time, a listed policy for agent 0 (every agent is
+    checked once the game says how many there are)."""
+    policy = call_user_code("policy_mapping_fn for agent 0", function, 0, None, None)
+    if policies and policy not in policies:
+        raise UserError(
+            f"policy_mapping_fn maps agent 0 to {policy!r}, which is not a policy ({', '.join(policies)})",
+            "map every agent to a policy listed under multiagent.policies",
+        )
+
+
+def check_ports(env_config: Dict[str, Any], settings: Dict[str, Any], path: str) -> None:
+    """The training games' ports (port + game index) exist, for the YAML's numbers of env runners and envs
+    (rllib/setup.py checks again with the evaluation games and a --num_workers flag)."""
+    runners = settings.get("num_workers", settings.get("num_env_runners", 0))
+    envs = settings.get("num_envs_per_worker", settings.get("num_envs_per_env_runner", 1))
+    port = GameSettings.from_env_config(env_config).port
+    last = port + (runners + 1) * envs - 1
+    if last > PORT_MAX:
+        raise UserError(
+            f"env_config port {port} in {path} with {runners} env runner(s) of {envs} env(s) needs ports "
+            f"up to {last}, past {PORT_MAX}",
+            "set a lower env_config port",
+        )
 
 
 # The controller's policy types as RLlib models (rllib/models.py): their keys it writes beside custom_model.

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from godot_rl_cli.errors import UserError
 
-USER_CODE_SECONDS = 10.0
+USER_CODE_SECONDS = 5.0  # a mapping function answers in microseconds
 HOW = "fix policy_mapping_fn in the YAML file"
 
 

@@ -7,7 +7,6 @@ from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS
 from godot_rl_cli.cli_types import (
     HelpFormatter,
     add_flag,
-    directory_path,
     float_in_range,
     int_in_range,
     int_list,
@@ -17,7 +16,7 @@ from godot_rl_cli.cli_types import (
 )
 from godot_rl_cli.game.settings import PORT_MAX, add_game_arguments
 from godot_rl_cli.memory import network_too_large
-from godot_rl_cli.path_types import model_file, output_directory, output_file, plain_name
+from godot_rl_cli.path_types import model_file, output_file, output_folder, plain_name
 from godot_rl_cli.sb3.outputs import output_conflict, plan_final_model
 from godot_rl_cli.threads import add_thread_argument
 
@@ -97,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--experiment_dir",
-        type=lambda text: directory_path(output_directory("--experiment_dir")(text)),
+        type=output_folder("--experiment_dir"),
         default="logs/sb3",
         help="directory for TensorBoard logs, checkpoints and the final model",
     )
