@@ -2,6 +2,7 @@
 checked with the flags (before torch is imported) instead of failing or swapping once training starts."""
 
 import argparse
+import os
 from typing import List, Optional
 
 BYTES_PER_PARAMETER = (
@@ -57,3 +58,12 @@ def worker_count(text: str) -> int:
     if problem:
         raise argparse.ArgumentTypeError(f"{count} {problem}")
     return count
+
+
+GPU_DEVICE_FILES = ("/dev/nvidia0", "/dev/kfd", "/dev/dxg")  # NVIDIA, AMD ROCm, WSL: what CUDA builds reach
+
+
+def gpu_device_files() -> list:
+    """The GPU device files this machine has: none means torch finds no CUDA device (checked without
+    importing torch)."""
+    return [path for path in GPU_DEVICE_FILES if os.path.exists(path)]

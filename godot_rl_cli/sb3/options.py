@@ -15,7 +15,7 @@ from godot_rl_cli.cli_types import (
     seed_value,
 )
 from godot_rl_cli.game.settings import PORT_MAX, add_game_arguments
-from godot_rl_cli.memory import network_too_large
+from godot_rl_cli.memory import gpu_device_files, network_too_large
 from godot_rl_cli.path_types import model_file, output_file, output_folder, plain_name
 from godot_rl_cli.sb3.outputs import output_conflict, plan_final_model
 from godot_rl_cli.threads import add_thread_argument
@@ -218,6 +218,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         problem = network_too_large(layers, kernel_area)
         if problem:
             parser.error(f"{flag}: {problem}")
+    if args.device.strip().lower().startswith("cuda") and not gpu_device_files():
+        parser.error(f"--device {args.device}: this machine has no GPU (pass --device cpu, or auto)")
     args.final_model = plan_final_model(args)
     conflict = output_conflict(args, args.final_model)
     if conflict:
