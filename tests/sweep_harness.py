@@ -35,6 +35,7 @@ class Case:
     cwd_gone: bool = False  # the working directory is deleted before the script starts
     stdout_closed: bool = False  # stdout is a pipe whose reader is gone
     signals: Tuple[float, ...] = ()  # a signal at each of these seconds after the script took SIGTERM
+    after_line: str = ""  # ... or after a stdout line containing this (none came: no signal)
     signal_number: int = signal.SIGINT
     unreadable: bool = False  # run without root's permission override
     env: Dict[str, str] = field(default_factory=dict)
@@ -100,18 +101,26 @@ def run_case(case: Case, folder: Path) -> Outcome:
     )
     if writer is not None:
         os.close(writer)
-    if case.signals:
-        _wait_for_signal_handler(process.pid, min(case.timeout, 20))
     timers = [threading.Timer(delay, _signal, (process, case.signal_number)) for delay in case.signals]
-    for timer in timers:
-        timer.start()
+    readers = [_Reader(process.stderr, "")]
+    if process.stdout is not None:
+        readers.append(_Reader(process.stdout, case.after_line))
+    if case.signals and not case.after_line:
+        _wait_for_signal_handler(process.pid, min(case.timeout, 20))
+    if case.after_line:
+        readers[1].seen.wait(case.timeout)
+    if not case.after_line or readers[1].found:
+        for timer in timers:
+            timer.start()
     timed_out = False
     try:
-        stdout, stderr = process.communicate(timeout=case.timeout)
+        process.wait(timeout=max(1.0, case.timeout - (time.monotonic() - started)))
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_session(process.pid)
-        stdout, stderr = process.communicate()
+        process.wait()
+    stderr = "".join(readers[0].finish())
+    stdout = "".join(readers[1].finish()) if len(readers) > 1 else ""
     for timer in timers:
         timer.cancel()
     seconds = time.monotonic() - started
@@ -123,6 +132,30 @@ def run_case(case: Case, folder: Path) -> Outcome:
     after = file_hashes(folder)
     changed = sorted(name for name, digest in before.items() if after.get(name) != digest)
     return Outcome(process.returncode, stdout or "", stderr or "", seconds, timed_out, leftovers, changed)
+
+
+class _Reader:
+    """Reads a stream's lines in a thread; `seen` is set at the first line containing `marker`."""
+
+    def __init__(self, stream, marker: str):
+        self.lines: List[str] = []
+        self.seen = threading.Event()
+        self.found = False
+        self.marker = marker
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+            if self.marker and self.marker in line:
+                self.found = True
+                self.seen.set()
+        self.seen.set()  # the stream ended: stop waiting for the marker
+
+    def finish(self) -> List[str]:
+        self.thread.join(timeout=10)
+        return self.lines
 
 
 def _wait_for_signal_handler(pid: int, timeout: float) -> None:

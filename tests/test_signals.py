@@ -16,12 +16,18 @@ from sweep_harness import STOPPED, Case, Outcome, complaints, run_case
 
 BALLCHASE = str(SIM_DIR / "BallChase.x86_64")
 PONG = str(SIM_DIR / "Pong.x86_64")
-MOMENTS = 20
+FROM_START = 14  # moments spread over SPANS[script] seconds from the script's first statement
+IN_TRAINING = 6  # moments spread over the 3 seconds after MARKERS[script] (training is being set up or runs)
 POOL = 6
-SPANS = {  # seconds over which the moments spread: each run's start-up and first iterations
-    "stable_baselines3_training_script.py": 10.0,
-    "rllib_training_script.py": 16.0,
+SPANS = {
+    "stable_baselines3_training_script.py": 8.0,
+    "rllib_training_script.py": 12.0,
     "simulator.py": 4.0,
+}
+MARKERS = {  # a line after which the run has something to save
+    "stable_baselines3_training_script.py": "Game ready",
+    "rllib_training_script.py": "Training policies",
+    "simulator.py": "connected",
 }
 
 
@@ -44,11 +50,24 @@ def simulator_run(folder: Path) -> List[str]:
 
 
 def saved_once_training_started(folder: Path, outcome: Outcome) -> Optional[str]:
-    """A trainer that had started training (printed an iteration line) saved its model or a checkpoint."""
-    if "iteration" not in outcome.stdout.lower():
+    """A trainer whose model was being built or trained (it printed its marker line) saved its model or a
+    checkpoint."""
+    markers = [MARKERS[script] for script in MARKERS if script != "simulator.py"]
+    if not any(marker in outcome.stdout for marker in markers):
         return None
     saved = list((folder / "exp").glob("*_final.zip")) + list((folder / "exp").rglob("checkpoint_*"))
     return None if saved else "training had started, but nothing was saved"
+
+
+def saved_after(marker: str):
+    """The check of a run signalled after `marker`: the marker came, and a trainer saved."""
+
+    def check(folder: Path, outcome: Outcome) -> Optional[str]:
+        if marker not in outcome.stdout:
+            return f"the line {marker!r} never came"
+        return saved_once_training_started(folder, outcome)
+
+    return check
 
 
 RUNS = {
@@ -61,8 +80,8 @@ RUNS = {
 def cases() -> Dict[str, Case]:
     found = {}
     for script, build in RUNS.items():
-        for index in range(MOMENTS):
-            moment = round(SPANS[script] * index / (MOMENTS - 1), 2)
+        for index in range(FROM_START):
+            moment = round(SPANS[script] * index / (FROM_START - 1), 2)
             found[f"{script} SIGINT at {moment} s"] = Case(
                 "stop signal",
                 script,
@@ -71,6 +90,18 @@ def cases() -> Dict[str, Case]:
                 signals=(moment,),
                 timeout=moment + 60,
                 check=saved_once_training_started,
+            )
+        for index in range(IN_TRAINING):
+            moment = round(3.0 * index / (IN_TRAINING - 1), 2)
+            found[f"{script} SIGINT {moment} s after {MARKERS[script]!r}"] = Case(
+                "stop signal",
+                script,
+                build,
+                STOPPED,
+                signals=(moment,),
+                after_line=MARKERS[script],
+                timeout=150,
+                check=saved_after(MARKERS[script]),
             )
     return found
 
@@ -95,7 +126,7 @@ def results(request, tmp_path_factory) -> Dict[str, Tuple[Case, Outcome, List[st
         return name, (case, outcome, complaints(case, outcome, folder))
 
     # the longest runs first, so that the pool ends together
-    order = sorted(selected or CASES, key=lambda name: -CASES[name].signals[0])
+    order = sorted(selected or CASES, key=lambda name: (not CASES[name].after_line, -CASES[name].signals[0]))
     with ThreadPoolExecutor(POOL) as pool:
         return dict(pool.map(one, enumerate(order)))
 
