@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def on_sigint(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal while exiting changes nothing
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("Interrupted: demo stopped.", file=sys.stderr, flush=True)
     sys.exit(0)  # a stop signal is a clean stop, as for the trainers
 
