@@ -100,6 +100,9 @@ GAME_FLAGS: Dict[str, Tuple[Any, str]] = {
 }
 
 
+ENV_PATH_HOW = "pass the exported game, e.g. --env_path=./MyGame.x86_64"
+
+
 def game_file(text: str) -> str:
     """argparse type of --env_path: an exported game that can be launched (validate_env_path's checks, and no
     FIFO, device or looping link), refused before anything is imported."""
@@ -107,23 +110,27 @@ def game_file(text: str) -> str:
     from godot_rl_cli.game.process import validate_env_path
     from godot_rl_cli.path_types import no_special_file
 
-    how = "pass the exported game, e.g. --env_path=./MyGame.x86_64"
     try:
-        validate_env_path(no_special_file("env_path", how)(text))
+        validate_env_path(no_special_file("env_path", ENV_PATH_HOW)(text))
     except UserError as error:
         exit_with_error(error.what, error.how)
     return text
 
 
-def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True) -> argparse._ArgumentGroup:
+def add_game_arguments(
+    parser: argparse.ArgumentParser, *, restarts: bool = True, check_env_path: bool = True
+) -> argparse._ArgumentGroup:
     """The game flags, in both spellings (`--env_path` and `--env-path`, ...), as the trainers and tabs take
-    them."""
+    them. Without `check_env_path` only what would block or loop is refused with the flags (the playback
+    scripts report the rest as an event of their own)."""
+    from godot_rl_cli.path_types import no_special_file
+
     game = parser.add_argument_group("game")
 
     add_flag(
         game,
         "env_path",
-        type=game_file,
+        type=game_file if check_env_path else no_special_file("env_path", ENV_PATH_HOW),
         default=None,
         help="exported game (.x86_64); omit to use the Godot editor (press Play)",
     )

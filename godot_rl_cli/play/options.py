@@ -45,7 +45,7 @@ def mode_name(text: str) -> str:
 
 def add_playback_arguments(parser: argparse.ArgumentParser) -> None:
     """The game and playback flags every playback script takes (multi-word ones in both spellings)."""
-    game = add_game_arguments(parser, restarts=False)
+    game = add_game_arguments(parser, restarts=False, check_env_path=False)
     add_flag(game, "show-window", action="store_true", help="show the game's window")
     add_flag(
         game,
