@@ -195,6 +195,16 @@ def error_lines(stderr: str) -> List[str]:
 
 def complaints(case: Case, outcome: Outcome, folder: Path) -> List[str]:
     """Every broken promise of this case's run (empty: it passed)."""
+    found = _general_complaints(case, outcome) + _exit_complaints(case, outcome)
+    if case.check and not found:
+        complaint = case.check(folder, outcome)
+        if complaint:
+            found.append(complaint)
+    return found
+
+
+def _general_complaints(case: Case, outcome: Outcome) -> List[str]:
+    """What no case may do: hang, print a traceback, leave a process, change an earlier file."""
     found = []
     if outcome.timed_out:
         found.append(f"no exit within {case.timeout} s")
@@ -205,36 +215,38 @@ def complaints(case: Case, outcome: Outcome, folder: Path) -> List[str]:
     unexpected = [name for name in outcome.changed if name not in case.replaces]
     if unexpected:
         found.append(f"files changed or lost: {unexpected}")
-    errors = error_lines(outcome.stderr)
+    return found
+
+
+def _exit_complaints(case: Case, outcome: Outcome) -> List[str]:
+    """The exit code and the error lines the case expects."""
     code = outcome.returncode
-    expect = case.expect
-    if expect == REFUSED:
-        expect = USAGE if code == 2 else ERROR
+    expect = case.expect if case.expect != REFUSED else (USAGE if code == 2 else ERROR)
     if expect == ERROR:
-        if code != 1:
-            found.append(f"exit code {code}, expected 1")
-        if len(errors) != 1:
-            found.append(f"{len(errors)} ERROR lines, expected 1")
-        elif case.message not in errors[0]:
-            found.append(f"{case.message!r} not in {errors[0]!r}")
-    elif expect == USAGE:
+        return _error_line_complaints(case, outcome)
+    if expect == USAGE:
         usage_errors = [line for line in outcome.stderr.splitlines() if ": error: " in line]
         if code != 2 or not outcome.stderr.startswith("usage:") or len(usage_errors) != 1:
-            found.append(f"exit code {code}, expected argparse's usage error (exit 2)")
-        elif case.message not in usage_errors[0]:
-            found.append(f"{case.message!r} not in {usage_errors[0]!r}")
-    else:
-        allowed = (0, 130) if case.expect == STOPPED and len(case.signals) > 1 else (0,)
-        if code not in allowed:
-            found.append(f"exit code {code}, expected {' or '.join(map(str, allowed))}")
-        if errors:
-            found.append(f"ERROR lines: {errors}")
-        if case.message and case.message not in outcome.stderr:
-            found.append(f"{case.message!r} not on stderr")
-    if case.check and not found:
-        complaint = case.check(folder, outcome)
-        if complaint:
-            found.append(complaint)
+            return [f"exit code {code}, expected argparse's usage error (exit 2)"]
+        return [] if case.message in usage_errors[0] else [f"{case.message!r} not in {usage_errors[0]!r}"]
+    found = []
+    allowed = (0, 130) if case.expect == STOPPED and len(case.signals) > 1 else (0,)
+    if code not in allowed:
+        found.append(f"exit code {code}, expected {' or '.join(map(str, allowed))}")
+    if error_lines(outcome.stderr):
+        found.append(f"ERROR lines: {error_lines(outcome.stderr)}")
+    if case.message and case.message not in outcome.stderr:
+        found.append(f"{case.message!r} not on stderr")
+    return found
+
+
+def _error_line_complaints(case: Case, outcome: Outcome) -> List[str]:
+    errors = error_lines(outcome.stderr)
+    found = [] if outcome.returncode == 1 else [f"exit code {outcome.returncode}, expected 1"]
+    if len(errors) != 1:
+        found.append(f"{len(errors)} ERROR lines, expected 1")
+    elif case.message not in errors[0]:
+        found.append(f"{case.message!r} not in {errors[0]!r}")
     return found
 
 

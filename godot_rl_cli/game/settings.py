@@ -8,10 +8,11 @@ The SB3 trainer (and the controller-tab scripts) read these from flags, the RLli
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from godot_rl_cli.cli_types import add_flag, int_in_range, key_value, positive_float, seed_value
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.path_types import no_special_file
 
 DEFAULT_PORT = 11008  # godot-rl's GodotEnv.DEFAULT_PORT, where the editor's plugin connects
 DEFAULT_TIMEOUT_S = 60.0
@@ -24,7 +25,7 @@ class GameSettings:
     port: int = DEFAULT_PORT
     seed: int = 0
     show_window: bool = False
-    speedup: Optional[int] = None
+    speedup: int = 1  # the plugin's own default, and what the controller's scripts pass
     action_repeat: Optional[int] = None
     framerate: Optional[int] = None
     connect_timeout: float = DEFAULT_TIMEOUT_S
@@ -41,12 +42,14 @@ class GameSettings:
 
     @classmethod
     def from_env_config(cls, env_config: Mapping[str, Any]) -> "GameSettings":
-        """From an RLlib `env_config` (keys are the field names; missing or null keys keep their defaults).
-        A value of the wrong type or out of its flag's range is a UserError naming the key."""
+        """From an RLlib `env_config` (keys are the field names; missing or null keys keep their defaults;
+        other keys are game arguments). A value of the wrong type or out of its flag's range is a UserError
+        naming the key."""
         values = {name: env_config[name] for name in FIELD_NAMES if env_config.get(name) is not None}
         for name, value in values.items():
             values[name] = _checked_value(name, value)
-        values["game_args"] = dict(values.get("game_args") or {})
+        extra = {key: value for key, value in env_config.items() if key not in FIELD_NAMES}
+        values["game_args"] = {**extra, **(values.get("game_args") or {})}
         return cls(**values)
 
     def for_game(self, index: int) -> "GameSettings":
@@ -57,6 +60,7 @@ class GameSettings:
 
 
 FIELD_NAMES = tuple(item.name for item in dataclasses.fields(GameSettings))
+DEFAULTS = GameSettings()  # each setting's one default, which the flags show too
 
 # The value of each numeric setting, as its flag and its env_config key take it.
 VALUE_TYPES: Dict[str, Callable[[str], Any]] = {
@@ -88,55 +92,43 @@ def _checked_value(name: str, value: Any) -> Any:
     return value
 
 
-# The game flags with a value type (VALUE_TYPES): their default and help.
-GAME_FLAGS: Dict[str, Tuple[Any, str]] = {
-    "speedup": (1, "physics speed multiplier passed to the game"),
-    "port": (DEFAULT_PORT, "base TCP port on 127.0.0.1"),
-    "action_repeat": (None, "physics frames per action (game default if omitted)"),
-    "framerate": (None, "pass --fixed-fps N so a real Godot game runs as fast as it can"),
-    "connect_timeout": (DEFAULT_TIMEOUT_S, "seconds to wait for the game to connect"),
-    "step_timeout": (DEFAULT_TIMEOUT_S, "seconds of silence after which a game counts as hung"),
-    "max_env_restarts": (0, "relaunch a crashed or hung game up to N times and keep training"),
+# The game flags with a value type (VALUE_TYPES): their help (their default is GameSettings').
+GAME_FLAGS: Dict[str, str] = {
+    "speedup": "physics speed multiplier passed to the game",
+    "port": "base TCP port on 127.0.0.1",
+    "action_repeat": "physics frames per action (game default if omitted)",
+    "framerate": "pass --fixed-fps N so a real Godot game runs as fast as it can",
+    "connect_timeout": "seconds to wait for the game to connect",
+    "step_timeout": "seconds of silence after which a game counts as hung",
+    "max_env_restarts": "relaunch a crashed or hung game up to N times and keep training",
 }
 
 
 ENV_PATH_HOW = "pass the exported game, e.g. --env_path=./MyGame.x86_64"
 
 
-def game_file(text: str) -> str:
-    """argparse type of --env_path: an exported game that can be launched (validate_env_path's checks, and no
-    FIFO, device or looping link), refused before anything is imported."""
-    from godot_rl_cli.errors import exit_with_error
-    from godot_rl_cli.game.process import validate_env_path
-    from godot_rl_cli.path_types import no_special_file
-
-    try:
-        validate_env_path(no_special_file("env_path", ENV_PATH_HOW)(text))
-    except UserError as error:
-        exit_with_error(error.what, error.how)
-    return text
-
-
 def add_game_arguments(
-    parser: argparse.ArgumentParser, *, restarts: bool = True, check_env_path: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    restarts: bool = True,
+    env_path_type: Optional[Callable[[str], str]] = None,
 ) -> argparse._ArgumentGroup:
     """The game flags, in both spellings (`--env_path` and `--env-path`, ...), as the trainers and tabs take
-    them. Without `check_env_path` only what would block or loop is refused with the flags (the playback
-    scripts report the rest as an event of their own)."""
-    from godot_rl_cli.path_types import no_special_file
+    them. --env_path takes `env_path_type` (the trainers: process.game_file), else only what would block or
+    loop is refused with the flags (the playback scripts report the rest as an event of their own)."""
 
     game = parser.add_argument_group("game")
 
     add_flag(
         game,
         "env_path",
-        type=game_file if check_env_path else no_special_file("env_path", ENV_PATH_HOW),
+        type=env_path_type or no_special_file("env_path", ENV_PATH_HOW),
         default=None,
         help="exported game (.x86_64); omit to use the Godot editor (press Play)",
     )
-    for name, (default, text) in GAME_FLAGS.items():
+    for name, text in GAME_FLAGS.items():
         if name != "max_env_restarts" or restarts:
-            add_flag(game, name, type=VALUE_TYPES[name], default=default, help=text)
+            add_flag(game, name, type=VALUE_TYPES[name], default=getattr(DEFAULTS, name), help=text)
     game.add_argument(
         "--game_arg",
         "--game-arg",

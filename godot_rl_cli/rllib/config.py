@@ -64,7 +64,8 @@ class RunSpec:
     env_is_multiagent: bool = True
     checkpoint_frequency: int = DEFAULT_CHECKPOINT_FREQUENCY  # 0: only the final checkpoint
     stop: Dict[str, Any] = field(default_factory=dict)
-    env_config: Dict[str, Any] = field(default_factory=dict)
+    env_config: Dict[str, Any] = field(default_factory=dict)  # as written in the YAML
+    game: GameSettings = field(default_factory=GameSettings)  # env_config's game settings, checked
     policies: Optional[List[str]] = None
     mapping_source: Optional[str] = None
     policies_to_train: Optional[List[str]] = None
@@ -109,7 +110,7 @@ def load_run_spec(path: str) -> RunSpec:
             "sampler: batched (the suite's, for PPO) or sampler: rllib (RLlib's own)",
         )
     spec.env_config = dict(_typed(settings.pop("env_config", None) or {}, dict, "env_config", path))
-    GameSettings.from_env_config(spec.env_config)  # each game setting's value, checked now
+    spec.game = GameSettings.from_env_config(spec.env_config)
     for key in sorted(set(spec.env_config) - ENV_CONFIG_KEYS, key=str):
         close = difflib.get_close_matches(str(key), ENV_CONFIG_KEYS, n=1)
         print_warning(
@@ -126,12 +127,7 @@ def load_run_spec(path: str) -> RunSpec:
         check_mapping_function(compile_mapping_function(spec.mapping_source), spec.policies)
     to_train = _typed(multiagent.get("policies_to_train") or [], list, "multiagent.policies_to_train", path)
     spec.policies_to_train = [str(name) for name in to_train] or None
-    for key, reason in IGNORED.items():
-        value = settings.pop(key, None)
-        if key == "framework" and value not in (None, "torch"):
-            print_warning(f"framework {value!r} ignored: {reason}")
-        if key == "env" and value is not None and "godot" not in str(value).lower():
-            print_warning(f"env {value!r} in {path} ignored: {reason} of env_config.env_path")
+    _warn_ignored(settings, path)
     if settings.get("restart_failed_sub_environments"):
         raise UserError(
             "restart_failed_sub_environments does not work with Godot games on Ray 2.48's old API stack (Ray "
@@ -139,9 +135,19 @@ def load_run_spec(path: str) -> RunSpec:
             "set max_env_restarts: N in env_config instead",
         )
     check_settings(settings, path)
-    check_ports(spec.env_config, settings, path)
+    check_ports(spec.game.port, settings, path)
     spec.settings = settings
     return spec
+
+
+def _warn_ignored(settings: Dict[str, Any], path: str) -> None:
+    """Drop the settings the trainer ignores, with a warning for a value that asks for something else."""
+    for key, reason in IGNORED.items():
+        value = settings.pop(key, None)
+        if key == "framework" and value not in (None, "torch"):
+            print_warning(f"framework {value!r} ignored: {reason}")
+        if key == "env" and value is not None and "godot" not in str(value).lower():
+            print_warning(f"env {value!r} in {path} ignored: {reason} of env_config.env_path")
 
 
 def _read_yaml(source: Path, path: str) -> Tuple[Dict[str, Any], str]:
@@ -286,12 +292,11 @@ def check_mapping_function(function: Callable, policies: Optional[List[str]]) ->
         )
 
 
-def check_ports(env_config: Dict[str, Any], settings: Dict[str, Any], path: str) -> None:
+def check_ports(port: int, settings: Dict[str, Any], path: str) -> None:
     """The training games' ports (port + game index) exist, for the YAML's numbers of env runners and envs
     (rllib/setup.py checks again with the evaluation games and a --num_workers flag)."""
     runners = settings.get("num_workers", settings.get("num_env_runners", 0))
     envs = settings.get("num_envs_per_worker", settings.get("num_envs_per_env_runner", 1))
-    port = GameSettings.from_env_config(env_config).port
     last = port + (runners + 1) * envs - 1
     if last > PORT_MAX:
         raise UserError(
@@ -338,6 +343,7 @@ def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
 # Budgets counted from the start of this run, so that a resumed run trains them again (as the controller's
 # reference script does); other keys, `training_iteration` among them, compare the result's own value.
 RUN_BUDGETS = {"time_total_s": "time_this_iter_s", "timesteps_total": "num_env_steps_sampled_this_iter"}
+BUDGETS = ("time_total_s", "timesteps_total", "training_iteration")
 
 
 class StopCriteria:
@@ -360,12 +366,8 @@ class StopCriteria:
         reward = result.get("env_runners", {}).get("episode_reward_mean")
         if reward is not None and not math.isnan(reward):
             self.rewards.append(reward)
-        if not self.run_start:
-            self.run_start = {
-                key: result.get(key, 0) - result.get(this_iter, result.get(key, 0))
-                for key, this_iter in RUN_BUDGETS.items()
-            }
-        for key in ("time_total_s", "timesteps_total", "training_iteration"):
+        self._note_run_start(result)
+        for key in BUDGETS:
             if key in self.stop and result.get(key, 0) - self.run_start.get(key, 0) >= self.stop[key]:
                 return f"{key} reached {self.stop[key]}" + (" in this run" if self.run_start.get(key) else "")
         if (
@@ -392,6 +394,25 @@ class StopCriteria:
                 return f"stop file {self.stop_file} appeared"
         return None
 
+    def spent(self, result: Dict[str, Any]) -> Optional[float]:
+        """The part (0..1) of the nearest budget of the `stop` section that this run has used, or None
+        when it has none (a reward goal or a stop file only)."""
+        self._note_run_start(result)
+        parts = [
+            (result.get(key, 0) - self.run_start.get(key, 0)) / self.stop[key]
+            for key in BUDGETS
+            if _is_number(self.stop.get(key)) and self.stop[key] > 0
+        ]
+        return max(parts) if parts else None
+
+    def _note_run_start(self, result: Dict[str, Any]) -> None:
+        """Each budget's value when this run started, from its first result (0 unless resumed)."""
+        if not self.run_start:
+            self.run_start = {
+                key: result.get(key, 0) - result.get(this_iter, result.get(key, 0))
+                for key, this_iter in RUN_BUDGETS.items()
+            }
+
 
 def choose_resume(resume: Optional[str], restore: Optional[str]) -> Optional[str]:
     """--resume wins over --restore (the reference script's choice), said in a warning when they differ."""
@@ -402,7 +423,7 @@ def choose_resume(resume: Optional[str], restore: Optional[str]) -> Optional[str
     return resume or restore
 
 
-def resolve_env_path(env_config: Dict[str, Any], override: Optional[str]) -> Optional[str]:
-    """--env_path wins; a relative env_path resolves against the current directory."""
-    env_path = override or env_config.get("env_path")
+def resolve_env_path(env_path: Optional[str], override: Optional[str]) -> Optional[str]:
+    """--env_path wins over the YAML's; a relative env_path resolves against the current directory."""
+    env_path = override or env_path
     return os.path.abspath(os.path.expanduser(env_path)) if env_path else None

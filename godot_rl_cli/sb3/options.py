@@ -14,13 +14,14 @@ from godot_rl_cli.cli_types import (
     positive_float,
     seed_value,
 )
+from godot_rl_cli.game.process import game_file
 from godot_rl_cli.game.settings import PORT_MAX, add_game_arguments
 from godot_rl_cli.memory import gpu_device_files, network_too_large
 from godot_rl_cli.path_types import model_file, output_file, output_folder, plain_name
+from godot_rl_cli.policy_types import DEFAULT_CNN_CHANNELS, DEFAULT_GRN_HIDDEN_SIZE, POLICY_TYPES
 from godot_rl_cli.sb3.outputs import output_conflict, plan_final_model
 from godot_rl_cli.threads import add_thread_argument
 
-POLICY_TYPES = ("mlp", "cnn", "lstm", "grn")
 HYPERPARAMETER_FLAGS: Dict[str, Tuple[Callable[[str], Any], str]] = {
     "learning_rate": (positive_float, "learning rate"),
     "n_steps": (int_in_range(1), "rollout steps per env per update"),
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
-    game = add_game_arguments(parser)
+    game = add_game_arguments(parser, env_path_type=game_file)
     game.add_argument(
         "--n_parallel",
         type=int_in_range(1, 64),
@@ -171,7 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         policy, "policy-hidden-layers", type=int_list, default=[64, 64], help="hidden layer sizes, e.g. 64,64"
     )
     add_flag(
-        policy, "cnn-channels", type=int_list, default=[32, 64, 64], help="conv channels per layer (cnn)"
+        policy,
+        "cnn-channels",
+        type=int_list,
+        default=list(DEFAULT_CNN_CHANNELS),
+        help="conv channels per layer (cnn)",
     )
     for name in ("lstm-hidden-size", "lstm-num-layers"):
         add_flag(
@@ -182,13 +187,40 @@ def build_parser() -> argparse.ArgumentParser:
             help="accepted for the controller; lstm is refused",
         )
     add_flag(
-        policy, "grn-hidden-size", type=int_in_range(1), default=64, help="width of the gated residual blocks"
+        policy,
+        "grn-hidden-size",
+        type=int_in_range(1),
+        default=DEFAULT_GRN_HIDDEN_SIZE,
+        help="width of the gated residual blocks",
     )
 
     hyper = parser.add_argument_group("hyperparameters (omitted: the algorithm's default)")
     for name, (value_type, description) in HYPERPARAMETER_FLAGS.items():
         hyper.add_argument(f"--{name}", type=value_type, default=None, help=description + defaults_text(name))
     return parser
+
+
+def what_cannot_run(args: argparse.Namespace) -> Optional[str]:
+    """A port past 65535 after the offsets, layers that do not fit in memory or a GPU this machine lacks."""
+    last_port = args.port + args.n_parallel - 1 + (1 if args.eval_freq else 0)
+    if last_port > PORT_MAX:
+        evaluation = " and the evaluation game" if args.eval_freq else ""
+        return (
+            f"--port {args.port} with {args.n_parallel} game(s){evaluation} needs ports up to {last_port}, "
+            f"past {PORT_MAX} (pass a lower --port)"
+        )
+    sizes = {
+        "--policy-hidden-layers": (args.policy_hidden_layers, 1),
+        "--cnn-channels": (args.cnn_channels, 9),  # 3x3 kernels at least
+        "--grn-hidden-size": ([args.grn_hidden_size] * 2, 1),
+    }
+    for flag, (layers, kernel_area) in sizes.items():
+        problem = network_too_large(layers, kernel_area)
+        if problem:
+            return f"{flag}: {problem}"
+    if args.device.strip().lower().startswith("cuda") and not gpu_device_files():
+        return f"--device {args.device}: this machine has no GPU (pass --device cpu, or auto)"
+    return None
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -202,24 +234,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error("--eval_freq requires --env_path (evaluation runs on a game of its own)")
     if args.eval_freq and args.inference:
         parser.error("--eval_freq trains; --inference does not")
-    last_port = args.port + args.n_parallel - 1 + (1 if args.eval_freq else 0)
-    if last_port > PORT_MAX:
-        parser.error(
-            f"--port {args.port} with {args.n_parallel} game(s)"
-            + (" and the evaluation game" if args.eval_freq else "")
-            + f" needs ports up to {last_port}, past {PORT_MAX} (pass a lower --port)"
-        )
-    sizes = {
-        "--policy-hidden-layers": (args.policy_hidden_layers, 1),
-        "--cnn-channels": (args.cnn_channels, 9),  # 3x3 kernels at least
-        "--grn-hidden-size": ([args.grn_hidden_size] * 2, 1),
-    }
-    for flag, (layers, kernel_area) in sizes.items():
-        problem = network_too_large(layers, kernel_area)
-        if problem:
-            parser.error(f"{flag}: {problem}")
-    if args.device.strip().lower().startswith("cuda") and not gpu_device_files():
-        parser.error(f"--device {args.device}: this machine has no GPU (pass --device cpu, or auto)")
+    problem = what_cannot_run(args)
+    if problem:
+        parser.error(problem)
     args.final_model = plan_final_model(args)
     conflict = output_conflict(args, args.final_model)
     if conflict:
