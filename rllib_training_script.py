@@ -6,11 +6,7 @@ console command `godot-train-rllib`).
 
 from godot_rl_cli.signals import exit_cleanly_on_stop_signals
 
-# before the other imports: a signal while they load is a clean exit
-exit_cleanly_on_stop_signals(
-    "nobody reads stdout any more (broken pipe): training goes on and checkpoints are saved as usual; "
-    "its lines are dropped"
-)
+exit_cleanly_on_stop_signals(trainer=True)  # before the other imports: a signal in them is a clean exit
 
 import sys
 

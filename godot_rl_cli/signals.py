@@ -11,13 +11,18 @@ from typing import Callable, Optional
 
 from godot_rl_cli.streams import guard_stdout
 
+TRAINER_STDOUT_NOTE = (
+    "nobody reads stdout any more (broken pipe): training goes on and the model or checkpoints are saved as "
+    "usual; its lines are dropped"
+)
 
-def exit_cleanly_on_stop_signals(stdout_gone_note: Optional[str] = None) -> None:
+
+def exit_cleanly_on_stop_signals(trainer: bool = False) -> None:
     """A script's first statement. Until the script installs its own handling, the first SIGINT/SIGTERM ends
     the process with exit 0 and one stderr line instead of a KeyboardInterrupt traceback (nothing was started
     that needs stopping or saving); a second one, during that exit, ends it at once with 130. Also makes
-    stdout survive its reader going away (streams.guard_stdout; `stdout_gone_note` is the warning then)."""
-    guard_stdout(stdout_gone_note)
+    stdout survive its reader going away (streams.guard_stdout; a trainer says once that it goes on)."""
+    guard_stdout(TRAINER_STDOUT_NOTE if trainer else None)
     signal.signal(signal.SIGINT, _exit_early)
     signal.signal(signal.SIGTERM, _exit_early)
 

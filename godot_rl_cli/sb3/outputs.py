@@ -25,6 +25,9 @@ class FinalModel:
     path: Path  # where this run saves its model when it completes
     complete_model_kept: bool  # `path` holds a complete model now (named for this run, or the one resumed)
 
+    def __str__(self) -> str:  # as the manifests record the run's arguments
+        return str(self.path)
+
     def path_for(self, complete: bool) -> Path:
         """Where to save: `path`, unless the run failed or was stopped and `path` holds a complete model."""
         if complete or not self.complete_model_kept:
