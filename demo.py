@@ -4,6 +4,10 @@ The Training Controller runs this file by path; its code is godot_rl_cli/cli/dem
 console command `godot-demo-metrics`).
 """
 
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+exit_cleanly_on_stop_signals()  # before the other imports: a signal while they load is a clean exit
+
 import sys
 
 from godot_rl_cli.cli.demo_metrics import main

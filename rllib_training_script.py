@@ -4,6 +4,10 @@ The Training Controller runs this file by path; its code is godot_rl_cli/cli/tra
 console command `godot-train-rllib`).
 """
 
+from godot_rl_cli.signals import exit_cleanly_on_stop_signals
+
+exit_cleanly_on_stop_signals(trainer=True)  # before the other imports: a signal in them is a clean exit
+
 import sys
 
 from godot_rl_cli.cli.train_rllib import main

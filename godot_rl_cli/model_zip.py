@@ -21,6 +21,8 @@ def open_model_zip(model_path: Path, how: str = MODEL_HOW) -> zipfile.ZipFile:
             raise UserError(f"model file {model_path} does not exist", how)
         if model_path.is_dir():
             raise UserError(f"{model_path} is a directory, not a model file", how)
+        if not model_path.is_file():  # a FIFO would block the read, a device never ends
+            raise UserError(f"{model_path} is not a regular file", how)
         archive = zipfile.ZipFile(model_path)
     except OSError as error:
         raise UserError(

@@ -106,6 +106,16 @@ def unreadable_checkpoint(folder: Path) -> List[str]:
     return [str(checkpoint), "-o", "out"]
 
 
+def a_run_and(*args: str) -> Callable[[Path], List[str]]:
+    """An existing run directory (a missing one is refused first) and `args`."""
+
+    def build(folder: Path) -> List[str]:
+        (folder / "run").mkdir()
+        return ["run", *args]
+
+    return build
+
+
 def fixed(*args: str) -> Callable[[Path], List[str]]:
     return lambda folder: list(args)
 
@@ -183,12 +193,14 @@ CASES = {
     # the converters
     "sb3 export zip with a bad CRC": Case(SB3_ONNX, bad_crc_zip, 1, "policy.pth is corrupt"),
     "sb3 export unreadable zip": Case(SB3_ONNX, unreadable_zip, 1, "cannot read", unreadable=True),
-    "sb3 export --opset abc": Case(SB3_ONNX, fixed("model.zip", "--opset", "abc"), 2, "--opset"),
+    "sb3 export --opset abc": Case(
+        SB3_ONNX, lambda folder: [str(model_zip(folder / "model.zip")), "--opset", "abc"], 2, "--opset"
+    ),
     "rllib export unreadable checkpoint": Case(
         RLLIB_ONNX, unreadable_checkpoint, 1, "cannot read", unreadable=True
     ),
     "rllib export --checkpoint-number x": Case(
-        RLLIB_ONNX, fixed("run", "--checkpoint-number", "x"), 2, "invalid"
+        RLLIB_ONNX, a_run_and("--checkpoint-number", "x"), 2, "invalid"
     ),
     # demo.py and check_py_env.py
     "demo --interval inf": Case("demo.py", fixed("--interval", "inf"), 2, "out of range"),

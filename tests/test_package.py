@@ -40,7 +40,8 @@ def test_every_script_is_a_shim_over_the_main_of_a_console_command():
     for script in SCRIPTS:
         shim = importlib.import_module(script[: -len(".py")])
         assert f"{shim.main.__module__}:main" in targets, script
-        assert len((REPO_ROOT / script).read_text().splitlines()) <= 15, "a shim holds no code of its own"
+        # docstring, the stop-signal call that comes first (issue 25), the main's import and the call of it
+        assert len((REPO_ROOT / script).read_text().splitlines()) <= 16, "a shim holds no code of its own"
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

@@ -2,7 +2,7 @@
 
 Plain log lines on stdout, warnings on stderr and, with CONTROLLER_METRICS set, one `@METRIC`
 iteration line per iteration with the full schema for several policies: rising rewards, falling
-losses, growing counters and custom metrics. Exit 0 when done, 1 with --fail-at, 130 on SIGINT.
+losses, growing counters and custom metrics. Exit 0 when done or stopped by SIGINT/SIGTERM, 1 with --fail-at.
 """
 
 import argparse
@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def on_sigint(signum, frame) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second signal while exiting changes nothing
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("Interrupted: demo stopped.", file=sys.stderr, flush=True)
-    sys.exit(130)
+    sys.exit(0)  # a stop signal is a clean stop, as for the trainers
 
 
 STEPS_PER_ITERATION = 4000
@@ -122,6 +124,7 @@ class SimulatedRun:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
     run = SimulatedRun(args, random.Random(args.seed))
     print(
         f"Demo training run: {args.iterations} iterations, {args.policies} policies, seed {args.seed}",

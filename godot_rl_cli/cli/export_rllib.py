@@ -10,9 +10,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from godot_rl_cli.cli_types import int_in_range
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.onnx.options import add_version_arguments
+from godot_rl_cli.path_types import existing_path, export_output, input_file, plain_name
 from godot_rl_cli.rllib.layout import DEFAULT_EXPERIMENT_DIR
+
+CHECKPOINT = existing_path(
+    "checkpoint", "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "checkpoint_path",
         nargs="?",
+        type=CHECKPOINT,
         default=None,
         help="a checkpoint_NNNNNN directory, a trial directory holding several (the latest is used), or a "
         "run directory holding one trial (default: the newest run under --experiment_dir)",
@@ -36,12 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         dest="checkpoint_flag",
+        type=CHECKPOINT,
         default=None,
         metavar="PATH",
         help="the same as the checkpoint_path argument (the Training Controller's CLI passes it so)",
     )
     parser.add_argument(
         "--config_file",
+        type=input_file("config file", "pass the RLlib YAML file"),
         default=None,
         metavar="YAML",
         help="without a checkpoint path: use the newest run of this RLlib YAML's algorithm",
@@ -58,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir",
         "--output_dir",
         dest="output",
+        type=export_output("output"),
         default="onnx_exports",
         metavar="DIR",
         help="output directory for the .onnx files (default: ./onnx_exports); a path ending in .onnx is the "
@@ -72,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint-number",
         dest="checkpoint_number",
-        type=int,
+        type=int_in_range(0),
         default=None,
         metavar="N",
         help="use checkpoint N of the trial (checkpoint_000010 and checkpoint_10 are both 10; default: the "
@@ -86,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the checkpoint holds a single policy (default_policy): export it, and fail if there are "
         "several",
     )
-    parser.add_argument("--prefix", default="", help="prefix of the output file names (default: none)")
+    parser.add_argument(
+        "--prefix", type=plain_name, default="", help="prefix of the output file names (default: none)"
+    )
     return parser
 
 

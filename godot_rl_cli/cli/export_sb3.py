@@ -8,6 +8,7 @@ from typing import List, Optional
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError, exit_with_error
 from godot_rl_cli.onnx.options import add_version_arguments
+from godot_rl_cli.path_types import export_output, model_file, refuse_output_over_input
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,11 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "model_path",
+        type=model_file,
         help="the model .zip saved by stable_baselines3_training_script.py or SB3's model.save()",
     )
     parser.add_argument(
         "-o",
         "--output",
+        type=export_output("output"),
         default=None,
         help="output .onnx file (default: beside the model, with the .onnx suffix)",
     )
@@ -50,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.output:
+        refuse_output_over_input(args.output, args.model_path)
 
     from godot_rl_cli.onnx.recipe import VerificationError, describe_failure
     from godot_rl_cli.onnx.sb3 import convert_sb3_file

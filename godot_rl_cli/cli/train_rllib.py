@@ -8,23 +8,24 @@ import sys
 from typing import List, Optional
 
 from godot_rl_cli.game.errors import exit_on_setup_failure
-from godot_rl_cli.rllib.options import build_parser
+from godot_rl_cli.rllib.options import parse_args
 from godot_rl_cli.threads import configure_torch_threads
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    from godot_rl_cli.rllib.plan import plan_run
+
+    with exit_on_setup_failure("Stopped before training started."):  # all checked before Ray starts
+        plan = plan_run(args)  # the YAML and the flags, before torch is imported
     threads = configure_torch_threads(args.torch_threads)
     from godot_rl_cli.signals import StopSignals
 
     signals = StopSignals(
         "Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)"
     )
-    with exit_on_setup_failure("Stopped before training started."):  # all checked before Ray starts
-        from godot_rl_cli.rllib.plan import plan_run
-
-        plan = plan_run(args)
+    with exit_on_setup_failure("Stopped before training started."):
         from godot_rl_cli.rllib import run  # imports Ray
 
         setup = run.configure(args, argv, plan)

@@ -39,6 +39,10 @@ def request_stop() -> None:
     _stop_requested.set()
 
 
+def stop_was_requested() -> bool:
+    return _stop_requested.is_set()
+
+
 def clear_stop_request() -> None:
     _stop_requested.clear()
 
@@ -73,6 +77,20 @@ def validate_env_path(env_path: str) -> str:
     if not os.access(path, os.X_OK):
         raise UserError(f"env_path {env_path} is not executable", f"run: chmod +x '{path}'")
     return str(path)
+
+
+def game_file(text: str) -> str:
+    """argparse type of the trainers' --env_path: an exported game that can be launched (validate_env_path's
+    checks, and no FIFO, device or looping link), refused before anything is imported."""
+    from godot_rl_cli.errors import exit_with_error
+    from godot_rl_cli.game.settings import ENV_PATH_HOW
+    from godot_rl_cli.path_types import no_special_file
+
+    try:
+        validate_env_path(no_special_file("env_path", ENV_PATH_HOW)(text))
+    except UserError as error:
+        exit_with_error(error.what, error.how)
+    return text
 
 
 def game_command(settings: GameSettings, env_path: str) -> List[str]:

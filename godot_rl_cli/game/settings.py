@@ -12,9 +12,11 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from godot_rl_cli.cli_types import add_flag, int_in_range, key_value, positive_float, seed_value
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.path_types import no_special_file
 
 DEFAULT_PORT = 11008  # godot-rl's GodotEnv.DEFAULT_PORT, where the editor's plugin connects
 DEFAULT_TIMEOUT_S = 60.0
+PORT_MAX = 65535
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ DEFAULTS = GameSettings()  # each setting's one default, which the flags show to
 
 # The value of each numeric setting, as its flag and its env_config key take it.
 VALUE_TYPES: Dict[str, Callable[[str], Any]] = {
-    "port": int_in_range(1024, 65535),
+    "port": int_in_range(1024, PORT_MAX),
     "seed": seed_value,
     "speedup": int_in_range(1, 100),
     "action_repeat": int_in_range(1),
@@ -102,14 +104,25 @@ GAME_FLAGS: Dict[str, str] = {
 }
 
 
-def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True) -> argparse._ArgumentGroup:
+ENV_PATH_HOW = "pass the exported game, e.g. --env_path=./MyGame.x86_64"
+
+
+def add_game_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    restarts: bool = True,
+    env_path_type: Optional[Callable[[str], str]] = None,
+) -> argparse._ArgumentGroup:
     """The game flags, in both spellings (`--env_path` and `--env-path`, ...), as the trainers and tabs take
-    them."""
+    them. --env_path takes `env_path_type` (the trainers: process.game_file), else only what would block or
+    loop is refused with the flags (the playback scripts report the rest as an event of their own)."""
+
     game = parser.add_argument_group("game")
 
     add_flag(
         game,
         "env_path",
+        type=env_path_type or no_special_file("env_path", ENV_PATH_HOW),
         default=None,
         help="exported game (.x86_64); omit to use the Godot editor (press Play)",
     )

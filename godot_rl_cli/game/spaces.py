@@ -25,6 +25,13 @@ def flat_action_space(heads: spaces.Dict) -> spaces.Space:
     )
 
 
+def continuous_for_game(values: Any) -> np.ndarray:
+    """Continuous action values as the game gets them from any playback path (ONNX, SB3, RLlib): inside the
+    game's [-1, 1] boxes. A policy's raw sample or mean can lie outside (a Gaussian's); RLlib's unsquashing
+    of a [-1, 1] box is the identity, so clipping is the whole rule."""
+    return np.clip(np.asarray(values, dtype=np.float64), -1.0, 1.0)
+
+
 class ActionEncoder:
     """Turns rows of flat actions into the plugin's per-agent `{head: value}` dicts."""
 

@@ -30,9 +30,11 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from godot_rl_cli import algorithms, manifest
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.legacy_models import legacy_custom_objects, version_note
 from godot_rl_cli.model_zip import open_model_zip
 from godot_rl_cli.onnx import recipe
 from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
+from godot_rl_cli.path_types import same_file
 
 ALGORITHMS = {
     name: algorithms.sb3_class(name) for name in SB3_ALGORITHMS
@@ -113,7 +115,9 @@ def _load_as(model_path: Path, algo: str) -> BaseAlgorithm:
     """Load with one algorithm's class; the policy must be that algorithm's kind."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = ALGORITHMS[algo].load(model_path, device="cpu")
+        model = ALGORITHMS[algo].load(
+            model_path, device="cpu", custom_objects=legacy_custom_objects(model_path)
+        )
     policy_class = algorithms.sb3_policy_class(algo)
     if not isinstance(model.policy, policy_class):
         raise TypeError(f"the policy is a {type(model.policy).__name__}, not a {policy_class.__name__}")
@@ -145,7 +149,9 @@ def load_sb3_model(model_path: Path, algo: Optional[str] = None) -> Tuple[BaseAl
         except Exception as error:
             how = "check the file" + ("" if algo else f", or {PASS_ALGO}")
             raise UserError(
-                f"cannot load {model_path} as a {chosen.upper()} model ({type(error).__name__}: {error})", how
+                f"cannot load {model_path} as a {chosen.upper()} model ({type(error).__name__}: {error})"
+                + version_note(model_path, error),
+                how,
             ) from None
     for candidate in ALGORITHMS:  # step 3; PPO before A2C and TD3 before DDPG, which load each other's files
         try:
@@ -364,6 +370,10 @@ def convert_sb3_file(
     """Load `model_path` (detecting the algorithm unless given) and export it with `export_sb3_model`'s
     options; default output: beside it, `.onnx`. Refused when the spaces differ from the model's manifest."""
     model_path = with_zip_suffix(Path(model_path))
+    if output_path and same_file(str(output_path), str(model_path)):
+        raise UserError(
+            f"the output {output_path} is the model {model_path} itself", "pass another output path"
+        )
     model, algo = load_sb3_model(model_path, algo)
     manifest.check_spaces(model_path, model.observation_space, model.action_space)
     output_path = Path(output_path) if output_path else model_path.with_suffix(".onnx")

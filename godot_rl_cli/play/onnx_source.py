@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game.spaces import flatten_observation
+from godot_rl_cli.game.spaces import continuous_for_game, flatten_observation
 from godot_rl_cli.onnx.recipe import ACTION_OUTPUT, STATE_INPUT
 from godot_rl_cli.play.sources import (
     ModelActions,
@@ -168,6 +168,6 @@ class OnnxActions(ModelActions):
                 values.append(int(np.argmax(row[start : start + size])))
                 start += size
             else:
-                values.extend(np.clip(row[start : start + size], -1.0, 1.0).tolist())
+                values.extend(continuous_for_game(row[start : start + size]).tolist())
                 start += size if means_only else 2 * size
         return np.asarray(values, dtype=np.float64)

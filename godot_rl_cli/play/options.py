@@ -20,6 +20,7 @@ from godot_rl_cli.cli_types import (
 )
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game.settings import GameSettings, add_game_arguments
+from godot_rl_cli.path_types import no_special_file
 from godot_rl_cli.play.lines import ACTION_LINES_PER_S
 
 MODES = ("single", "multi", "auto")
@@ -106,7 +107,10 @@ def add_playback_arguments(parser: argparse.ArgumentParser) -> None:
 def model_path(text: str) -> Path:
     """The agent path; the controller passes it untrimmed, so one that exists only trimmed is trimmed."""
     path = Path(text).expanduser()
-    return path if path.exists() or not text.strip() else Path(text.strip()).expanduser()
+    path = path if path.exists() or not text.strip() else Path(text.strip()).expanduser()
+    how = "pass the model .zip, its .onnx export or an RLlib checkpoint directory"
+    no_special_file("agent path", how)(str(path))
+    return path
 
 
 def trimmed_or_none(text: str) -> Optional[str]:

@@ -4,14 +4,17 @@ Each policy of the checkpoint is restored with `Policy.from_checkpoint` (no Ray 
 mapped to policies by `map_agents_to_policies`: `--policy` for all, else the policy named as the game
 names the agent's (as rllib_training_script.py maps them), else the only policy. Observations are
 flattened in the game's key order, as training flattened them, and actions computed with
-`compute_single_action`, which unsquashes or clips them as the trained config says.
+`compute_single_action`; continuous ones are then clipped into the game's boxes by the rule every playback
+path shares (game/spaces.continuous_for_game: `compute_single_action` itself does not clip).
 """
 
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from gymnasium.spaces import Box
+
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game.spaces import flatten_observation
+from godot_rl_cli.game.spaces import continuous_for_game, flatten_observation
 from godot_rl_cli.play.sources import (
     ModelActions,
     describe_space,
@@ -81,7 +84,10 @@ class RLlibActions(ModelActions):
 
     def predict(self, observations: List[Dict[str, Any]]) -> Sequence[Any]:
         explore = not self.deterministic
-        return [
-            policy.compute_single_action(flatten_observation(observation, self.key_order), explore=explore)[0]
-            for policy, observation in zip(self.agent_policies, observations)
-        ]
+        actions = []
+        for policy, observation in zip(self.agent_policies, observations):
+            action = policy.compute_single_action(
+                flatten_observation(observation, self.key_order), explore=explore
+            )[0]
+            actions.append(continuous_for_game(action) if isinstance(policy.action_space, Box) else action)
+        return actions

@@ -20,7 +20,10 @@ import yaml
 
 from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError, print_warning
-from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
+from godot_rl_cli.game.settings import FIELD_NAMES, PORT_MAX, GameSettings
+from godot_rl_cli.path_types import same_file
+from godot_rl_cli.rllib.user_code import call_user_code
+from godot_rl_cli.rllib.values import UniqueKeyLoader, check_settings, check_stop_values
 
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
@@ -120,20 +123,31 @@ def load_run_spec(path: str) -> RunSpec:
     spec.mapping_source = _typed(
         multiagent.get("policy_mapping_fn"), (str, type(None)), "policy_mapping_fn", path
     )
+    if spec.mapping_source:
+        check_mapping_function(compile_mapping_function(spec.mapping_source), spec.policies)
     to_train = _typed(multiagent.get("policies_to_train") or [], list, "multiagent.policies_to_train", path)
     spec.policies_to_train = [str(name) for name in to_train] or None
-    for key, reason in IGNORED.items():
-        value = settings.pop(key, None)
-        if key == "framework" and value not in (None, "torch"):
-            print_warning(f"framework {value!r} ignored: {reason}")
+    _warn_ignored(settings, path)
     if settings.get("restart_failed_sub_environments"):
         raise UserError(
             "restart_failed_sub_environments does not work with Godot games on Ray 2.48's old API stack (Ray "
             "hands the error on as an observation)",
             "set max_env_restarts: N in env_config instead",
         )
+    check_settings(settings, path)
+    check_ports(spec.game.port, settings, path)
     spec.settings = settings
     return spec
+
+
+def _warn_ignored(settings: Dict[str, Any], path: str) -> None:
+    """Drop the settings the trainer ignores, with a warning for a value that asks for something else."""
+    for key, reason in IGNORED.items():
+        value = settings.pop(key, None)
+        if key == "framework" and value not in (None, "torch"):
+            print_warning(f"framework {value!r} ignored: {reason}")
+        if key == "env" and value is not None and "godot" not in str(value).lower():
+            print_warning(f"env {value!r} in {path} ignored: {reason} of env_config.env_path")
 
 
 def _read_yaml(source: Path, path: str) -> Tuple[Dict[str, Any], str]:
@@ -141,6 +155,8 @@ def _read_yaml(source: Path, path: str) -> Tuple[Dict[str, Any], str]:
     file is a UserError."""
     how = "pass --config_file with the path of your RLlib YAML file"
     try:
+        if source.is_dir():
+            raise UserError(f"config file {path} is a directory", how)
         if not source.is_file():
             raise UserError(f"config file {path} not found", how)
         raw = source.read_bytes()
@@ -154,7 +170,7 @@ def _read_yaml(source: Path, path: str) -> Tuple[Dict[str, Any], str]:
             "pass the YAML file, saved as UTF-8",
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -233,6 +249,7 @@ def _stop_criteria(stop: Any, path: str) -> Dict[str, Any]:
             f"sustained_episode_reward_mean in {path} needs a numeric threshold and a window of iterations",
             "e.g. {threshold: 10, window: 5}",
         )
+    check_stop_values(stop, path)
     if "stop_file" in stop:
         _typed(stop["stop_file"], str, "stop.stop_file", path)
     return dict(stop)
@@ -246,17 +263,13 @@ def compile_mapping_function(source: str) -> Callable:
     """The `policy_mapping_fn` given as Python source text in the user's own YAML file (it is executed)."""
     namespace: Dict[str, Any] = {}
     try:
-        exec(compile(source, "<policy_mapping_fn>", "exec"), namespace)  # noqa: S102 - the user's own config file
+        code = compile(source, "<policy_mapping_fn>", "exec")
     except SyntaxError as error:
         raise UserError(
             f"policy_mapping_fn does not compile (line {error.lineno}: {error.msg})",
             "fix the Python source in the YAML file",
         ) from None
-    except Exception as error:
-        raise UserError(
-            f"policy_mapping_fn failed to load ({type(error).__name__}: {error})",
-            "fix the Python source in the YAML file",
-        ) from None
+    call_user_code("policy_mapping_fn's source, when loaded,", exec, code, namespace)  # the user's own file
     functions = [value for name, value in namespace.items() if callable(value) and not name.startswith("__")]
     if "policy_mapping_fn" in namespace:
         return namespace["policy_mapping_fn"]
@@ -266,6 +279,31 @@ def compile_mapping_function(source: str) -> Callable:
         "policy_mapping_fn source defines no function named policy_mapping_fn",
         "define def policy_mapping_fn(agent_id, episode, worker, **kwargs)",
     )
+
+
+def check_mapping_function(function: Callable, policies: Optional[List[str]]) -> None:
+    """Before any game starts: the function returns, in time, a listed policy for agent 0 (every agent is
+    checked once the game says how many there are)."""
+    policy = call_user_code("policy_mapping_fn for agent 0", function, 0, None, None)
+    if policies and policy not in policies:
+        raise UserError(
+            f"policy_mapping_fn maps agent 0 to {policy!r}, which is not a policy ({', '.join(policies)})",
+            "map every agent to a policy listed under multiagent.policies",
+        )
+
+
+def check_ports(port: int, settings: Dict[str, Any], path: str) -> None:
+    """The training games' ports (port + game index) exist, for the YAML's numbers of env runners and envs
+    (rllib/setup.py checks again with the evaluation games and a --num_workers flag)."""
+    runners = settings.get("num_workers", settings.get("num_env_runners", 0))
+    envs = settings.get("num_envs_per_worker", settings.get("num_envs_per_env_runner", 1))
+    last = port + (runners + 1) * envs - 1
+    if last > PORT_MAX:
+        raise UserError(
+            f"env_config port {port} in {path} with {runners} env runner(s) of {envs} env(s) needs ports "
+            f"up to {last}, past {PORT_MAX}",
+            "set a lower env_config port",
+        )
 
 
 # The controller's policy types as RLlib models (rllib/models.py): their keys it writes beside custom_model.
@@ -374,6 +412,15 @@ class StopCriteria:
                 key: result.get(key, 0) - result.get(this_iter, result.get(key, 0))
                 for key, this_iter in RUN_BUDGETS.items()
             }
+
+
+def choose_resume(resume: Optional[str], restore: Optional[str]) -> Optional[str]:
+    """--resume wins over --restore (the reference script's choice), said in a warning when they differ."""
+    if resume and restore and not same_file(resume, restore):
+        print_warning(
+            f"--resume {resume} and --restore {restore} both given: resuming from {resume} (--resume wins)"
+        )
+    return resume or restore
 
 
 def resolve_env_path(env_path: Optional[str], override: Optional[str]) -> Optional[str]:

@@ -17,6 +17,7 @@ from ray.tune.registry import register_env
 from godot_rl_cli.algorithms import rllib_config_class
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game import GameError, GameSettings, RobustGodotEnv
+from godot_rl_cli.game.settings import PORT_MAX
 from godot_rl_cli.game.spaces import flat_action_space
 from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
 from godot_rl_cli.rllib.config import RunSpec, apply_settings
@@ -24,6 +25,7 @@ from godot_rl_cli.rllib.env import GodotEnvConfig, GodotMultiAgentEnv, agent_ind
 from godot_rl_cli.rllib.models import configure_model, register_models
 from godot_rl_cli.rllib.runners import FAULT_TOLERANCE_DEFAULTS
 from godot_rl_cli.rllib.sampler import BatchedRolloutWorker, unsupported_settings
+from godot_rl_cli.rllib.user_code import call_user_code
 
 
 class _NoEpisodeBufferMeta(type(MultiAgentReplayBuffer)):
@@ -71,6 +73,21 @@ def _mapping(spec_function: Optional[Callable], agent_policy_names: List[str]) -
     return mapping
 
 
+def check_game_ports(port: int, config: Any, runners: int) -> None:
+    """Every game's port (port + its index, the evaluation games numbered after the training games) is a
+    port: checked before any env runner starts a game on a port that does not exist."""
+    envs = int(config.num_envs_per_env_runner)
+    games = (runners + 1) * envs
+    if config.evaluation_interval:
+        games += max(1, int(config.evaluation_num_env_runners or 0)) * envs
+    if port + games - 1 > PORT_MAX:
+        raise UserError(
+            f"env_config port {port} with {games} game(s) needs ports up to {port + games - 1}, "
+            f"past {PORT_MAX}",
+            f"set env_config port to {PORT_MAX - games + 1} or lower",
+        )
+
+
 def build_config(
     spec: RunSpec,
     settings: GameSettings,
@@ -85,13 +102,7 @@ def build_config(
     mapping = _mapping(mapping_function, game.agent_policy_names)
     agents_of: Dict[str, int] = {}
     for index in range(game.num_envs):
-        try:
-            policy = mapping(index, None, None)
-        except Exception as error:
-            raise UserError(
-                f"policy_mapping_fn failed for agent {index} ({type(error).__name__}: {error})",
-                "fix the function in the YAML file",
-            ) from None
+        policy = call_user_code(f"policy_mapping_fn for agent {index}", mapping, index, None, None)
         if policy not in policy_names:
             raise UserError(
                 f"policy_mapping_fn maps agent {index} to {policy!r}, which is not a policy "
@@ -138,6 +149,7 @@ def build_config(
         },
     )
     runners = int(config.num_env_runners)
+    check_game_ports(settings.port, config, runners)
     config.env_config = GodotEnvConfig(
         settings,
         shared_episode=spec.env_is_multiagent,

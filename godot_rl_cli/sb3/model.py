@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS, SB3_HYPERPARAMETERS
 from godot_rl_cli.errors import UserError, print_warning
+from godot_rl_cli.legacy_models import legacy_custom_objects, version_note
 from godot_rl_cli.model_zip import open_model_zip
 
 ACTION_KINDS = {
@@ -68,6 +69,22 @@ def algorithm_class(algo: str) -> type:
     return algorithms.sb3_class(algo)
 
 
+def check_device(device: str) -> None:
+    """--device names a device this machine has: for a missing GPU SB3 would train on the CPU without a
+    word. A name torch does not know is left to SB3's own error."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        return
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise UserError(
+            f"--device {device}: this machine has no such CUDA device ({torch.cuda.device_count()} found)",
+            "pass --device cpu, or auto to use a GPU when there is one",
+        )
+
+
 def check_model_file(path: str) -> None:
     """Before any game starts: `--resume_model_path` is a readable SB3 model file."""
     open_model_zip(Path(path).expanduser(), "pass a model .zip saved by this script").close()
@@ -80,7 +97,10 @@ def load_model(algo: str, path: str, device: str, env: VecEnv) -> BaseAlgorithm:
     model_path = Path(path).expanduser()
     check_model_file(path)
     try:
-        return algorithm_class(algo).load(model_path, env=env, device=device, verbose=0)  # as built
+        legacy = legacy_custom_objects(model_path)  # spaces pickled by SB3 1.x with gym
+        return algorithm_class(algo).load(
+            model_path, env=env, device=device, verbose=0, custom_objects=legacy
+        )  # verbose as built
     except ValueError as error:
         if "spaces do not match" in str(error):
             saved = saved_spaces(model_path)
@@ -98,7 +118,8 @@ def load_model(algo: str, path: str, device: str, env: VecEnv) -> BaseAlgorithm:
 def _cannot_load(algo: str, path: str, error: Exception) -> UserError:
     detail = (str(error).strip().splitlines() or [""])[0]
     return UserError(
-        f"cannot load {path} as a {algo.upper()} model ({type(error).__name__}: {detail})",
+        f"cannot load {path} as a {algo.upper()} model ({type(error).__name__}: {detail})"
+        + version_note(Path(path).expanduser(), error),
         "check the file and pass the --algo it was trained with",
     )
 
@@ -106,5 +127,5 @@ def _cannot_load(algo: str, path: str, error: Exception) -> UserError:
 def saved_spaces(model_path: Path) -> tuple:
     """The observation and action spaces a model file was trained on."""
     with open_model_zip(model_path) as archive:
-        data = json_to_data(archive.read("data").decode())
+        data = json_to_data(archive.read("data").decode(), legacy_custom_objects(model_path))
     return data.get("observation_space"), data.get("action_space")

@@ -7,14 +7,19 @@ from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS
 from godot_rl_cli.cli_types import (
     HelpFormatter,
     add_flag,
-    directory_path,
+    float_in_range,
     int_in_range,
     int_list,
+    non_negative_float,
     positive_float,
     seed_value,
 )
-from godot_rl_cli.game.settings import add_game_arguments
+from godot_rl_cli.game.process import game_file
+from godot_rl_cli.game.settings import PORT_MAX, add_game_arguments
+from godot_rl_cli.memory import gpu_device_files, network_too_large
+from godot_rl_cli.path_types import model_file, output_file, output_folder, plain_name
 from godot_rl_cli.policy_types import DEFAULT_CNN_CHANNELS, DEFAULT_GRN_HIDDEN_SIZE, POLICY_TYPES
+from godot_rl_cli.sb3.outputs import output_conflict, plan_final_model
 from godot_rl_cli.threads import add_thread_argument
 
 HYPERPARAMETER_FLAGS: Dict[str, Tuple[Callable[[str], Any], str]] = {
@@ -22,11 +27,11 @@ HYPERPARAMETER_FLAGS: Dict[str, Tuple[Callable[[str], Any], str]] = {
     "n_steps": (int_in_range(1), "rollout steps per env per update"),
     "batch_size": (int_in_range(2), "minibatch size (ppo: min(64, n_steps*envs) unless set)"),
     "n_epochs": (int_in_range(1), "PPO epochs per update"),
-    "gamma": (float, "discount factor"),
-    "gae_lambda": (float, "GAE lambda"),
-    "ent_coef": (float, "entropy coefficient (SAC: 'auto' unless set)"),
+    "gamma": (float_in_range(0, 1), "discount factor, 0 to 1"),
+    "gae_lambda": (float_in_range(0, 1), "GAE lambda, 0 to 1"),
+    "ent_coef": (non_negative_float, "entropy coefficient (SAC: 'auto' unless set)"),
     "clip_range": (positive_float, "PPO clip range"),
-    "vf_coef": (float, "value loss coefficient"),
+    "vf_coef": (non_negative_float, "value loss coefficient"),
     "max_grad_norm": (positive_float, "gradient clipping norm"),
 }
 
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
-    game = add_game_arguments(parser)
+    game = add_game_arguments(parser, env_path_type=game_file)
     game.add_argument(
         "--n_parallel",
         type=int_in_range(1, 64),
@@ -92,11 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--experiment_dir",
-        type=directory_path,
+        type=output_folder("--experiment_dir"),
         default="logs/sb3",
         help="directory for TensorBoard logs, checkpoints and the final model",
     )
-    run.add_argument("--experiment_name", default="experiment", help="name of this run in the logs")
+    run.add_argument(
+        "--experiment_name", type=plain_name, default="experiment", help="name of this run in the logs"
+    )
     run.add_argument(
         "--seed",
         type=seed_value,
@@ -109,9 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     models = parser.add_argument_group("models")
-    models.add_argument("--resume_model_path", default=None, help="continue training this saved model (.zip)")
+    models.add_argument(
+        "--resume_model_path", type=model_file, default=None, help="continue training this saved model (.zip)"
+    )
     models.add_argument(
         "--save_model_path",
+        type=output_file("--save_model_path"),
         default=None,
         help="where to save the final model (default: <experiment_dir>/<experiment_name>_final.zip)",
     )
@@ -122,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="save <experiment_dir>/rl_model_<steps>_steps.zip every N env steps",
     )
     models.add_argument(
-        "--onnx_export_path", default=None, help="also export the final policy to this ONNX file (verified)"
+        "--onnx_export_path",
+        type=output_file("--onnx_export_path"),
+        default=None,
+        help="also export the final policy to this ONNX file (verified)",
     )
     models.add_argument(
         "--inference",
@@ -187,6 +200,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def what_cannot_run(args: argparse.Namespace) -> Optional[str]:
+    """A port past 65535 after the offsets, layers that do not fit in memory or a GPU this machine lacks."""
+    last_port = args.port + args.n_parallel - 1 + (1 if args.eval_freq else 0)
+    if last_port > PORT_MAX:
+        evaluation = " and the evaluation game" if args.eval_freq else ""
+        return (
+            f"--port {args.port} with {args.n_parallel} game(s){evaluation} needs ports up to {last_port}, "
+            f"past {PORT_MAX} (pass a lower --port)"
+        )
+    sizes = {
+        "--policy-hidden-layers": (args.policy_hidden_layers, 1),
+        "--cnn-channels": (args.cnn_channels, 9),  # 3x3 kernels at least
+        "--grn-hidden-size": ([args.grn_hidden_size] * 2, 1),
+    }
+    for flag, (layers, kernel_area) in sizes.items():
+        problem = network_too_large(layers, kernel_area)
+        if problem:
+            return f"{flag}: {problem}"
+    if args.device.strip().lower().startswith("cuda") and not gpu_device_files():
+        return f"--device {args.device}: this machine has no GPU (pass --device cpu, or auto)"
+    return None
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -198,4 +234,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error("--eval_freq requires --env_path (evaluation runs on a game of its own)")
     if args.eval_freq and args.inference:
         parser.error("--eval_freq trains; --inference does not")
+    problem = what_cannot_run(args)
+    if problem:
+        parser.error(problem)
+    args.final_model = plan_final_model(args)
+    conflict = output_conflict(args, args.final_model)
+    if conflict:
+        parser.error(conflict)
     return args

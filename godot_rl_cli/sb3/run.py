@@ -21,6 +21,7 @@ from godot_rl_cli import metrics
 from godot_rl_cli.errors import UserError, print_error, print_warning
 from godot_rl_cli.game import GameError, GameSettings, StopRequested, validate_env_path
 from godot_rl_cli.game.debug_panel import print_debug_panel
+from godot_rl_cli.game.process import stop_was_requested
 from godot_rl_cli.onnx.recipe import VerificationError
 from godot_rl_cli.onnx.sb3 import export_sb3_model
 from godot_rl_cli.sb3.callbacks import (
@@ -35,6 +36,7 @@ from godot_rl_cli.sb3.manifests import ModelManifests
 from godot_rl_cli.sb3.model import (
     algorithm_class,
     check_action_space,
+    check_device,
     check_model_file,
     hyperparameters,
     load_model,
@@ -46,12 +48,6 @@ from godot_rl_cli.signals import StopSignals
 
 def experiment_dir(args: argparse.Namespace) -> Path:
     return Path(args.experiment_dir).expanduser().absolute()
-
-
-def final_model_path(args: argparse.Namespace) -> Path:
-    path = Path(args.save_model_path or Path(args.experiment_dir) / f"{args.experiment_name}_final.zip")
-    path = path.expanduser().absolute()
-    return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
 
 
 def stop_on_signals() -> StopWhenRequested:
@@ -69,6 +65,7 @@ def check_settings(args: argparse.Namespace) -> None:
     if args.env_path:
         args.env_path = validate_env_path(args.env_path)
     check_policy_type(args.policy_type)
+    check_device(args.device)
     if args.resume_model_path:
         check_model_file(args.resume_model_path)  # loaded with the games (Games.start)
 
@@ -237,6 +234,9 @@ def failures_reported(outcome: Outcome) -> Iterator[None]:
     except GameError as error:
         print_error(str(error), "the model trained so far is saved" if outcome.trained else None)
         outcome.exit_code = 1
+    except ConnectionError as error:  # a broken pipe or reset connection is no disk problem
+        print_error(f"a connection broke: {error}", "the model trained so far is saved")
+        outcome.exit_code = 1
     except OSError as error:
         print_error(
             f"writing a file failed: {error}",
@@ -251,11 +251,17 @@ def save(args: argparse.Namespace, outcome: Outcome, manifests: ModelManifests) 
     """Save the trained model with its manifest and, after a clean run, export it to --onnx_export_path."""
     if outcome.trained is None or outcome.exit_code == 130:
         return
-    model, model_path = outcome.trained, final_model_path(args)
+    complete = outcome.exit_code == 0 and not stop_was_requested()
+    model, model_path = outcome.trained, args.final_model.path_for(complete)
     try:
         save_model_atomically(model, model_path)
         manifests.write(model, model_path)
         print(f"Model saved to {model_path}", flush=True)
+        if model_path != args.final_model.path:
+            print_warning(
+                f"the model so far is saved to {model_path}; "
+                f"the complete model {args.final_model.path} is kept"
+            )
         if args.onnx_export_path and outcome.exit_code == 0:
             onnx_path = Path(args.onnx_export_path).expanduser().absolute()
             summary = export_sb3_model(model, onnx_path, algo=args.algo)
