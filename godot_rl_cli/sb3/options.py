@@ -13,6 +13,7 @@ from godot_rl_cli.cli_types import (
     positive_float,
     seed_value,
 )
+from godot_rl_cli.demos.options import add_demo_arguments, check_demo_arguments
 from godot_rl_cli.game.settings import add_game_arguments
 from godot_rl_cli.policy_types import DEFAULT_CNN_CHANNELS, DEFAULT_GRN_HIDDEN_SIZE, POLICY_TYPES
 from godot_rl_cli.threads import add_thread_argument
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     hyper = parser.add_argument_group("hyperparameters (omitted: the algorithm's default)")
     for name, (value_type, description) in HYPERPARAMETER_FLAGS.items():
         hyper.add_argument(f"--{name}", type=value_type, default=None, help=description + defaults_text(name))
+    add_demo_arguments(parser)
     return parser
 
 
@@ -198,4 +200,5 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error("--eval_freq requires --env_path (evaluation runs on a game of its own)")
     if args.eval_freq and args.inference:
         parser.error("--eval_freq trains; --inference does not")
+    check_demo_arguments(parser, args)
     return args
