@@ -25,6 +25,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from godot_rl_cli.rllib.plan import plan_run
 
         plan = plan_run(args)
+        from godot_rl_cli.demos.rllib_bc import clone_demos
         from godot_rl_cli.rllib import run  # imports Ray
 
         setup = run.configure(args, argv, plan)
@@ -36,6 +37,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with training.failures_reported():
         training.build_algo()
         training.resume()
+        clone_demos(training, signals)  # the YAML's demos block: behaviour cloning before RL
         training.train_until_stopped(signals)
     return training.finish()
 

@@ -28,9 +28,9 @@ from godot_rl_cli.demos.files import OBS_KEY, Demonstrations, DemoSpaces
 @dataclass(frozen=True)
 class GailSettings:
     mode: str = "replace"
-    updates: int = 8  # discriminator minibatch steps per rollout
-    batch_size: int = 128
-    learning_rate: float = 3e-4
+    updates: int = 16  # discriminator minibatch steps per rollout
+    batch_size: int = 256  # half expert pairs, half the policy's
+    learning_rate: float = 1e-3
     hidden: tuple = (64, 64)
     seed: int = 0
 

@@ -200,6 +200,7 @@ def evaluation_phase(run: DemoRun) -> None:
         policy={**statistics, "completed_episodes": len(returns)},
         eval_reward_mean=statistics["reward_mean"],
     )
+    setattr(run.model, ITERATIONS_WITHOUT_STEPS, getattr(run.model, ITERATIONS_WITHOUT_STEPS, 0) + 1)
     print(
         f"Evaluation after the demo phases: mean return {statistics['reward_mean']:.3f} over {len(returns)} "
         f"episode(s) (min {statistics['reward_min']:.3f}, max {statistics['reward_max']:.3f})",

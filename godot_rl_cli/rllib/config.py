@@ -19,10 +19,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import yaml
 
 from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
+from godot_rl_cli.demos.options import DemoBlock, parse_demo_block
 from godot_rl_cli.errors import UserError, print_warning
 from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
 
-RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
+RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config", "demos"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
 DEFAULT_CHECKPOINT_FREQUENCY = 10
 SAMPLERS = ("batched", "rllib")
@@ -67,6 +68,7 @@ class RunSpec:
     mapping_source: Optional[str] = None
     policies_to_train: Optional[List[str]] = None
     sampler: str = "batched"  # "rllib": RLlib's own sampler even where rllib/sampler.py's can stand in
+    demos: Optional[DemoBlock] = None  # behaviour cloning of one policy before RL (godot_rl_cli/demos/)
     settings: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,6 +108,7 @@ def load_run_spec(path: str) -> RunSpec:
             f"sampler in {path} must be one of {', '.join(SAMPLERS)}, not {spec.sampler!r}",
             "sampler: batched (the suite's, for PPO) or sampler: rllib (RLlib's own)",
         )
+    spec.demos = parse_demo_block(data.get("demos", settings.pop("demos", None)), path)
     spec.env_config = dict(_typed(settings.pop("env_config", None) or {}, dict, "env_config", path))
     spec.game = GameSettings.from_env_config(spec.env_config)
     for key in sorted(set(spec.env_config) - ENV_CONFIG_KEYS, key=str):

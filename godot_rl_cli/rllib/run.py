@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import ray
 
 from godot_rl_cli import metrics
+from godot_rl_cli.demos.files import Demonstrations
+from godot_rl_cli.demos.rllib_bc import demos_to_clone
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import StopRequested, stop_all_games
 from godot_rl_cli.game.debug_panel import print_debug_panel
@@ -44,6 +46,7 @@ class Setup:
     policy_names: List[str]
     evaluating: bool
     manifests: CheckpointManifests
+    demos: Optional[Demonstrations] = None  # the YAML demos block's, checked (godot_rl_cli/demos/rllib_bc.py)
 
 
 def configure(args: argparse.Namespace, argv: List[str], plan: RunPlan) -> Setup:
@@ -53,12 +56,13 @@ def configure(args: argparse.Namespace, argv: List[str], plan: RunPlan) -> Setup
         config, policy_names = build_config(plan.spec, plan.game, game, plan.mapping_function, plan.seed)
         evaluating = configure_evaluation(config, plan.spec.settings)
         manifests = CheckpointManifests(args, argv, plan.spec, game, config)
+        demos = demos_to_clone(plan.spec, game, config, plan.resume_from, manifests)
         if args.debug_panel:
             policy_of = config.policy_mapping_fn
             print_debug_panel(game, "RLlib", lambda index: policy_of(index, None, None))
     finally:
         game.close()
-    return Setup(config, policy_names, evaluating, manifests)
+    return Setup(config, policy_names, evaluating, manifests, demos)
 
 
 def create_trial(experiment_dir: str, plan: RunPlan) -> Trial:
@@ -171,6 +175,8 @@ class Training:
                 env_runner_restarts=restarted_runners,
             )
             add_to_payload(payload, evaluation)
+            if self.setup.demos is not None:
+                payload["phase"] = "rl"  # after the demos block's behaviour cloning ("bc")
             metrics.emit_metric(payload)
 
     def save_checkpoint(self) -> None:
