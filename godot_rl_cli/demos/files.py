@@ -4,8 +4,9 @@ The plugin's recorder (`sync.gd`, an AIController in "Record Expert Demos" mode)
 window closes, one JSON array of episodes; each episode is `[observations, actions]`, where `observations`
 holds the agent's `obs` array at every decision step and `actions` what the controller's `get_action()`
 returned for it: one entry fewer, because the terminal observation has no action. Actions are a flat array
-(continuous values, or discrete indices, head after head in the game's action-space order); a single discrete
-head may also be a bare index. Only the `obs` key is recorded, and no reward.
+(continuous values, or discrete indices, head after head in the order the trainers see the heads: sorted by
+name, as gymnasium's Dict sorts them); a single discrete head may also be a bare index. Only the `obs` key
+is recorded, and no reward.
 
 Every problem is one UserError naming the file, the episode and the step (both counted from 1), and how to
 fix it. No ML import here beyond numpy and gymnasium's spaces.
@@ -231,7 +232,7 @@ def _action(value: Any, spaces_: DemoSpaces, path: Path, episode: int, step: int
         raise UserError(
             f"{_where(path, episode, step)}: the action has {len(values)} value(s), the game takes "
             f"{spaces_.action_width} ({spaces_.describe_action()})",
-            f"make get_action() return the action in the game's action-space order; {RECORD_AGAIN}",
+            f"make get_action() return every head's values, heads sorted by name; {RECORD_AGAIN}",
         )
     if spaces_.discrete:
         for head, index in zip(spaces_.heads, values, strict=True):

@@ -211,9 +211,12 @@ def evaluation_phase(run: DemoRun) -> None:
 def run_demo_phases(
     args: argparse.Namespace, model: BaseAlgorithm, games: Any, stopper: Any, manifests: Any
 ) -> None:
-    """Without --demo_files: nothing. With: check the demos, then behaviour cloning (--bc_epochs), GAIL
+    """Without --demo_files: nothing (but a model saved in a demo phase goes on as "rl"). With: check the
+    demos, then behaviour cloning (--bc_epochs), GAIL
     (--gail_timesteps) and the evaluation (--eval_episode_count) on `model`, in that order."""
     if not args.demo_files:
+        if getattr(model, PHASE, None):  # resumed after a demo phase: what follows is RL
+            setattr(model, PHASE, "rl")
         return
     identity = metrics.run_identity(args.experiment_name)
     run = DemoRun(args, model, games.monitored, stopper, manifests, final_model_path(args), identity)
