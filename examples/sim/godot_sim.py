@@ -294,7 +294,7 @@ def make_game(name: str, rng: random.Random, args: Dict[str, str]):
 
 
 def ball_chase_expert(game: BallChase, index: int) -> Dict[str, Any]:
-    """Straight at the target: the unit direction (continuous) or the move along the longer axis (discrete)."""
+    """Straight at the target: the unit direction (continuous), the move along the longer axis (discrete)."""
     agent = game.agents[index]
     dx, dy = agent["target"][0] - agent["pos"][0], agent["target"][1] - agent["pos"][1]
     if game.discrete:
@@ -318,9 +318,9 @@ def expert_action(game: Any, index: int) -> Dict[str, Any]:
 
 
 def recorded_action(game: Any, action: Dict[str, Any]) -> List[Any]:
-    """What an AIController's get_action() returns: the heads' values in action-space order, one flat array."""
+    """What an AIController's get_action() returns: one flat array, the heads' values (heads by name)."""
     values: List[Any] = []
-    for name in game.action_space():
+    for name in sorted(game.action_space()):
         value = action[name]
         values += value if isinstance(value, list) else [value]
     return values
