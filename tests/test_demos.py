@@ -349,6 +349,6 @@ num_sgd_iter: 1
     assert [sample["bc_epoch"] for sample in bc] == list(range(1, 9))
     learner = [sample["policies"]["left_policy"]["learner"] for sample in bc]
     assert learner[-1]["bc_validation_accuracy"] >= 0.7, [item["bc_validation_accuracy"] for item in learner]
-    assert samples[-1]["training_iteration"] == 1
+    assert samples[-1]["training_iteration"] == 1 and samples[-1]["phase"] == "rl"
     manifests = sorted((tmp_path / "runs").rglob("checkpoint_000000/manifest.json"))
     assert manifests and json.loads(manifests[0].read_text())["demonstrations"]["policy"] == "left_policy"
