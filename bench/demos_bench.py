@@ -18,6 +18,7 @@ bench/results.md.
 Every run is the shipped script as a subprocess; the evaluations of section 3 load the saved model here.
 """
 
+import argparse
 import json
 import os
 import re
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run_bench  # noqa: E402
@@ -120,8 +121,9 @@ def time_to_reward(demos: Path, seeds: int, timeout_s: float) -> List[str]:
     results = run_bench.interleaved(runs, seeds)
     rows = [
         f"| run | median time to mean return {run_bench.REWARD_THRESHOLD:g} from launch (s) | runs (s) | "
-        "from the first game step (s) | ratio vs RL alone (launch / first step) | pass (<= 0.5x) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "from the first game step (s) | episodes played until then (100 at the least) | mean return of the "
+        "first 100 episodes | ratio vs RL alone (launch / first step) | pass (<= 0.5x) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     medians = {}
     for name, traces in results.items():
@@ -133,7 +135,12 @@ def time_to_reward(demos: Path, seeds: int, timeout_s: float) -> List[str]:
         shown = ", ".join(
             f"{value:.1f}" if value != float("inf") else f"> {timeout_s:.0f}" for value in launch
         )
-        rows.append(f"| {name} | {medians[name][0]:.1f} | {shown} | {medians[name][1]:.1f} | | |")
+        episodes = run_bench.median([episodes_until(trace, run_bench.REWARD_THRESHOLD) for trace in traces])
+        first_100 = run_bench.median([first_returns(trace, 100) for trace in traces])
+        rows.append(
+            f"| {name} | {medians[name][0]:.1f} | {shown} | {medians[name][1]:.1f} | {episodes:.0f} | "
+            f"{first_100:.1f} | | |"
+        )
     (bc_launch, bc_step), (rl_launch, rl_step) = medians.values()
     ratio, step_ratio = bc_launch / rl_launch, bc_step / rl_step
     rows[2] = (
@@ -141,6 +148,21 @@ def time_to_reward(demos: Path, seeds: int, timeout_s: float) -> List[str]:
         + f"| {ratio:.2f}x / {step_ratio:.2f}x | {run_bench.verdict(1 / ratio, 2.0)} |"
     )
     return rows
+
+
+def episodes_until(trace: "run_bench.Trace", threshold: float) -> float:
+    """Episodes finished when the mean of the last 100 first reached `threshold` (inf if never)."""
+    returns = [episode_return for _, episode_return in sorted(trace.episodes)]
+    for count in range(100, len(returns) + 1):
+        if sum(returns[count - 100 : count]) / 100 >= threshold:
+            return float(count)
+    return float("inf")
+
+
+def first_returns(trace: "run_bench.Trace", count: int) -> float:
+    """The mean return of the first `count` finished episodes."""
+    returns = [episode_return for _, episode_return in sorted(trace.episodes)][:count]
+    return sum(returns) / len(returns) if returns else float("nan")
 
 
 class RandomPolicy:
@@ -253,34 +275,47 @@ def rllib_pong(directory: Path, demos: Path, expert: float) -> List[str]:
     return rows
 
 
-def write_section(lines: List[str]) -> None:
-    """Replace (or add) this benchmark's section of bench/results.md."""
+def write_section(header: List[str], measured: Dict[str, List[str]]) -> None:
+    """Replace (or add) this benchmark's section of bench/results.md; subsections not measured this time
+    (`--only`) keep their earlier text."""
     path = REPO_ROOT / "bench" / "results.md"
     text = path.read_text()
     start = text.find(SECTION_TITLE)
+    kept: Dict[str, List[str]] = {}
     if start >= 0:
         end = text.find("\n## ", start + len(SECTION_TITLE))
+        for block in text[start : end if end >= 0 else len(text)].split("\n### ")[1:]:
+            kept[block.split(".")[0]] = ["", f"### {block.strip()}"]
         text = text[:start].rstrip("\n") + ("\n" + text[end:] if end >= 0 else "")
-    path.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+    blocks = {**kept, **measured}
+    body = [line for number in sorted(blocks, key=int) for line in blocks[number]]
+    path.write_text(text.rstrip("\n") + "\n\n" + "\n".join(header + body) + "\n")
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help="comma-separated subsection numbers to run (default: all)")
+    wanted = {number for number in parser.parse_args().only.split(",") if number}
     started = time.perf_counter()
     load = os.getloadavg()[0]
+    sections: Dict[str, List[str]] = {}
+
+    def section(title: str, rows: Callable[[], List[str]]) -> None:
+        number = title.split(".")[0]
+        if wanted and number not in wanted:
+            return
+        lines = [f"### {title}", "", *rows()]
+        print("\n".join(lines), flush=True)
+        sections[number] = ["", *lines]
+
     with tempfile.TemporaryDirectory(prefix="demos-bench-") as name:
         directory = Path(name)
         demos = {game: directory / f"{game}.json" for game in ("BallChase", "BallChaseDiscrete", "Pong")}
         experts = {game: record(game, path, 20 if game != "Pong" else 10) for game, path in demos.items()}
-        sections: List[str] = []
-
-        def section(title: str, rows: List[str]) -> None:
-            print("\n".join([f"### {title}", *rows]), flush=True)
-            sections.extend(["", f"### {title}", "", *rows])
-
         section(
             f"1. Behaviour cloning alone ({BC_EPOCHS} epochs, 20 recorded expert episodes; deterministic "
             "return over 50 episodes)",
-            [
+            lambda: [
                 "| game | expert's mean return (recorded episodes) | BC policy's | BC / expert | held-out "
                 "accuracy | pass (>= 80 %) |",
                 "| --- | --- | --- | --- | --- | --- |",
@@ -293,24 +328,25 @@ def main() -> None:
         section(
             "2. BC then RL vs RL alone: time to reward (BallChase, 4 agents, one game, shipped PPO defaults, "
             f"{REPEATS} seeds, interleaved)",
-            time_to_reward(demos["BallChase"], REPEATS, timeout_s=180),
+            lambda: time_to_reward(demos["BallChase"], REPEATS, timeout_s=180),
         )
         section(
             "3. GAIL with the game's reward switched off (BallChase, zero_reward=1; PPO n_steps 512)",
-            gail_without_reward(directory, demos["BallChase"], 40_000),
+            lambda: gail_without_reward(directory, demos["BallChase"], 40_000),
         )
         section(
             "4. RLlib: behaviour cloning of Pong's left_policy (10 recorded episodes) before PPO",
-            rllib_pong(directory, demos["Pong"], experts["Pong"]),
+            lambda: rllib_pong(directory, demos["Pong"], experts["Pong"]),
         )
+    only = f" --only={','.join(sorted(wanted))}" if wanted else ""
     header = [
         SECTION_TITLE,
         "",
-        f"Command: `.venv/bin/python bench/demos_bench.py` ({time.perf_counter() - started:.0f} s), load "
-        f"average before the run {load:.1f}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC. Demos "
-        "recorded by the example games' scripted experts (`--record_demos`); see bench/demos_bench.py.",
+        f"Command: `.venv/bin/python bench/demos_bench.py{only}` ({time.perf_counter() - started:.0f} s), "
+        f"load average before the run {load:.1f}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC. "
+        "Demos recorded by the example games' scripted experts (`--record_demos`); see bench/demos_bench.py.",
     ]
-    write_section(header + sections)
+    write_section(header, sections)
     print("Section written to bench/results.md", flush=True)
 
 

@@ -233,8 +233,10 @@ def test_bc_then_rl_reports_each_phase_learns_and_exports_a_verified_onnx(bc_run
     assert (
         bc[-1]["bc_validation_accuracy"] >= 0.8 and bc[-1]["bc_validation_loss"] < bc[0]["bc_validation_loss"]
     )
-    # random play scores about 2 on BallChaseDiscrete, the expert about 45
+    # random play scores about 2 on BallChaseDiscrete, the expert 45: the evaluation, then RL going on from BC
     assert samples[12]["episode_reward_mean"] >= 20, samples[12]
+    rl_returns = [sample["episode_reward_mean"] for sample in samples[13:] if sample["episodes_this_iter"]]
+    assert rl_returns and min(rl_returns) >= 20, rl_returns
     assert "max verification error" in result.stdout and (directory / "bc.onnx").is_file()
     manifest = json.loads((directory / "run_final.manifest.json").read_text())
     recorded = manifest["demonstrations"]["files"][0]
