@@ -50,7 +50,6 @@ def episode(steps: int, obs_size: int = 4, action=(0.5, -0.5)) -> list:
 # --- the file format and its checks (fast) ------------------------------------------------------------------
 
 
-@pytest.mark.fast
 def test_a_file_the_scripted_expert_recorded_reads_back_with_the_experts_actions(tmp_path):
     path = record("BallChase", tmp_path / "demo.json", 3)
     data = json.loads(path.read_text())
@@ -144,7 +143,6 @@ def synthetic_demos(tmp_path: Path, heads: spaces.Dict, steps: int = 1200):
     return load_demonstrations([path], demo_spaces(OBS, heads, "game"))
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize(
     "heads,policy_type",
     [(CONTINUOUS, "mlp"), (DISCRETE, "mlp"), (TWO_HEADS, "mlp"), (DISCRETE, "grn"), (CONTINUOUS, "grn")],
@@ -169,7 +167,6 @@ def test_behaviour_cloning_learns_the_expert_on_held_out_steps(tmp_path, heads, 
     assert last.validation_accuracy >= 0.8, [round(item.validation_accuracy, 3) for item in history]
 
 
-@pytest.mark.fast
 def test_the_discriminator_tells_expert_pairs_from_random_ones(tmp_path):
     demos = synthetic_demos(tmp_path, DISCRETE)
     trainer = DiscriminatorTrainer(demos, GailSettings(seed=0))

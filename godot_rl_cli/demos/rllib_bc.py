@@ -9,16 +9,17 @@ RL's first iteration (training_iteration 0), with the epoch in `bc_epoch`.
 """
 
 import time
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import torch
+from gymnasium import spaces
 
 from godot_rl_cli import metrics
 from godot_rl_cli.demos.bc import BCSettings, BehaviourCloning, EpochStats, epoch_line
-from godot_rl_cli.demos.files import Demonstrations, demo_spaces, load_demonstrations
-from godot_rl_cli.demos.options import DemoBlock
+from godot_rl_cli.demos.files import Demonstrations, DemoSpaces, demo_spaces, load_demonstrations
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.rllib.callbacks import env_steps_sampled
+from godot_rl_cli.rllib.demo_block import DemoBlock
 
 
 class RLlibPolicyAdapter:
@@ -40,46 +41,50 @@ class RLlibPolicyAdapter:
         self.model.train(training)
 
 
-def load_policy_demos(block: DemoBlock, game: Any, policy_of: Callable[[int], str]) -> Demonstrations:
-    """The block's demo files, checked against the spaces of the first agent mapped to its policy."""
-    agents = [index for index in range(game.num_envs) if policy_of(index) == block.policy]
-    if not agents:
-        names = sorted({policy_of(index) for index in range(game.num_envs)})
+def policy_demo_spaces(block: DemoBlock, config: Any, game: Dict[str, Any]) -> DemoSpaces:
+    """The demo layout of the block's policy: its flat spaces (RLlib's policy spec) with the game's
+    observation keys and action heads by name (the manifest's game record)."""
+    policies = config.policies
+    if block.policy not in policies:
         raise UserError(
-            f"demos.policy {block.policy!r} is not the policy of any agent of the game ({', '.join(names)})",
+            f"demos.policy {block.policy!r} is not a policy of this run ({', '.join(sorted(policies))})",
             "name the policy the demos were recorded for in the YAML's demos block",
         )
-    index = agents[0]
-    spaces = demo_spaces(
-        game.observation_spaces[index], game.action_spaces[index], f"{game.describe()} (agent {index})"
-    )
-    demos = load_demonstrations(block.files, spaces)
-    print(f"{demos.describe()}; behaviour cloning of policy {block.policy}", flush=True)
-    return demos
-
-
-def demos_to_clone(
-    spec: Any, game: Any, config: Any, resume_from: Any, manifests: Any
-) -> Optional[Demonstrations]:
-    """The checked demos of the YAML's `demos:` block (None without one, or when resuming: behaviour cloning
-    is pre-training, done before the checkpoint resumed from); every later manifest records them."""
-    if spec.demos is None:
-        return None
-    if resume_from:
-        print(f"Resuming from {resume_from}: the demos block's behaviour cloning is not repeated", flush=True)
-        return None
-    demos = load_policy_demos(spec.demos, game, lambda index: config.policy_mapping_fn(index, None, None))
-    manifests.extra["demonstrations"] = {"policy": spec.demos.policy, **demos.summary()}
-    return demos
+    spec = policies[block.policy]
+    keys = game["observation_keys"]
+    observation = spaces.Dict({key: spec.observation_space for key in keys})
+    names, actions = game["action_keys"], spec.action_space
+    if isinstance(actions, spaces.Discrete):
+        heads = {names[0]: actions}
+    elif isinstance(actions, spaces.MultiDiscrete):
+        heads = {name: spaces.Discrete(int(size)) for name, size in zip(names, actions.nvec, strict=True)}
+    else:  # continuous heads, concatenated: only their total width is checked
+        heads = {"+".join(names): actions}
+    return demo_spaces(observation, spaces.Dict(heads), f"{game['env_path']} (policy {block.policy})")
 
 
 def clone_demos(training: Any, signals: Any) -> None:
-    """Before RL (rllib/run.py's Training, once built and resumed): behaviour cloning of the `demos:` block's
-    policy when the run checked demos, then a checkpoint."""
-    if training.setup.demos is None:
+    """Before RL (rllib/run.py's Training, once built and resumed): check the `demos:` block's files against
+    its policy's spaces, clone the policy, save a checkpoint. Not when resuming: behaviour cloning is
+    pre-training, done before the checkpoint resumed from. Every later manifest records the demos."""
+    block: Optional[DemoBlock] = training.plan.spec.demos
+    if block is None:
         return
+    if training.plan.resume_from:
+        print("Resuming: the demos block's behaviour cloning is not repeated", flush=True)
+        return
+    manifests = training.setup.manifests
+    try:
+        demos = load_demonstrations(
+            block.files, policy_demo_spaces(block, training.setup.config, manifests.game)
+        )
+    except UserError:
+        training.last_saved_iteration = training.algo.iteration  # nothing trained: nothing to save
+        raise
+    print(f"{demos.describe()}; behaviour cloning of policy {block.policy}", flush=True)
+    manifests.extra["demonstrations"] = {"policy": block.policy, **demos.summary()}
     should_stop = lambda: signals.received > 0  # noqa: E731
-    pretrain_policy(training.algo, training.plan.spec, training.setup.demos, training.trial, should_stop)
+    pretrain_policy(training.algo, training.plan.spec, demos, training.trial, should_stop)
     training.save_checkpoint()
 
 

@@ -19,9 +19,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import yaml
 
 from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
-from godot_rl_cli.demos.options import DemoBlock, parse_demo_block
 from godot_rl_cli.errors import UserError, print_warning
 from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
+from godot_rl_cli.rllib.demo_block import DemoBlock, parse_demo_block
 
 RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config", "demos"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings

@@ -15,8 +15,6 @@ from typing import Any, Dict, Iterator, List, Optional
 import ray
 
 from godot_rl_cli import metrics
-from godot_rl_cli.demos.files import Demonstrations
-from godot_rl_cli.demos.rllib_bc import demos_to_clone
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.game import StopRequested, stop_all_games
 from godot_rl_cli.game.debug_panel import print_debug_panel
@@ -46,7 +44,6 @@ class Setup:
     policy_names: List[str]
     evaluating: bool
     manifests: CheckpointManifests
-    demos: Optional[Demonstrations] = None  # the YAML demos block's, checked (godot_rl_cli/demos/rllib_bc.py)
 
 
 def configure(args: argparse.Namespace, argv: List[str], plan: RunPlan) -> Setup:
@@ -56,13 +53,12 @@ def configure(args: argparse.Namespace, argv: List[str], plan: RunPlan) -> Setup
         config, policy_names = build_config(plan.spec, plan.game, game, plan.mapping_function, plan.seed)
         evaluating = configure_evaluation(config, plan.spec.settings)
         manifests = CheckpointManifests(args, argv, plan.spec, game, config)
-        demos = demos_to_clone(plan.spec, game, config, plan.resume_from, manifests)
         if args.debug_panel:
             policy_of = config.policy_mapping_fn
             print_debug_panel(game, "RLlib", lambda index: policy_of(index, None, None))
     finally:
         game.close()
-    return Setup(config, policy_names, evaluating, manifests, demos)
+    return Setup(config, policy_names, evaluating, manifests)
 
 
 def create_trial(experiment_dir: str, plan: RunPlan) -> Trial:
@@ -175,7 +171,7 @@ class Training:
                 env_runner_restarts=restarted_runners,
             )
             add_to_payload(payload, evaluation)
-            if self.setup.demos is not None:
+            if self.plan.spec.demos is not None and not self.plan.resume_from:
                 payload["phase"] = "rl"  # after the demos block's behaviour cloning ("bc")
             metrics.emit_metric(payload)
 

@@ -13,9 +13,9 @@ from godot_rl_cli.cli_types import (
     positive_float,
     seed_value,
 )
-from godot_rl_cli.demos.options import add_demo_arguments, check_demo_arguments
 from godot_rl_cli.game.settings import add_game_arguments
 from godot_rl_cli.policy_types import DEFAULT_CNN_CHANNELS, DEFAULT_GRN_HIDDEN_SIZE, POLICY_TYPES
+from godot_rl_cli.sb3.demo_options import add_demo_arguments, check_demo_arguments
 from godot_rl_cli.threads import add_thread_argument
 
 HYPERPARAMETER_FLAGS: Dict[str, Tuple[Callable[[str], Any], str]] = {
