@@ -17,6 +17,11 @@ agent i's episodes last N + K * i steps, so agents finish at different steps.
 
 Reward control for tests: `reward_trend=T` adds T times the number of episodes this game has finished so
 far to every step's reward (T > 0: later episodes score higher whatever the policy; T < 0: lower).
+`zero_reward=1` makes every reward 0 (learning from demos without the game's reward: GAIL).
+
+Expert demos: `--record_demos=PATH --demo_episodes=N` plays N episodes with the game's scripted expert,
+without a trainer (as a person plays a game in the editor with an AIController in "Record Expert Demos"
+mode), writes agent 0's episodes to PATH in the plugin's exact layout and exits (see `record_demos`).
 """
 
 import json
@@ -285,6 +290,89 @@ def make_game(name: str, rng: random.Random, args: Dict[str, str]):
     raise SystemExit(f"unknown game {name}")
 
 
+# --- scripted experts and the demo recorder ------------------------------------------------------
+
+
+def ball_chase_expert(game: BallChase, index: int) -> Dict[str, Any]:
+    """Straight at the target: the unit direction (continuous), the move along the longer axis (discrete)."""
+    agent = game.agents[index]
+    dx, dy = agent["target"][0] - agent["pos"][0], agent["target"][1] - agent["pos"][1]
+    if game.discrete:
+        if abs(dx) >= abs(dy):
+            return {"move": 4 if dx > 0 else 3}
+        return {"move": 1 if dy > 0 else 2}
+    length = math.hypot(dx, dy) or 1.0
+    return {"move": [dx / length, dy / length]}
+
+
+def pong_expert(game: Pong, index: int) -> Dict[str, Any]:
+    """Keep the paddle level with the ball: up (1), down (2) or stay (0)."""
+    offset = game.ball[1] - game.paddles[index]
+    if abs(offset) < 0.05:
+        return {"move": 0}
+    return {"move": 1 if offset > 0 else 2}
+
+
+def expert_action(game: Any, index: int) -> Dict[str, Any]:
+    return pong_expert(game, index) if isinstance(game, Pong) else ball_chase_expert(game, index)
+
+
+def recorded_action(game: Any, action: Dict[str, Any]) -> List[Any]:
+    """What an AIController's get_action() returns: one flat array, the heads' values (heads by name)."""
+    values: List[Any] = []
+    for name in sorted(game.action_space()):
+        value = action[name]
+        values += value if isinstance(value, list) else [value]
+    return values
+
+
+class ZeroReward:
+    """The game with every reward 0 (`zero_reward=1`): learning from demos without the game's reward."""
+
+    def __init__(self, game: Any):
+        self.game = game
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.game, name)
+
+    def take_reward_and_done(self, index: int) -> tuple:
+        _, done = self.game.take_reward_and_done(index)
+        return 0.0, done
+
+
+def record_demos(game: Any, args: Dict[str, str]) -> None:
+    """Play `demo_episodes` episodes with the expert (every agent) and write agent 0's as the plugin does:
+    a JSON array of [observations, actions] per episode, the terminal observation without an action,
+    compact JSON on one line. Prints the recorded episodes' mean return (which the file does not hold)."""
+    runner = Runner(game, args)
+    episodes: List[List[List[Any]]] = []
+    returns: List[float] = []
+    observations: List[Any] = []
+    actions: List[Any] = []
+    episode_return = 0.0
+    game.reset_all()
+    while len(episodes) < int(args.get("demo_episodes", "10")):
+        expert = [expert_action(game, index) for index in range(game.n_agents)]
+        observations.append(game.observation(0)["obs"])
+        actions.append(recorded_action(game, expert[0]))
+        reply = runner.step(expert)
+        episode_return += reply["reward"][0]
+        if reply["done"][0]:
+            observations.append(reply["obs"][0]["obs"])
+            episodes.append([observations, actions])
+            returns.append(episode_return)
+            observations, actions, episode_return = [], [], 0.0
+            game.physics_tick()  # the game resets the finished agent, as before the next decision
+    with open(args["record_demos"], "w") as file:
+        file.write(json.dumps(episodes, separators=(",", ":")) + "\n")
+    print(
+        f"recorded {len(episodes)} expert episodes ({sum(len(item[1]) for item in episodes)} steps) to "
+        f"{args['record_demos']}; mean return {sum(returns) / len(returns):.4f}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 # --- connection --------------------------------------------------------------------------------
 
 
@@ -535,6 +623,11 @@ def main(game_name: str) -> None:
         while True:
             time.sleep(3600)
     game = make_game(game_name, random.Random(seed), args)
+    if args.get("zero_reward") == "1":
+        game = ZeroReward(game)
+    if "record_demos" in args:
+        record_demos(game, args)
+        return
     try:
         conn = Connection(port)
     except OSError as error:

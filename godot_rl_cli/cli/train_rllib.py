@@ -26,6 +26,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "Stopping: saving a final checkpoint and closing the games (signal again to skip the checkpoint)"
     )
     with exit_on_setup_failure("Stopped before training started."):
+        from godot_rl_cli.demos.rllib_bc import clone_demos
         from godot_rl_cli.rllib import run  # imports Ray
 
         setup = run.configure(args, argv, plan)
@@ -37,6 +38,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     with training.failures_reported():
         training.build_algo()
         training.resume()
+        clone_demos(training, signals)  # the YAML's demos block: behaviour cloning before RL
         training.train_until_stopped(signals)
     return training.finish()
 

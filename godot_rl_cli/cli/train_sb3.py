@@ -17,6 +17,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     threads = configure_torch_threads(args.torch_threads)
+    from godot_rl_cli.demos.phases import run_demo_phases
     from godot_rl_cli.sb3 import run  # SB3 and torch: imported once the flags are good
 
     stopper = run.stop_on_signals()
@@ -33,6 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.inference:
             run.infer(args, model, games, stopper)
         else:
+            run_demo_phases(args, model, games, stopper, manifests)  # --demo_files: BC, GAIL before RL
             outcome.trained = model
             callbacks, outcome.evaluation = run.training_callbacks(args, games, stopper, manifests)
             run.learn(args, model, games, callbacks)

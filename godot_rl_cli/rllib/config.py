@@ -22,10 +22,11 @@ from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError, print_warning
 from godot_rl_cli.game.settings import FIELD_NAMES, PORT_MAX, GameSettings
 from godot_rl_cli.path_types import same_file
+from godot_rl_cli.rllib.demo_block import DemoBlock, parse_demo_block
 from godot_rl_cli.rllib.user_code import call_user_code
 from godot_rl_cli.rllib.values import UniqueKeyLoader, check_settings, check_stop_values
 
-RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
+RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config", "demos"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
 DEFAULT_CHECKPOINT_FREQUENCY = 10
 SAMPLERS = ("batched", "rllib")
@@ -70,6 +71,7 @@ class RunSpec:
     mapping_source: Optional[str] = None
     policies_to_train: Optional[List[str]] = None
     sampler: str = "batched"  # "rllib": RLlib's own sampler even where rllib/sampler.py's can stand in
+    demos: Optional[DemoBlock] = None  # behaviour cloning of one policy before RL (godot_rl_cli/demos/)
     settings: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +111,7 @@ def load_run_spec(path: str) -> RunSpec:
             f"sampler in {path} must be one of {', '.join(SAMPLERS)}, not {spec.sampler!r}",
             "sampler: batched (the suite's, for PPO) or sampler: rllib (RLlib's own)",
         )
+    spec.demos = parse_demo_block(data.get("demos", settings.pop("demos", None)), path)
     spec.env_config = dict(_typed(settings.pop("env_config", None) or {}, dict, "env_config", path))
     spec.game = GameSettings.from_env_config(spec.env_config)
     for key in sorted(set(spec.env_config) - ENV_CONFIG_KEYS, key=str):

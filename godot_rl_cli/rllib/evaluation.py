@@ -121,6 +121,7 @@ class CheckpointManifests:
         self.arguments = vars(args)
         self.algorithm = spec.algorithm
         self.settings = dict(spec.settings)
+        self.extra: Dict[str, Any] = {}  # fields every later manifest of the run holds (e.g. its demos)
         self.game = manifest.game_record(game)
         self.policies = {
             name: manifest.space_record(policy.observation_space, policy.action_space)
@@ -147,7 +148,7 @@ class CheckpointManifests:
             seeds=self.seeds,
             onnx_versions=trainer_export_versions(),
             training_iteration=algo.iteration,
-            **extra,
+            **{**self.extra, **extra},
         )
         return manifest.write(manifest.manifest_path(Path(checkpoint)), record)
 

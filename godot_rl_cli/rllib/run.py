@@ -171,6 +171,8 @@ class Training:
                 env_runner_restarts=restarted_runners,
             )
             add_to_payload(payload, evaluation)
+            if self.plan.spec.demos is not None and not self.plan.resume_from:
+                payload["phase"] = "rl"  # after the demos block's behaviour cloning ("bc")
             metrics.emit_metric(payload)
 
     def save_checkpoint(self) -> None:

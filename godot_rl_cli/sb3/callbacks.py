@@ -23,6 +23,11 @@ from godot_rl_cli.progress import RUNNING_EPISODES, Progress, ProgressDisplay
 OFF_POLICY_ITERATION_STEPS = 1000
 HUMAN_SUMMARY_INTERVAL_S = 2.0
 _NOT_CUSTOM = {"episode", "terminal_observation", "TimeLimit.truncated", "env_restart"}
+# Set on the model by the demonstration phases (godot_rl_cli/demos/phases.py) and saved with it: the
+# iterations that stepped no game (behaviour cloning epochs), so iteration numbers stay increasing, and the
+# phase each metric line names.
+ITERATIONS_WITHOUT_STEPS = "controller_iterations_without_steps"
+PHASE = "controller_phase"
 _LEARNER_NAMES = {
     "policy_gradient_loss": "policy_loss",
     "value_loss": "vf_loss",
@@ -131,7 +136,9 @@ class ControllerMetricsCallback(BaseCallback):
         if self.monitor is None:
             raise ValueError("ControllerMetricsCallback needs the training env wrapped in a VecMonitor")
         self.episodes_seen = self.monitor.episode_count
-        self.iteration = self.model.num_timesteps // self._steps_per_iteration()
+        self.iteration = self.model.num_timesteps // self._steps_per_iteration() + getattr(
+            self.model, ITERATIONS_WITHOUT_STEPS, 0
+        )
         self.steps_at_iteration_start = self.model.num_timesteps
         if not hasattr(self.model, "controller_episodes_total"):
             self.model.controller_episodes_total = 0
@@ -184,6 +191,8 @@ class ControllerMetricsCallback(BaseCallback):
         extra = self.extra_fields()  # e.g. an evaluation's numbers: top level, and charted as custom metrics
         payload.update(extra)
         payload["custom_metrics"].update(extra)
+        if getattr(self.model, PHASE, None):
+            payload["phase"] = getattr(self.model, PHASE)
         metrics.emit_metric(payload)
         if self.display is not None and self.display.live:
             self.display.show(self._progress(payload))

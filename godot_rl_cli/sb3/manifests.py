@@ -38,6 +38,7 @@ class ModelManifests:
         self.argv = argv
         self.game = manifest.game_record(game)
         self.policy_name = policy_name
+        self.extra: Dict[str, Any] = {}  # fields every later manifest of the run holds (e.g. its demos)
         self.seeds = {
             "seed": args.seed,
             "training_game_seeds": [args.seed + index for index in range(n_parallel)],
@@ -58,6 +59,6 @@ class ModelManifests:
             seeds=self.seeds,
             onnx_versions=trainer_export_versions(),
             model_file=Path(model_path).name,
-            **extra,
+            **{**self.extra, **extra},
         )
         return manifest.write(manifest.manifest_path(model_path), record)

@@ -19,6 +19,7 @@ from godot_rl_cli.game.settings import PORT_MAX, add_game_arguments
 from godot_rl_cli.memory import gpu_device_files, network_too_large
 from godot_rl_cli.path_types import model_file, output_file, output_folder, plain_name
 from godot_rl_cli.policy_types import DEFAULT_CNN_CHANNELS, DEFAULT_GRN_HIDDEN_SIZE, POLICY_TYPES
+from godot_rl_cli.sb3.demo_options import add_demo_arguments, check_demo_arguments
 from godot_rl_cli.sb3.outputs import output_conflict, plan_final_model
 from godot_rl_cli.threads import add_thread_argument
 
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     hyper = parser.add_argument_group("hyperparameters (omitted: the algorithm's default)")
     for name, (value_type, description) in HYPERPARAMETER_FLAGS.items():
         hyper.add_argument(f"--{name}", type=value_type, default=None, help=description + defaults_text(name))
+    add_demo_arguments(parser)
     return parser
 
 
@@ -241,4 +243,5 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     conflict = output_conflict(args, args.final_model)
     if conflict:
         parser.error(conflict)
+    check_demo_arguments(parser, args)
     return args

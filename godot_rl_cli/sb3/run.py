@@ -203,7 +203,7 @@ def learn(args: argparse.Namespace, model: BaseAlgorithm, games: Games, callback
     model.learn(
         total_timesteps=args.timesteps,
         callback=callbacks,
-        reset_num_timesteps=args.resume_model_path is None,
+        reset_num_timesteps=model.num_timesteps == 0,  # a fresh model, or demo phases stepped no game
         tb_log_name=args.experiment_name,
         log_interval=max(1, 2048 // rollout_size),
     )
