@@ -159,7 +159,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from godot_rl_cli.rllib.callbacks import count_env_restarts, iteration_payload
     from godot_rl_cli.rllib.cluster import runtime_env
     from godot_rl_cli.rllib.evaluation import BestCheckpoint, add_to_payload
+    from godot_rl_cli.rllib.league import human_summary
     from godot_rl_cli.rllib.runners import LostRunnerWatch, runner_restarts
+    from godot_rl_cli.rllib.self_play import resume_league
     from godot_rl_cli.rllib.setup import find_game_error
 
     try:
@@ -222,6 +224,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     f"cannot resume from {resume_from} ({type(error).__name__}: {error})".splitlines()[0],
                     "pass an intact checkpoint_NNNNNN directory",
                 ) from None
+            resume_league(algo, resume_from)
             print(f"Resumed from {resume_from} at iteration {algo.iteration}", flush=True)
         stop = StopCriteria(spec.stop, trial_dir=trial.directory)
         print(
@@ -235,7 +238,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | "
                 f"episodes {result.get('episodes_total')} | "
                 f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
-                f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}",
+                f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}"
+                f"{human_summary(result)}",
                 flush=True,
             )
             evaluation = best.update(algo, result) if best else {}

@@ -10,6 +10,7 @@ from ray.rllib.algorithms.callbacks import DefaultCallbacks
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from godot_rl_cli import metrics
+from godot_rl_cli.rllib import league
 
 SEPARATOR = "/"
 
@@ -131,7 +132,7 @@ def iteration_payload(
             custom_metrics=custom_by_policy.get(policy, {}),
         )
     timesteps = int(result.get("timesteps_total") or result.get("num_env_steps_sampled_lifetime") or 0)
-    return metrics.iteration_payload(
+    payload = metrics.iteration_payload(
         training_iteration=int(result.get("training_iteration", 0)),
         timesteps_total=timesteps,
         episodes_total=int(result.get("episodes_total", 0)),
@@ -160,3 +161,5 @@ def iteration_payload(
         date=result.get("date"),
         **(identity or {}),
     )
+    league.add_to_payload(payload, result.get("self_play"))
+    return payload

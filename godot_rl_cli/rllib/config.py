@@ -21,8 +21,9 @@ import yaml
 from godot_rl_cli.algorithms import RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError, print_warning
 from godot_rl_cli.game.settings import FIELD_NAMES, GameSettings
+from godot_rl_cli.rllib.league import SelfPlaySettings, parse_self_play
 
-RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config"}
+RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config", "self_play"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
 DEFAULT_CHECKPOINT_FREQUENCY = 10
 SAMPLERS = ("batched", "rllib")
@@ -66,6 +67,7 @@ class RunSpec:
     mapping_source: Optional[str] = None
     policies_to_train: Optional[List[str]] = None
     sampler: str = "batched"  # "rllib": RLlib's own sampler even where rllib/sampler.py's can stand in
+    self_play: Optional[SelfPlaySettings] = None  # the `self_play:` block (rllib/league.py)
     settings: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,6 +101,8 @@ def load_run_spec(path: str) -> RunSpec:
     )
     settings.pop("checkpoint_frequency", None)
     spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)
+    spec.self_play = parse_self_play(data.get("self_play", settings.pop("self_play", None)), path)
+    settings.pop("self_play", None)
     spec.sampler = _typed(settings.pop("sampler", "batched"), str, "sampler", path)
     if spec.sampler not in SAMPLERS:
         raise UserError(

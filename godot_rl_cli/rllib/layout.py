@@ -79,8 +79,11 @@ class Trial:
         complete."""
         path = self.checkpoint_path(index)
         temporary = self.directory / f".{path.name}.tmp"
+        save_extra_files = getattr(algo.callbacks, "save_to_checkpoint", None)  # self-play's league
         try:
             algo.save(str(temporary))
+            if save_extra_files:
+                save_extra_files(temporary)
             os.rename(temporary, path)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
