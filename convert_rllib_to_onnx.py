@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         default=None,
         metavar="POLICY_ID",
-        help="export only this policy (default: every policy in the checkpoint)",
+        help="export only this policy, e.g. a self-play snapshot (default: every policy in the checkpoint "
+        "but self-play snapshots)",
     )
     parser.add_argument(
         "--checkpoint-number",
@@ -107,6 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     from godot_rl_cli.rllib.config import load_run_spec
     from godot_rl_cli.rllib.layout import newest_trial, resolve_checkpoint
+    from godot_rl_cli.rllib.league import snapshot_ids
 
     try:
         validate_versions(args.opset, args.ir_version)
@@ -119,7 +121,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             experiment_dir = Path(args.experiment_dir).expanduser().absolute()
             checkpoint = resolve_checkpoint(newest_trial(experiment_dir, algorithm), args.checkpoint_number)
             print(f"Exporting {checkpoint}, of the newest run under {experiment_dir}", file=sys.stderr)
-        chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
+        chosen = select_policies(
+            policy_ids(checkpoint), args.policy, args.single_policy, snapshot_ids(checkpoint)
+        )
         paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)
     except UserError as error:
         exit_with_error(error.what, error.how)

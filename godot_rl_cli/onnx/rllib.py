@@ -23,7 +23,7 @@ import io
 import logging
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -75,8 +75,11 @@ def policy_ids(checkpoint: Path) -> List[str]:
     return ids
 
 
-def select_policies(available: List[str], policy: Optional[str] = None, single: bool = False) -> List[str]:
-    """The ids to export: `policy`, else the single policy (`single`), else all of them."""
+def select_policies(
+    available: List[str], policy: Optional[str] = None, single: bool = False, snapshots: Sequence[str] = ()
+) -> List[str]:
+    """The ids to export: `policy`, else the single policy (`single`), else all of them; self-play `snapshots`
+    (rllib/league.py) only when named."""
     if policy is not None:
         if policy not in available:
             raise UserError(
@@ -84,6 +87,7 @@ def select_policies(available: List[str], policy: Optional[str] = None, single: 
                 "pass one of those to --policy",
             )
         return [policy]
+    available = [name for name in available if name not in snapshots]
     if single:
         if SINGLE_POLICY_ID in available:
             return [SINGLE_POLICY_ID]
