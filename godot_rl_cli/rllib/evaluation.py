@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from godot_rl_cli import manifest
 from godot_rl_cli.errors import print_warning
 from godot_rl_cli.rllib.callbacks import env_steps_sampled
+from godot_rl_cli.rllib.layout import save_algorithm
 
 SCRIPT = "rllib_training_script.py"
 BEST = "best"
@@ -172,7 +173,7 @@ class BestCheckpoint:
         temporary = self.path.with_name(f".{BEST}.tmp")
         previous = self.path.with_name(f".{BEST}.old")
         shutil.rmtree(temporary, ignore_errors=True)
-        algo.save(str(temporary))
+        save_algorithm(algo, temporary)
         details = {"iteration": self.iteration, "eval_reward_mean": self.reward, **fields}
         self.manifests.write(algo, temporary, best_evaluation=details)
         if self.path.exists():
