@@ -17,6 +17,7 @@ run's Elo is read from its result.json; the cost is the median `time_this_iter_s
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -144,7 +145,7 @@ def report(args: argparse.Namespace, runs: Dict[str, Path], scores: Dict[str, Di
         "",
         f"Cost of self-play per iteration: {cost['self-play'] / cost['plain multi-agent PPO']:.2f}x plain "
         "multi-agent PPO on the same game and batch (median time_this_iter_s; snapshots are added every "
-        "5 iterations with Algorithm.add_policy).",
+        f"5 iterations with Algorithm.add_policy). Load average at the end: {os.getloadavg()[0]:.1f}.",
         "",
     ]
     return "\n".join(lines)
