@@ -67,6 +67,7 @@ def timed(totals: Dict[str, float], key: str, function: Callable) -> Callable:
 
 def section5_config(overrides: Dict[str, Any]) -> Any:
     """Our script's AlgorithmConfig (`build_config`) for section 5's game and settings, with `overrides`."""
+    from godot_rl_cli.game import GameSettings
     from godot_rl_cli.rllib.config import RunSpec
     from godot_rl_cli.rllib.setup import build_config, probe_game
 
@@ -83,12 +84,13 @@ def section5_config(overrides: Dict[str, Any]) -> Any:
         source=Path("breakdown.yaml"),
         checkpoint_frequency=0,
         env_config=env_config,
+        game=GameSettings.from_env_config(env_config),
         sampler=sampler,
         settings=settings,
     )
-    game = probe_game(env_config)
+    game = probe_game(spec.game)
     try:
-        return build_config(spec, env_config, game, None)[0]
+        return build_config(spec, spec.game, game, None)[0]
     finally:
         game.close()
 

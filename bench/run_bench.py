@@ -290,6 +290,27 @@ def limit_client(n_agents: int, games: int, seconds: float) -> Trace:
     return run_traced(command, n_agents=n_agents, games=games, stop_seconds=seconds)
 
 
+def send(connection: socket.socket, message: Dict) -> None:
+    """One message of the wire protocol (limit client)."""
+    body = json.dumps(message).encode()
+    connection.sendall(struct.pack("<I", len(body)) + body)
+
+
+def receive(connection: socket.socket) -> Dict:
+    """One message of the wire protocol (limit client); the game closing ends the client."""
+
+    def exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = connection.recv(size - len(data))
+            if not chunk:
+                raise SystemExit(0)
+            data += chunk
+        return data
+
+    return json.loads(exactly(struct.unpack("<I", exactly(4))[0]))
+
+
 def run_limit_client(launcher: str, games: int, seconds: float) -> None:
     """Child-process body of `limit_client`: handshake, env_info, reset, then random actions."""
     port = free_port_block(games)
@@ -313,22 +334,6 @@ def run_limit_client(launcher: str, games: int, seconds: float) -> None:
         connection, _ = server.accept()
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connections.append(connection)
-
-    def send(connection: socket.socket, message: Dict) -> None:
-        body = json.dumps(message).encode()
-        connection.sendall(struct.pack("<I", len(body)) + body)
-
-    def receive(connection: socket.socket) -> Dict:
-        def exactly(size: int) -> bytes:
-            data = b""
-            while len(data) < size:
-                chunk = connection.recv(size - len(data))
-                if not chunk:
-                    raise SystemExit(0)
-                data += chunk
-            return data
-
-        return json.loads(exactly(struct.unpack("<I", exactly(4))[0]))
 
     agents = []
     for connection in connections:
@@ -437,6 +442,11 @@ def section_parallel(counts: List[int], n_agents: int, repeats: int, seconds: fl
     return rows
 
 
+def rllib_run(command: Callable, seconds: float, extra_env: Dict[str, str]) -> Trace:
+    """One traced RLlib run on BallChase with 4 agents in one game."""
+    return run_traced(command, n_agents=4, games=1, stop_seconds=seconds, gentle=True, extra_env=extra_env)
+
+
 def section_rllib(repeats: int, seconds: float) -> List[str]:
     """BallChase, 4 agents, one game: our RLlib script, gdrl's (same YAML), our SB3 script, the limit."""
     # One iteration is 3,200 agent steps (800 game steps) in every run: both RLlib runs count agent steps, and
@@ -444,22 +454,8 @@ def section_rllib(repeats: int, seconds: float) -> List[str]:
     results = interleaved(
         {
             "limit": lambda: limit_client(4, 1, seconds),
-            "ours": lambda: run_traced(
-                ours_rllib(RLLIB_SETTINGS),
-                n_agents=4,
-                games=1,
-                stop_seconds=seconds,
-                gentle=True,
-                extra_env=dict(OURS_ENV, **RAY_ENV),
-            ),
-            "gdrl": lambda: run_traced(
-                gdrl_rllib(RLLIB_SETTINGS),
-                n_agents=4,
-                games=1,
-                stop_seconds=seconds,
-                gentle=True,
-                extra_env=RAY_ENV,
-            ),
+            "ours": lambda: rllib_run(ours_rllib(RLLIB_SETTINGS), seconds, dict(OURS_ENV, **RAY_ENV)),
+            "gdrl": lambda: rllib_run(gdrl_rllib(RLLIB_SETTINGS), seconds, RAY_ENV),
             "sb3": lambda: run_traced(
                 ours_sb3(1, SB3_LIKE_RLLIB), n_agents=4, games=1, stop_seconds=seconds, extra_env=OURS_ENV
             ),

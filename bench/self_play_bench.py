@@ -75,20 +75,20 @@ def evaluate(trial: Path, episodes: int) -> Dict[str, float]:
     """The final left_policy, greedy, against the scripted opponent (skill 0.7): shares of each outcome."""
     from ray.rllib.policy.policy import Policy
 
-    from godot_rl_cli.rllib.env import GodotMultiAgentEnv
+    from godot_rl_cli.game.settings import GameSettings
+    from godot_rl_cli.rllib.env import ENV_CONFIG_KEY, GodotEnvConfig, GodotMultiAgentEnv
 
     checkpoint = sorted(trial.glob("checkpoint_*"))[-1]
     policy = Policy.from_checkpoint(str(checkpoint / "policies" / "left_policy"))
-    env = GodotMultiAgentEnv(
-        {
-            "env_path": str(REPO / "examples/sim/PongDuel.x86_64"),
-            "port": find_free_port_block(2),
-            "seed": 1000,
-            "speedup": 8,
-            "action_repeat": 8,
-            "game_args": {"opponent": "scripted", "opponent_skill": "0.7"},
-        }
+    game = GameSettings(
+        env_path=str(REPO / "examples/sim/PongDuel.x86_64"),
+        port=find_free_port_block(2),
+        seed=1000,
+        speedup=8,
+        action_repeat=8,
+        game_args={"opponent": "scripted", "opponent_skill": "0.7"},
     )
+    env = GodotMultiAgentEnv({ENV_CONFIG_KEY: GodotEnvConfig(game)})
     outcomes = {"wins": 0, "draws": 0, "losses": 0}
     try:
         for _ in range(episodes):

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
 
 FILE_NAME = "manifest.json"
 SUITE_ROOT = Path(__file__).resolve().parent.parent
@@ -122,9 +121,11 @@ def build(
     hyperparameters: Mapping[str, Any],
     timesteps: int,
     seeds: Mapping[str, Any],
+    onnx_versions: Mapping[str, int],
     **extra: Any,
 ) -> Dict[str, Any]:
-    """The manifest of one saved model; `extra` adds fields (e.g. the evaluation that made it the best)."""
+    """The manifest of one saved model; `onnx_versions`: the opset and IR version the trainer exports with;
+    `extra` adds fields (e.g. the evaluation that made it the best)."""
     return {
         "created_at": datetime.datetime.now(datetime.UTC)
         .isoformat(timespec="seconds")
@@ -140,7 +141,7 @@ def build(
         "timesteps": int(timesteps),
         "seeds": dict(seeds),
         "versions": versions(),
-        "onnx": {"opset": DEFAULT_OPSET, "ir_version": DEFAULT_IR_VERSION},  # what the trainers export with
+        "onnx": dict(onnx_versions),
         "suite_commit": suite_commit(),
         **extra,
     }

@@ -57,3 +57,13 @@ def script_env() -> dict:
     env["CONTROLLER_METRICS"] = "1"
     env.pop("PYTHONUNBUFFERED", None)
     return env
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config):
+    """`pytest -m fast` reads only the test modules that mark tests fast: importing the end-to-end modules
+    (torch, SB3, Ray) takes half a minute, for tests that would be deselected anyway."""
+    if config.option.markexpr != "fast" or not collection_path.name.startswith("test_"):
+        return None
+    if collection_path.suffix == ".py" and "mark.fast" not in collection_path.read_text():
+        return True
+    return None

@@ -223,9 +223,7 @@ def test_bad_input_is_one_error_line_and_nothing_left_running(name, tmp_path):
         assert stderr.startswith("usage:") and len(errors) == 1, stderr
     else:
         errors = [line for line in stderr.splitlines() if line.startswith("ERROR: ")]
-        others = [
-            line for line in stderr.splitlines() if not line.startswith(("ERROR: ", "WARNING: ", "[game:"))
-        ]
+        others = [line for line in stderr.splitlines() if not line.startswith(("ERROR: ", "WARNING: "))]
         assert len(errors) == 1 and others == [], stderr
         assert errors[0].endswith(")"), "ERROR: <what> (<how to fix>)"
     assert case.message in errors[0], errors[0]

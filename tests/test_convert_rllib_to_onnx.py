@@ -24,6 +24,7 @@ from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe as onnx_export
 from godot_rl_cli.onnx import rllib as rllib_onnx
 from godot_rl_cli.onnx.recipe import VerificationError
+from godot_rl_cli.rllib import saved_policies
 
 SCRIPT = "convert_rllib_to_onnx.py"
 PAIR = ["left_policy", "right_policy"]
@@ -193,7 +194,7 @@ def copy_of(source: Path, destination: Path) -> Path:
 
 
 def load(checkpoint: Path, policy_id: str):
-    return rllib_onnx.load_policy(checkpoint, policy_id)
+    return saved_policies.load_policy(checkpoint, policy_id)
 
 
 def observations(count: int = 24, size: int = 6, seed: int = 3) -> np.ndarray:
@@ -244,8 +245,9 @@ def convert(*args: str, cwd: Path, env=None):
 
 
 def exported(result) -> List[Path]:
-    """The paths printed on stdout: each path alone on a line, followed by its one-line summary."""
-    lines = result.stdout.splitlines()
+    """The paths printed on stdout: each path alone on a line, followed by its one-line summary (after the
+    line naming the checkpoint, when the converter looked for the newest run's)."""
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("Exporting ")]
     assert len(lines) % 2 == 0, result.stdout
     paths = [Path(line) for line in lines[0::2]]
     for path, summary in zip(paths, lines[1::2], strict=False):
@@ -346,7 +348,8 @@ def test_controller_cli_export_takes_the_newest_run_of_the_configs_algorithm(mad
     result = convert("--config_file", config, "--output_dir", "out", "--policy", "left_policy", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "out" / "left_policy.onnx"]
-    assert str(newer / "checkpoint_000000") in result.stderr
+    assert result.stdout.startswith(f"Exporting {newer / 'checkpoint_000000'}, of the newest run under ")
+    assert result.stderr == ""
     assert_computes_model_of(
         tmp_path / "out" / "left_policy.onnx", newer / "checkpoint_000000", "left_policy"
     )
@@ -431,7 +434,7 @@ def test_opset_and_ir_version_are_written_exactly(made, tmp_path, opset, ir_vers
     ],
 )
 def test_each_algorithm_exports_the_deterministic_action(made, tmp_path, case, layout):
-    summary = rllib_onnx.export_checkpoint_policy(
+    summary = saved_policies.export_checkpoint_policy(
         made[case], "default_policy", tmp_path / "policy.onnx", opset=13, ir_version=9
     )
     assert summary.verified and summary.max_error <= 1e-5
@@ -470,7 +473,7 @@ def test_recurrent_and_filtered_policies_are_refused(made, tmp_path):
     """An LSTM's state and a MeanStdFilter's statistics are not inputs the plugin can feed: refused, nothing
     written."""
     with pytest.raises(UserError, match="observation_filter MeanStdFilter"):
-        rllib_onnx.export_checkpoint_policy(
+        saved_policies.export_checkpoint_policy(
             made["ppo-filtered"], "default_policy", tmp_path / "filtered.onnx"
         )
     assert_one_error(convert(made["ppo-lstm"], "-o", tmp_path, cwd=tmp_path), "'default_policy' is recurrent")

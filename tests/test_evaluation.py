@@ -85,9 +85,9 @@ def improving(tmp_path_factory):
 
 def test_evaluation_runs_on_its_own_game_and_port(improving):
     directory, port, _, result = improving
-    assert f"[game:{port}] BallChase (Godot RL example game, simulated) seed=0 port={port}" in result.stderr
+    assert f"[game:{port}] BallChase (Godot RL example game, simulated) seed=0 port={port}" in result.stdout
     assert f"[game:{port + 1}] BallChase (Godot RL example game, simulated) seed=1 port={port + 1}" in (
-        result.stderr
+        result.stdout
     )
     assert "restarting it (1 of --max_env_restarts 1)" in result.stderr  # the evaluation game, relaunched
     samples = metric_lines(result.stdout)
@@ -311,8 +311,8 @@ def rllib_falling(tmp_path_factory):
 def test_rllib_evaluation_on_its_own_port_with_metrics_per_policy(rllib_falling):
     _, port, _, result, _ = rllib_falling
     # game 0 (the probe, then the local training env) on port; the evaluation runner's game after it
-    assert f"seed=0 port={port}" in result.stderr and f"seed=2 port={port + 2}" in result.stderr
-    assert f"port={port + 1}" not in result.stderr  # no idle evaluation game in the driver
+    assert f"seed=0 port={port}" in result.stdout and f"seed=2 port={port + 2}" in result.stdout
+    assert f"port={port + 1}" not in result.stdout  # no idle evaluation game in the driver
     found = evaluations(result.stdout)
     assert sorted(found) == [1, 2, 3]
     rewards = [found[iteration]["eval_reward_mean"] for iteration in (1, 2, 3)]

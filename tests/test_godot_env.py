@@ -19,6 +19,7 @@ from godot_rl_cli.game import (
     GameDiedError,
     GameHungError,
     GameProtocolError,
+    GameSettings,
     RobustGodotEnv,
     StopRequested,
     clear_stop_request,
@@ -31,7 +32,9 @@ ACTION = np.zeros((1, 1, 2), np.float32)
 
 def run_until_error(steps: int = 20, step_timeout: float = 3.0, **game_args):
     env = RobustGodotEnv(
-        env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=step_timeout, game_args=game_args
+        GameSettings(
+            env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=step_timeout, game_args=game_args
+        )
     )
     try:
         env.reset()
@@ -66,9 +69,11 @@ def test_protocol_fault_is_a_clear_error_within_seconds(fault, error, message):
 
 def test_non_ascii_text_is_valid_protocol():
     env = RobustGodotEnv(
-        env_path=BALLCHASE,
-        port=find_free_port_block(1),
-        game_args={"fault": "non_ascii", "fault_after_steps": 0},
+        GameSettings(
+            env_path=BALLCHASE,
+            port=find_free_port_block(1),
+            game_args={"fault": "non_ascii", "fault_after_steps": 0},
+        )
     )
     try:
         env.reset()
@@ -105,7 +110,9 @@ def test_never_connecting_game_names_path_and_port():
     with pytest.raises(
         GameConnectError, match=f"BallChase.x86_64 on port {port} did not connect within 1.5 s"
     ):
-        RobustGodotEnv(env_path=BALLCHASE, port=port, connect_timeout=1.5, game_args={"never_connect": 1})
+        RobustGodotEnv(
+            GameSettings(env_path=BALLCHASE, port=port, connect_timeout=1.5, game_args={"never_connect": 1})
+        )
     assert time.monotonic() - started < 12, "the 1.5 s connect timeout, not the default one"
     time.sleep(0.2)
     assert processes_matching(f"--port={port} ") == []
@@ -115,13 +122,18 @@ def test_busy_port_is_a_user_error_before_the_game_starts():
     port = find_free_port_block(1)
     with socket.create_server(("127.0.0.1", port)):
         with pytest.raises(UserError, match=f"port {port} on 127.0.0.1 is already in use"):
-            RobustGodotEnv(env_path=BALLCHASE, port=port)
+            RobustGodotEnv(GameSettings(env_path=BALLCHASE, port=port))
     assert processes_matching(f"--port={port} ") == []
 
 
 def test_stop_request_abandons_a_wait_on_a_silent_game():
     env = RobustGodotEnv(
-        env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=60, game_args={"hang_after_steps": 0}
+        GameSettings(
+            env_path=BALLCHASE,
+            port=find_free_port_block(1),
+            step_timeout=60,
+            game_args={"hang_after_steps": 0},
+        )
     )
     try:
         env.reset()
@@ -140,7 +152,12 @@ def test_send_to_a_game_that_stopped_reading_is_bounded():
     """A hung game stops reading: once the socket buffers are full, a send waits at most step_timeout, and a
     stop request ends that wait at once."""
     env = RobustGodotEnv(
-        env_path=BALLCHASE, port=find_free_port_block(1), step_timeout=1, game_args={"hang_after_steps": 0}
+        GameSettings(
+            env_path=BALLCHASE,
+            port=find_free_port_block(1),
+            step_timeout=1,
+            game_args={"hang_after_steps": 0},
+        )
     )
     big = "x" * (32 * 1024 * 1024)  # more than the kernel buffers both ways hold
     try:
@@ -166,7 +183,9 @@ def test_env_path_with_spaces(tmp_path):
     folder.mkdir(parents=True)
     for name in ("BallChase.x86_64", "godot_sim.py"):
         shutil.copy2(SIM_DIR / name, folder / name)
-    env = RobustGodotEnv(env_path=str(folder / "BallChase.x86_64"), port=find_free_port_block(1))
+    env = RobustGodotEnv(
+        GameSettings(env_path=str(folder / "BallChase.x86_64"), port=find_free_port_block(1))
+    )
     try:
         obs, _ = env.reset()
         assert len(obs[0]["obs"]) == 4
@@ -180,8 +199,8 @@ def test_game_dies_with_a_killed_trainer():
         f"""
         import sys, time
         sys.path.insert(0, {str(REPO_ROOT)!r})
-        from godot_rl_cli.game import RobustGodotEnv
-        env = RobustGodotEnv(env_path={BALLCHASE!r}, port={port})
+        from godot_rl_cli.game import GameSettings, RobustGodotEnv
+        env = RobustGodotEnv(GameSettings(env_path={BALLCHASE!r}, port={port}))
         print("ready", flush=True)
         time.sleep(60)
         """
@@ -206,9 +225,11 @@ def test_debug_panel_that_fails_is_one_warning_line(capsys):
     from godot_rl_cli.game.debug_panel import print_debug_panel
 
     env = RobustGodotEnv(
-        env_path=BALLCHASE,
-        port=find_free_port_block(1),
-        game_args={"fault": "wrong_shape", "fault_after_steps": 0},
+        GameSettings(
+            env_path=BALLCHASE,
+            port=find_free_port_block(1),
+            game_args={"fault": "wrong_shape", "fault_after_steps": 0},
+        )
     )
     try:
         print_debug_panel(env, "test")
@@ -216,7 +237,7 @@ def test_debug_panel_that_fails_is_one_warning_line(capsys):
         env.close()
     captured = capsys.readouterr()
     assert "=== end of debug panel ===" not in captured.out
-    [warning] = [line for line in captured.err.splitlines() if not line.startswith("[game:")]
+    [warning] = captured.err.splitlines()
     assert (
         warning.startswith("WARNING: debug panel failed: GameProtocolError: game ") and "BallChase" in warning
     )

@@ -1,6 +1,7 @@
 """The suite as a package: console commands, main() entry points, fast --help, no flag abbreviations,
 and the one wrapper of godot-rl's private message call."""
 
+import importlib
 import inspect
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
 from godot_rl.core.godot_env import GodotEnv
 
-from godot_rl_cli.game import RobustGodotEnv
+from godot_rl_cli.game import GameSettings, RobustGodotEnv
 
 SCRIPTS = {
     "stable_baselines3_training_script.py": "--time=5",
@@ -31,10 +32,15 @@ def console_commands() -> dict:
     return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 
 
-def test_every_script_has_a_console_command_calling_its_main():
-    targets = {target.split(":")[0] + ".py" for target in console_commands().values()}
-    assert set(SCRIPTS) <= targets
-    assert all(target.endswith(":main") for target in console_commands().values())
+def test_every_script_is_a_shim_over_the_main_of_a_console_command():
+    """The controller runs the top-level scripts by path, a user the console commands: both call the one
+    main in godot_rl_cli/cli/."""
+    targets = set(console_commands().values())
+    assert all(target.startswith("godot_rl_cli.cli.") and target.endswith(":main") for target in targets)
+    for script in SCRIPTS:
+        shim = importlib.import_module(script[: -len(".py")])
+        assert f"{shim.main.__module__}:main" in targets, script
+        assert len((REPO_ROOT / script).read_text().splitlines()) <= 15, "a shim holds no code of its own"
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -72,8 +78,8 @@ def test_abbreviated_flags_are_refused(script, abbreviation, tmp_path):
 
 
 def test_pip_install_gives_working_console_commands(tmp_path):
-    """`pip install .` (here without dependencies, into a folder) installs the commands; each answers --help
-    from a directory that is not the checkout."""
+    """`pip install .` (here without dependencies, into a folder) installs the package alone and the commands;
+    each answers --help from a directory that is not the checkout."""
     source = tmp_path / "source"
     files = subprocess.run(
         ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -101,6 +107,8 @@ def test_pip_install_gives_working_console_commands(tmp_path):
         timeout=300,
     )
     assert install.returncode == 0, install.stderr[-2000:]
+    top_level = {path.name for path in target.iterdir() if not path.name.endswith(".dist-info")}
+    assert top_level == {"godot_rl_cli", "bin"}, "nothing but the package lands in site-packages"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     for command in console_commands():
@@ -121,7 +129,11 @@ def test_send_actions_is_the_wrapper_of_godot_rl_private_call():
     it."""
     assert list(inspect.signature(GodotEnv._send_as_json).parameters) == ["self", "dictionary"]
     env = RobustGodotEnv(
-        env_path=str(SIM_DIR / "BallChase.x86_64"), port=find_free_port_block(1), game_args={"n_agents": 2}
+        GameSettings(
+            env_path=str(SIM_DIR / "BallChase.x86_64"),
+            port=find_free_port_block(1),
+            game_args={"n_agents": 2},
+        )
     )
     try:
         observations, _ = env.reset()

@@ -235,7 +235,7 @@ def test_runners_on_the_worker_node_survive_a_killed_runner(cluster, tmp_path):
     assert samples[-1]["custom_metrics"]["env_runner_restarts"] == 1
     assert "env runner restarts 1" in stdout
     game_started = f"Pong (Godot RL example game, simulated) seed=1 port={port + 1}"
-    runners = set(re.findall(rf"RolloutWorker pid=(\d+).*{re.escape(game_started)}", stderr))
+    runners = set(re.findall(rf"RolloutWorker pid=(\d+).*{re.escape(game_started)}", stdout))
     assert len(runners) == 2, "the restarted runner (a new process) started its game again, on its port"
     assert error_lines(stderr) == []
     assert_no_games(port)

@@ -13,6 +13,7 @@ from conftest import SIM_DIR, find_free_port_block
 from ray.rllib.evaluation.sampler import SyncSampler
 from ray.rllib.policy.sample_batch import SampleBatch
 
+from godot_rl_cli.game import GameSettings
 from godot_rl_cli.rllib.config import RunSpec
 from godot_rl_cli.rllib.sampler import BatchedSampler, unsupported_policy
 from godot_rl_cli.rllib.setup import build_config, probe_game
@@ -62,12 +63,13 @@ def build(tmp_path):
             algorithm=algorithm,
             env_is_multiagent=multiagent,
             env_config=env_config,
+            game=GameSettings.from_env_config(env_config),
             sampler=sampler,
             settings={"num_env_runners": 0, **settings},
         )
-        game = probe_game(env_config)
+        game = probe_game(spec.game)
         try:
-            config, _ = build_config(spec, env_config, game, None)
+            config, _ = build_config(spec, spec.game, game, None)
         finally:
             game.close()
         directory = tmp_path / f"algo{len(algos)}"

@@ -404,7 +404,7 @@ def test_lstm_policy_is_refused_before_the_game_starts(tmp_path):
         result.stderr.startswith("ERROR: --policy-type lstm is not supported")
         and "state_ins" in result.stderr
     )
-    assert "[game:" not in result.stderr
+    assert "[game:" not in result.stdout
 
 
 def test_sigint_saves_model_and_onnx_and_closes_games(tmp_path):

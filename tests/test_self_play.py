@@ -2,6 +2,7 @@
 of rllib_training_script.py on PongDuel (a fresh one, and one resumed from its checkpoint with RLlib's own
 sampler) and the one-line errors for blocks the game cannot play."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -337,11 +338,11 @@ def test_blocks_the_game_cannot_play_are_refused_when_the_config_is_built(
     from godot_rl_cli.rllib.setup import build_config, probe_game
 
     spec = load_run_spec(str(duel_config(tmp_path, "bad.yaml", **changes)))
-    env_config = {**spec.env_config, "game_args": game_args}
-    game = probe_game(env_config)
+    settings = dataclasses.replace(spec.game, game_args={**spec.game.game_args, **game_args})
+    game = probe_game(settings)
     try:
         with pytest.raises(UserError) as caught:
-            build_config(spec, env_config, game, None)
+            build_config(spec, settings, game, None)
     finally:
         game.close()
     assert message in caught.value.what

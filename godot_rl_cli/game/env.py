@@ -1,6 +1,6 @@
 """RobustGodotEnv: godot-rl's GodotEnv that never hangs, never leaks a game process and says what went wrong.
 
-A drop-in subclass of godot-rl's `GodotEnv` (same constructor arguments, attributes and methods) that
+A subclass of godot-rl's `GodotEnv` (same attributes and methods; built from one `GameSettings`) that
 fixes the weak spots of godot-rl 0.8.2, by delegating to the game layer's parts:
 - `process`: the game's command line is an argv list (paths with spaces work), games die with the
   process that started them, and their output goes to stderr;
@@ -20,32 +20,19 @@ from gymnasium import spaces
 from godot_rl_cli.game import protocol
 from godot_rl_cli.game.errors import GameError, GameProtocolError
 from godot_rl_cli.game.process import GameProcess, game_command, validate_env_path
-from godot_rl_cli.game.settings import DEFAULT_TIMEOUT_S, GameSettings
+from godot_rl_cli.game.settings import GameSettings
 
 
 class RobustGodotEnv(GodotEnv):
     """godot-rl's GodotEnv with bounded waits, clear errors and guaranteed game shutdown."""
 
-    def __init__(
-        self,
-        env_path: Optional[str] = None,
-        port: int = GodotEnv.DEFAULT_PORT,
-        show_window: bool = False,
-        seed: int = 0,
-        framerate: Optional[int] = None,
-        action_repeat: Optional[int] = None,
-        speedup: Optional[int] = None,
-        convert_action_space: bool = False,
-        connect_timeout: float = DEFAULT_TIMEOUT_S,
-        step_timeout: float = DEFAULT_TIMEOUT_S,
-        game_args: Optional[Dict[str, Any]] = None,
-        **kwargs: Any,
-    ):
+    def __init__(self, settings: GameSettings, convert_action_space: bool = False):
+        """Launch the game `settings` describe (or wait for the editor's), then read its spaces."""
         self.process: Optional[GameProcess] = None
         self.connection: Optional[protocol.Connection] = None
-        self.port = port
-        self.step_timeout = step_timeout
-        self.env_path = validate_env_path(env_path) if env_path else None
+        port = self.port = settings.port
+        self.step_timeout = settings.step_timeout
+        self.env_path = validate_env_path(settings.env_path) if settings.env_path else None
         self._closed = False
         self.num_envs = None
         self.action_spaces: List[spaces.Dict] = []
@@ -55,20 +42,16 @@ class RobustGodotEnv(GodotEnv):
         atexit.register(self.close)
         try:
             if self.env_path:
-                args = {**(game_args or {}), **kwargs}
-                command = game_command(
-                    self.env_path, port, seed, show_window, framerate, action_repeat, speedup, args
-                )
-                self.process = GameProcess(command, port)
+                self.process = GameProcess(game_command(settings, self.env_path), port)
             else:
                 print(
                     f"No game binary given: press Play in the Godot editor (waiting on port {port})",
                     flush=True,
                 )
             game_exited = self.process.has_exited if self.process else None
-            sock = protocol.accept(listener, connect_timeout, game_exited, self._game_error, port)
+            sock = protocol.accept(listener, settings.connect_timeout, game_exited, self._game_error, port)
             self.connection = protocol.Connection(
-                sock, step_timeout, game_exited or (lambda: False), self._game_error
+                sock, settings.step_timeout, game_exited or (lambda: False), self._game_error
             )
         except BaseException:
             self.close()
@@ -89,22 +72,6 @@ class RobustGodotEnv(GodotEnv):
         self.tuple_action_spaces = [spaces.Tuple(list(space.values())) for space in self.action_spaces]
         self.action_space_processor = ActionSpaceProcessor(self.tuple_action_spaces[0], convert_action_space)
 
-    @classmethod
-    def from_settings(cls, settings: GameSettings) -> "RobustGodotEnv":
-        """Launch (or wait for) the game `settings` describe."""
-        return cls(
-            env_path=settings.env_path,
-            port=settings.port,
-            show_window=settings.show_window,
-            seed=settings.seed,
-            framerate=settings.framerate,
-            action_repeat=settings.action_repeat,
-            speedup=settings.speedup,
-            connect_timeout=settings.connect_timeout,
-            step_timeout=settings.step_timeout,
-            game_args=settings.game_args,
-        )
-
     @property
     def proc(self):
         """The game's Popen (None in the editor), as godot-rl's GodotEnv names it."""
@@ -113,10 +80,7 @@ class RobustGodotEnv(GodotEnv):
     # --- the messages -------------------------------------------------------------------------------
 
     def send_actions(self, actions: List[Dict[str, Any]]) -> None:
-        """Send one `{head: value}` action per agent; the reply is read with `step_recv()`.
-
-        The one place that calls godot-rl's private `_send_as_json` (its message building).
-        """
+        """Send one `{head: value}` action per agent; the reply is read with `step_recv()`."""
         self._send_as_json({"type": "action", "action": actions})
 
     def _send_string(self, string: str) -> None:

@@ -1,6 +1,11 @@
 """What can go wrong with a game, as exceptions whose `str()` is one line a user can act on."""
 
+import contextlib
 import signal
+import sys
+from typing import Callable, Iterator
+
+from godot_rl_cli.errors import UserError, exit_with_error
 
 
 class GameError(RuntimeError):
@@ -35,3 +40,24 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+GAME_START_HOW = "check that the game starts on its own and uses the Godot RL Agents plugin"
+
+
+@contextlib.contextmanager
+def exit_on_setup_failure(stopped: str, cleanup: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Before training: a bad setting (UserError) or a game that does not start (GameError) exits 1 with one
+    ERROR line, a stop (SIGINT) exits 0 saying `stopped`; `cleanup` (closing what started) runs first."""
+    try:
+        yield
+    except UserError as error:
+        cleanup()
+        exit_with_error(error.what, error.how)
+    except GameError as error:
+        cleanup()
+        exit_with_error(str(error), GAME_START_HOW)
+    except (StopRequested, KeyboardInterrupt):
+        cleanup()
+        print(stopped, file=sys.stderr)
+        sys.exit(0)

@@ -2,8 +2,9 @@
 
 Games are started in their own session (a SIGINT to the trainer does not reach them) with the kernel's
 parent-death signal set, so they die with the thread that launched them, SIGKILL of the trainer included.
-Their output goes to stderr with a `[game:<port>]` prefix (stdout stays clean for `@METRIC` lines) and the
-last lines are kept for error messages. `stop_all_games()` and `request_stop()` are safe in signal handlers.
+Their output goes to stdout with a `[game:<port>]` prefix, so it never starts an `@METRIC` line and stderr
+keeps the suite's warnings and errors (which quote a failed game's last lines, kept here).
+`stop_all_games()` and `request_stop()` are safe in signal handlers.
 """
 
 import ctypes
@@ -16,10 +17,11 @@ import time
 import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional
+from typing import Deque, List
 
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game.errors import StopRequested, describe_exit
+from godot_rl_cli.game.settings import GameSettings
 
 GAME_SUFFIX = ".x86_64"
 GAME_OUTPUT_LINES_KEPT = 20
@@ -73,27 +75,18 @@ def validate_env_path(env_path: str) -> str:
     return str(path)
 
 
-def game_command(
-    env_path: str,
-    port: int,
-    seed: int,
-    show_window: bool,
-    framerate: Optional[int],
-    action_repeat: Optional[int],
-    speedup: Optional[int],
-    game_args: Dict[str, Any],
-) -> List[str]:
-    """The game's argv, as the Godot RL Agents plugin reads it."""
-    command = [env_path, f"--port={port}", f"--env_seed={seed}"]
-    if not show_window:
+def game_command(settings: GameSettings, env_path: str) -> List[str]:
+    """The argv of the game `settings` describe (`env_path`: its checked path), as the Godot RL Agents plugin
+    reads it."""
+    command = [env_path, f"--port={settings.port}", f"--env_seed={settings.seed}"]
+    if not settings.show_window:
         command += ["--disable-render-loop", "--headless"]
-    if framerate is not None:
-        command += ["--fixed-fps", str(framerate)]
-    if action_repeat is not None:
-        command.append(f"--action_repeat={action_repeat}")
-    if speedup is not None:
-        command.append(f"--speedup={speedup}")
-    command += [f"--{key}={value}" for key, value in game_args.items()]
+    if settings.framerate is not None:
+        command += ["--fixed-fps", str(settings.framerate)]
+    if settings.action_repeat is not None:
+        command.append(f"--action_repeat={settings.action_repeat}")
+    command.append(f"--speedup={settings.speedup}")
+    command += [f"--{key}={value}" for key, value in settings.game_args.items()]
     return command
 
 
@@ -127,13 +120,14 @@ class GameProcess:
         threading.Thread(target=self._relay_output, name=f"game-output-{port}", daemon=True).start()
 
     def _relay_output(self) -> None:
-        """Copy the game's output to stderr with a prefix, keeping its last lines for error messages."""
+        """Copy the game's output to stdout with a prefix, keeping its last lines for error messages."""
         assert self.popen.stdout is not None
         for raw_line in self.popen.stdout:
             line = raw_line.decode("utf-8", "replace").rstrip()
             self.output.append(line)
             try:
-                sys.stderr.write(f"[game:{self.port}] {line}\n")
+                sys.stdout.write(f"[game:{self.port}] {line}\n")
+                sys.stdout.flush()
             except (OSError, ValueError):
                 pass
 

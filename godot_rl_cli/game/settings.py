@@ -8,7 +8,7 @@ The SB3 trainer (and the controller-tab scripts) read these from flags, the RLli
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from godot_rl_cli.cli_types import add_flag, int_in_range, key_value, positive_float, seed_value
 from godot_rl_cli.errors import UserError
@@ -23,7 +23,7 @@ class GameSettings:
     port: int = DEFAULT_PORT
     seed: int = 0
     show_window: bool = False
-    speedup: Optional[int] = None
+    speedup: int = 1  # the plugin's own default, and what the controller's scripts pass
     action_repeat: Optional[int] = None
     framerate: Optional[int] = None
     connect_timeout: float = DEFAULT_TIMEOUT_S
@@ -40,12 +40,14 @@ class GameSettings:
 
     @classmethod
     def from_env_config(cls, env_config: Mapping[str, Any]) -> "GameSettings":
-        """From an RLlib `env_config` (keys are the field names; missing or null keys keep their defaults).
-        A value of the wrong type or out of its flag's range is a UserError naming the key."""
+        """From an RLlib `env_config` (keys are the field names; missing or null keys keep their defaults;
+        other keys are game arguments). A value of the wrong type or out of its flag's range is a UserError
+        naming the key."""
         values = {name: env_config[name] for name in FIELD_NAMES if env_config.get(name) is not None}
         for name, value in values.items():
             values[name] = _checked_value(name, value)
-        values["game_args"] = dict(values.get("game_args") or {})
+        extra = {key: value for key, value in env_config.items() if key not in FIELD_NAMES}
+        values["game_args"] = {**extra, **(values.get("game_args") or {})}
         return cls(**values)
 
     def for_game(self, index: int) -> "GameSettings":
@@ -56,6 +58,7 @@ class GameSettings:
 
 
 FIELD_NAMES = tuple(item.name for item in dataclasses.fields(GameSettings))
+DEFAULTS = GameSettings()  # each setting's one default, which the flags show too
 
 # The value of each numeric setting, as its flag and its env_config key take it.
 VALUE_TYPES: Dict[str, Callable[[str], Any]] = {
@@ -87,15 +90,15 @@ def _checked_value(name: str, value: Any) -> Any:
     return value
 
 
-# The game flags with a value type (VALUE_TYPES): their default and help.
-GAME_FLAGS: Dict[str, Tuple[Any, str]] = {
-    "speedup": (1, "physics speed multiplier passed to the game"),
-    "port": (DEFAULT_PORT, "base TCP port on 127.0.0.1"),
-    "action_repeat": (None, "physics frames per action (game default if omitted)"),
-    "framerate": (None, "pass --fixed-fps N so a real Godot game runs as fast as it can"),
-    "connect_timeout": (DEFAULT_TIMEOUT_S, "seconds to wait for the game to connect"),
-    "step_timeout": (DEFAULT_TIMEOUT_S, "seconds of silence after which a game counts as hung"),
-    "max_env_restarts": (0, "relaunch a crashed or hung game up to N times and keep training"),
+# The game flags with a value type (VALUE_TYPES): their help (their default is GameSettings').
+GAME_FLAGS: Dict[str, str] = {
+    "speedup": "physics speed multiplier passed to the game",
+    "port": "base TCP port on 127.0.0.1",
+    "action_repeat": "physics frames per action (game default if omitted)",
+    "framerate": "pass --fixed-fps N so a real Godot game runs as fast as it can",
+    "connect_timeout": "seconds to wait for the game to connect",
+    "step_timeout": "seconds of silence after which a game counts as hung",
+    "max_env_restarts": "relaunch a crashed or hung game up to N times and keep training",
 }
 
 
@@ -110,9 +113,9 @@ def add_game_arguments(parser: argparse.ArgumentParser, *, restarts: bool = True
         default=None,
         help="exported game (.x86_64); omit to use the Godot editor (press Play)",
     )
-    for name, (default, text) in GAME_FLAGS.items():
+    for name, text in GAME_FLAGS.items():
         if name != "max_env_restarts" or restarts:
-            add_flag(game, name, type=VALUE_TYPES[name], default=default, help=text)
+            add_flag(game, name, type=VALUE_TYPES[name], default=getattr(DEFAULTS, name), help=text)
     game.add_argument(
         "--game_arg",
         "--game-arg",

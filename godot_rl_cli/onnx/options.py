@@ -1,11 +1,18 @@
 """The ONNX version flags both converters take (no heavy imports: --help stays fast)."""
 
 import argparse
+from typing import Dict
 
 # The converters' range; the Godot plugin (ONNX Runtime 1.15) loads opset <= 19, see recipe.GODOT_MAX_OPSET.
 OPSETS = range(9, 18)
 DEFAULT_OPSET = 13
 DEFAULT_IR_VERSION = 9
+
+
+def trainer_export_versions() -> Dict[str, int]:
+    """What the trainers' own exports (best.onnx, --onnx_export_path) are written with, as manifest.json
+    records it."""
+    return {"opset": DEFAULT_OPSET, "ir_version": DEFAULT_IR_VERSION}
 
 
 def add_version_arguments(parser: argparse.ArgumentParser, reference: str) -> None:

@@ -1,7 +1,7 @@
 """RLlib (old API stack) checkpoints to ONNX files the Godot plugin runs, one file per policy, verified.
 
-Which checkpoint a path designates is `godot_rl_cli.rllib.layout`'s to say. Each policy is
-`policies/<id>/`, loaded with `Policy.from_checkpoint` (no Ray cluster needed).
+This module exports a policy already loaded: reading a checkpoint (which one a path designates, its
+policies, restoring one) is `godot_rl_cli.rllib`'s (`layout.py`, `saved_policies.py`).
 
 The file: inputs `obs` [batch, n] (the observation the game sends, its keys flattened and
 concatenated in the game's order, as godot_rl_cli.rllib.env trains on) and `state_ins` [batch]; outputs
@@ -20,7 +20,6 @@ dummy batch (seq_lens, previous actions, ...) as inputs, not the plugin's two.
 
 import contextlib
 import io
-import logging
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -29,12 +28,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from godot_rl_cli import algorithms, manifest
+from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import ALGORITHMS, RLLIB_ALGORITHMS
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe
+from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
 
-POLICY_FILES = ("rllib_checkpoint.json", "policy_state.pkl")
 SINGLE_POLICY_ID = "default_policy"
 
 
@@ -45,34 +44,7 @@ def validate_versions(opset: int, ir_version: int) -> None:
         recipe.check_versions(opset, ir_version)
 
 
-# --- choosing and loading policies -----------------------------------------------------------------
-
-
-def policy_ids(checkpoint: Path) -> List[str]:
-    """The ids of the policies saved in `checkpoint/policies/`, sorted."""
-    folder = checkpoint / "policies"
-    try:
-        ids = (
-            sorted(
-                entry.name
-                for entry in folder.iterdir()
-                if entry.is_dir() and any((entry / name).is_file() for name in POLICY_FILES)
-            )
-            if folder.is_dir()
-            else []
-        )
-    except OSError as error:
-        raise UserError(
-            f"cannot read {error.filename or folder} ({error.strerror or error})",
-            "check the directory's permissions",
-        ) from None
-    if not ids:
-        raise UserError(
-            f"checkpoint {checkpoint} holds no policies (no policies/<id>/ folders with policy_state.pkl)",
-            "export a checkpoint written by rllib_training_script.py (RLlib's old API stack); the checkpoint "
-            "may be incomplete",
-        )
-    return ids
+# --- choosing policies and output files -----------------------------------------------------------------
 
 
 def select_policies(
@@ -116,35 +88,6 @@ def output_paths(output: Path, prefix: str, ids: List[str]) -> Dict[str, Path]:
             f"output directory {output} is a file", "pass a directory for the ONNX files with -o/--output-dir"
         )
     return {policy_id: output / f"{prefix}{policy_id}.onnx" for policy_id in ids}
-
-
-def load_policy(checkpoint: Path, policy_id: str):
-    """Restore one policy from `checkpoint/policies/<id>`; any failure is a UserError naming it."""
-    from ray.rllib.policy.policy import Policy
-
-    from godot_rl_cli.rllib.models import register_models
-
-    register_models()  # a policy of the controller's cnn or grn type names its model
-    logging.getLogger("ray").setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            policy = Policy.from_checkpoint(str(checkpoint / "policies" / policy_id))
-    except ImportError as error:
-        raise UserError(
-            f"cannot load policy {policy_id!r} from {checkpoint}: it refers to Python code that is not "
-            f"importable here ({error})",
-            "run the converter where the training code is importable (set PYTHONPATH)",
-        ) from None
-    except Exception as error:
-        detail = (str(error).strip().splitlines() or [""])[0]
-        raise UserError(
-            f"cannot load policy {policy_id!r} from {checkpoint} ({type(error).__name__}: {detail})",
-            "the checkpoint is corrupt or incomplete; export another one with --checkpoint-number",
-        ) from None
-    if not isinstance(policy.model, torch.nn.Module):
-        raise UserError(f"policy {policy_id!r} is not a torch policy", "train with framework: torch")
-    return policy
 
 
 # --- the exported graph ----------------------------------------------------------------------------
@@ -296,7 +239,13 @@ def verify_against_policy(
 
 
 def export_policy(
-    policy, policy_id: str, output_path: Path, *, opset: int = 13, ir_version: int = 9, verify: bool = True
+    policy,
+    policy_id: str,
+    output_path: Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    ir_version: int = DEFAULT_IR_VERSION,
+    verify: bool = True,
 ) -> recipe.ExportSummary:
     """Export a loaded policy to `output_path` (written atomically), then verify the written file.
 
@@ -310,27 +259,4 @@ def export_policy(
     check = (lambda path: verify_against_policy(policy, graph, path)) if verify else None
     return recipe.export_verified(
         graph, [torch.zeros(1, size)], ["obs"], Path(output_path), label, opset, ir_version, check
-    )
-
-
-def export_checkpoint_policy(
-    checkpoint: Path,
-    policy_id: str,
-    output_path: Path,
-    *,
-    opset: int = 13,
-    ir_version: int = 9,
-    verify: bool = True,
-) -> recipe.ExportSummary:
-    """Load one policy of `checkpoint` and export it; refused when its spaces differ from the checkpoint's
-    manifest."""
-    policy = load_policy(checkpoint, policy_id)
-    manifest.check_spaces(checkpoint, policy.observation_space, policy.action_space, policy_id)
-    return export_policy(
-        policy,
-        policy_id,
-        output_path,
-        opset=opset,
-        ir_version=ir_version,
-        verify=verify,
     )

@@ -30,23 +30,24 @@ from stable_baselines3.common.preprocessing import is_image_space, is_image_spac
 from godot_rl_cli import algorithms, manifest
 from godot_rl_cli.algorithms import SB3_ALGORITHMS
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.model_zip import open_model_zip
 from godot_rl_cli.onnx import recipe
-from godot_rl_cli.sb3.model import open_model_zip
+from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
 
 ALGORITHMS = {
     name: algorithms.sb3_class(name) for name in SB3_ALGORITHMS
 }  # name -> SB3 class, from the table
-PASS_ALGO = "pass --algo ppo|a2c|dqn|sac|td3|ddpg"
+PASS_ALGO = f"pass --algo {'|'.join(SB3_ALGORITHMS)}"
 
 
 # --- which algorithm ------------------------------------------------------------------------------
 
 
 def algorithm_of(model: BaseAlgorithm) -> str:
-    """The algorithm name of a loaded model (DDPG before TD3: it is a subclass)."""
-    for name in ("ddpg", "td3", "sac", "dqn", "ppo", "a2c"):
-        if isinstance(model, ALGORITHMS[name]):
-            return name
+    """The algorithm name of a loaded model: its most derived class in the table (DDPG's, not TD3's)."""
+    matches = [name for name, algorithm_class in ALGORITHMS.items() if isinstance(model, algorithm_class)]
+    if matches:
+        return max(matches, key=lambda name: len(ALGORITHMS[name].__mro__))
     raise UserError(
         f"{type(model).__name__} models cannot be exported", "use one of: " + ", ".join(ALGORITHMS)
     )
@@ -65,16 +66,18 @@ def algorithm_from_metadata(data: dict) -> Optional[str]:
         return data["controller_algo"]
     policy_class = data.get("policy_class")
     module = str(policy_class.get("__module__", "")) if isinstance(policy_class, dict) else ""
-    if module.endswith("dqn.policies"):
-        return "dqn"
-    if module.endswith("sac.policies"):
-        return "sac"
-    if module.endswith("td3.policies"):
+    candidates = [name for name in SB3_ALGORITHMS if policy_module(name) == module]
+    if {"td3", "ddpg"} == set(candidates):
         # DDPG is TD3 with every update delayed by one step and no target smoothing noise clip.
         return "ddpg" if data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0.0 else "td3"
-    if module.endswith("common.policies") and "n_steps" in data:
-        return "ppo" if "n_epochs" in data else "a2c"
-    return None
+    if {"ppo", "a2c"} == set(candidates):
+        return ("ppo" if "n_epochs" in data else "a2c") if "n_steps" in data else None
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def policy_module(algo: str) -> str:
+    """The module of the algorithm's policy class, as SB3 records it in a saved model's metadata."""
+    return algorithms.ALGORITHMS[algo].sb3_policy_class.rpartition(".")[0]
 
 
 def algorithm_from_structure(archive: zipfile.ZipFile) -> Optional[str]:
@@ -333,8 +336,8 @@ def export_sb3_model(
     output_path: Path,
     *,
     algo: Optional[str] = None,
-    opset: int = 13,
-    ir_version: int = 9,
+    opset: int = DEFAULT_OPSET,
+    ir_version: int = DEFAULT_IR_VERSION,
     use_obs_array: bool = False,
     verify: bool = True,
 ) -> recipe.ExportSummary:

@@ -236,7 +236,7 @@ class Playback:
                 "status",
                 message=f"Waiting for the Godot editor on port {args.port}: press Play (attempt {attempt})",
             )
-        return RobustGodotEnv.from_settings(game_settings(args, self.env_path))
+        return RobustGodotEnv(game_settings(args, self.env_path))
 
     def _connected(self, game: RobustGodotEnv, attempt: int, mode: str, ids: List[str]) -> None:
         where = self.env_path or "the Godot editor"
@@ -292,7 +292,7 @@ class Playback:
                 if self.stop.is_set():
                     raise StopRequested()
                 actions = source.act(observations)
-                game._send_as_json({"type": "action", "action": actions})
+                game.send_actions(actions)
                 next_observations, rewards, dones, _, infos = game.step_recv()
                 truncate = self.max_steps is not None and tracker.steps + 1 >= self.max_steps
                 tracker.record(rewards, dones, truncate)

@@ -6,6 +6,7 @@ No ML imports here: `--help` and a bad flag answer at once. The game flags are G
 """
 
 import argparse
+import dataclasses
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -171,20 +172,17 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
     )
 
 
+# The game settings the `settings` event shows at its top level; the others go under its `env_config`.
+TOP_LEVEL_GAME_SETTINGS = ("env_path", "show_window", "port", "seed")
+
+
 def settings_of(args: argparse.Namespace) -> Dict[str, Any]:
     """The `settings` event's fields: every playback setting in effect."""
+    game = dataclasses.asdict(game_settings(args, args.env_path))
     return {
         "mode": args.mode,
-        "env_path": args.env_path,
-        "show_window": args.show_window and not args.headless,
-        "port": args.port,
-        "seed": args.seed,
-        "env_config": {
-            "speedup": args.speedup,
-            "action_repeat": args.action_repeat,
-            "framerate": args.framerate,
-            "game_args": dict(args.game_args),
-        },
+        **{name: game.pop(name) for name in TOP_LEVEL_GAME_SETTINGS},
+        "env_config": game,
         "step_delay": args.step_delay,
         "restart_delay": args.restart_delay,
         "max_steps": args.max_steps if args.max_steps > 0 else None,

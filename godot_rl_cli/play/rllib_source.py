@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game.spaces import flatten_observation
-from godot_rl_cli.onnx.rllib import load_policy, policy_ids
 from godot_rl_cli.play.sources import (
     ModelActions,
     describe_space,
@@ -23,6 +22,7 @@ from godot_rl_cli.play.sources import (
 )
 from godot_rl_cli.rllib.env import flat_observation_space
 from godot_rl_cli.rllib.layout import holds_checkpoint, resolve_checkpoint
+from godot_rl_cli.rllib.saved_policies import load_policy, policy_ids
 from godot_rl_cli.threads import configure_torch_threads
 
 

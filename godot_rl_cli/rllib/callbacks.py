@@ -1,21 +1,25 @@
 """The `@METRIC` line of an RLlib iteration: ControllerMetricsCallback collects per-policy custom metrics from
-the agents' info and the episode count; the training loop emits the line after the iteration's checkpoint is
-saved (so `checkpoints` is what is on disk), with `iteration_payload`."""
+the agents' info and the episode count, and shows the iteration's progress (a bar on a terminal, else one
+plain line); the training loop emits the line after the iteration's checkpoint is saved (so `checkpoints` is
+what is on disk), with `iteration_payload`."""
 
 import math
 from collections import defaultdict
 from typing import Any, Dict, Iterable, Optional, Tuple
 
-from ray.rllib.algorithms.callbacks import DefaultCallbacks
+from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from godot_rl_cli import metrics
+from godot_rl_cli.progress import Progress, ProgressDisplay
 from godot_rl_cli.rllib import league
+from godot_rl_cli.rllib.runners import runner_restarts
 
 SEPARATOR = "/"
 
 
-def _number(value: Any) -> Optional[float]:
+def number_or_none(value: Any) -> Optional[float]:
+    """The value as a float; None for NaN or what is no number."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -34,7 +38,7 @@ def info_custom_metrics(last_infos: Iterable[Tuple[str, Dict[str, Any]]]) -> Dic
     return custom
 
 
-class ControllerMetricsCallback(DefaultCallbacks):
+class ControllerMetricsCallback(RLlibCallback):
     """Records each agent's numeric info values at episode end as `<policy>/<key>` custom metrics, counts
     episodes across a resumed run (`episodes_total`, logged in result.json), and keeps the result's step
     counters in steps of the game whatever `count_steps_by` says (`env_steps_in_result`)."""
@@ -42,6 +46,8 @@ class ControllerMetricsCallback(DefaultCallbacks):
     episodes_offset = 0  # episodes of the run this one resumes (set by the training script)
     episodes_in_run = 0
     env_steps_before = 0  # env steps sampled before this iteration (a resumed checkpoint's included)
+    stop_criteria = None  # the run's StopCriteria (set by the training script): the bar's budget
+    display: Optional[ProgressDisplay] = None
 
     def on_episode_end(self, *, episode, **kwargs) -> None:
         episode.custom_metrics.update(
@@ -58,6 +64,28 @@ class ControllerMetricsCallback(DefaultCallbacks):
             self.episodes_offset + self.episodes_in_run
         )  # logged to result.json for resumes
         self.env_steps_before = env_steps_in_result(result, self.env_steps_before)
+        self.show_progress(algorithm, result)
+
+    def show_progress(self, algorithm: Any, result: Dict[str, Any]) -> None:
+        """The bar on a terminal, else the iteration's plain line."""
+        if self.display is None:
+            self.display = ProgressDisplay()
+        if not self.display.live:
+            print(iteration_line(result, runner_restarts(algorithm)), flush=True)
+            return
+        seconds = float(result.get("time_this_iter_s") or 0.0)
+        self.display.show(
+            Progress(
+                iteration=int(result.get("training_iteration", 0)),
+                steps=int(result.get("timesteps_total") or 0),
+                reward=number_or_none(result.get("env_runners", {}).get("episode_reward_mean")),
+                window=int(algorithm.config.metrics_num_episodes_for_smoothing),
+                steps_per_s=result.get(f"{NUM_ENV_STEPS_SAMPLED}_this_iter", 0) / seconds
+                if seconds
+                else None,
+                done=self.stop_criteria.spent(result) if self.stop_criteria else None,
+            )
+        )
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs) -> None:
         self.env_steps_before = env_steps_sampled(algorithm)
@@ -77,6 +105,18 @@ def env_steps_in_result(result: Dict[str, Any], env_steps_before: int) -> int:
     result["timesteps_total"] = result[NUM_ENV_STEPS_SAMPLED_LIFETIME] = env_steps
     result[f"{NUM_ENV_STEPS_SAMPLED}_this_iter"] = env_steps - env_steps_before
     return env_steps
+
+
+def iteration_line(result: Dict[str, Any], restarted_runners: int) -> str:
+    """The plain progress line of an iteration."""
+    runners = result.get("env_runners", {})
+    return (
+        f"iteration {result['training_iteration']} | steps {result.get('timesteps_total')} | "
+        f"episodes {result.get('episodes_total')} | "
+        f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
+        f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}"
+        f"{league.human_summary(result)}"
+    )
 
 
 def count_env_restarts(algo: Any) -> int:
@@ -110,7 +150,7 @@ def iteration_payload(
         if not name.endswith("_mean") or SEPARATOR not in name:
             continue
         policy, key = name[: -len("_mean")].split(SEPARATOR, 1)
-        if _number(value) is not None:
+        if number_or_none(value) is not None:
             custom_by_policy[policy][key] = float(value)
             overall[key].append(float(value))
     learner = result.get("info", {}).get("learner", {})
@@ -123,10 +163,10 @@ def iteration_payload(
         if "cur_lr" in stats:
             stats["learning_rate"] = stats.pop("cur_lr")
         policies[policy] = metrics.policy_metrics(
-            reward_mean=_number(runners.get("policy_reward_mean", {}).get(policy)),
-            reward_min=_number(runners.get("policy_reward_min", {}).get(policy)),
-            reward_max=_number(runners.get("policy_reward_max", {}).get(policy)),
-            episode_len_mean=_number(runners.get("episode_len_mean")),
+            reward_mean=number_or_none(runners.get("policy_reward_mean", {}).get(policy)),
+            reward_min=number_or_none(runners.get("policy_reward_min", {}).get(policy)),
+            reward_max=number_or_none(runners.get("policy_reward_max", {}).get(policy)),
+            episode_len_mean=number_or_none(runners.get("episode_len_mean")),
             completed_episodes=min(episodes_this_iter, len(hist.get(f"policy_{policy}_reward", []))),
             learner_stats=stats,
             custom_metrics=custom_by_policy.get(policy, {}),
@@ -137,10 +177,10 @@ def iteration_payload(
         timesteps_total=timesteps,
         episodes_total=int(result.get("episodes_total", 0)),
         episodes_this_iter=episodes_this_iter,
-        episode_reward_mean=_number(runners.get("episode_reward_mean")),
-        episode_reward_min=_number(runners.get("episode_reward_min")),
-        episode_reward_max=_number(runners.get("episode_reward_max")),
-        episode_len_mean=_number(runners.get("episode_len_mean")),
+        episode_reward_mean=number_or_none(runners.get("episode_reward_mean")),
+        episode_reward_min=number_or_none(runners.get("episode_reward_min")),
+        episode_reward_max=number_or_none(runners.get("episode_reward_max")),
+        episode_len_mean=number_or_none(runners.get("episode_len_mean")),
         time_this_iter_s=float(result.get("time_this_iter_s", 0.0)),
         time_total_s=float(result.get("time_total_s", 0.0)),
         env_steps_this_iter=int(result.get("num_env_steps_sampled_this_iter", 0)),

@@ -62,7 +62,8 @@ class RunSpec:
     env_is_multiagent: bool = True
     checkpoint_frequency: int = DEFAULT_CHECKPOINT_FREQUENCY  # 0: only the final checkpoint
     stop: Dict[str, Any] = field(default_factory=dict)
-    env_config: Dict[str, Any] = field(default_factory=dict)
+    env_config: Dict[str, Any] = field(default_factory=dict)  # as written in the YAML
+    game: GameSettings = field(default_factory=GameSettings)  # env_config's game settings, checked
     policies: Optional[List[str]] = None
     mapping_source: Optional[str] = None
     policies_to_train: Optional[List[str]] = None
@@ -110,7 +111,7 @@ def load_run_spec(path: str) -> RunSpec:
             "sampler: batched (the suite's, for PPO) or sampler: rllib (RLlib's own)",
         )
     spec.env_config = dict(_typed(settings.pop("env_config", None) or {}, dict, "env_config", path))
-    GameSettings.from_env_config(spec.env_config)  # each game setting's value, checked now
+    spec.game = GameSettings.from_env_config(spec.env_config)
     for key in sorted(set(spec.env_config) - ENV_CONFIG_KEYS, key=str):
         close = difflib.get_close_matches(str(key), ENV_CONFIG_KEYS, n=1)
         print_warning(
@@ -308,6 +309,7 @@ def apply_settings(config, settings: Dict[str, Any]) -> Dict[str, Any]:
 # Budgets counted from the start of this run, so that a resumed run trains them again (as the controller's
 # reference script does); other keys, `training_iteration` among them, compare the result's own value.
 RUN_BUDGETS = {"time_total_s": "time_this_iter_s", "timesteps_total": "num_env_steps_sampled_this_iter"}
+BUDGETS = ("time_total_s", "timesteps_total", "training_iteration")
 
 
 class StopCriteria:
@@ -330,12 +332,8 @@ class StopCriteria:
         reward = result.get("env_runners", {}).get("episode_reward_mean")
         if reward is not None and not math.isnan(reward):
             self.rewards.append(reward)
-        if not self.run_start:
-            self.run_start = {
-                key: result.get(key, 0) - result.get(this_iter, result.get(key, 0))
-                for key, this_iter in RUN_BUDGETS.items()
-            }
-        for key in ("time_total_s", "timesteps_total", "training_iteration"):
+        self._note_run_start(result)
+        for key in BUDGETS:
             if key in self.stop and result.get(key, 0) - self.run_start.get(key, 0) >= self.stop[key]:
                 return f"{key} reached {self.stop[key]}" + (" in this run" if self.run_start.get(key) else "")
         if (
@@ -362,8 +360,27 @@ class StopCriteria:
                 return f"stop file {self.stop_file} appeared"
         return None
 
+    def spent(self, result: Dict[str, Any]) -> Optional[float]:
+        """The part (0..1) of the nearest budget of the `stop` section that this run has used, or None
+        when it has none (a reward goal or a stop file only)."""
+        self._note_run_start(result)
+        parts = [
+            (result.get(key, 0) - self.run_start.get(key, 0)) / self.stop[key]
+            for key in BUDGETS
+            if _is_number(self.stop.get(key)) and self.stop[key] > 0
+        ]
+        return max(parts) if parts else None
 
-def resolve_env_path(env_config: Dict[str, Any], override: Optional[str]) -> Optional[str]:
-    """--env_path wins; a relative env_path resolves against the current directory."""
-    env_path = override or env_config.get("env_path")
+    def _note_run_start(self, result: Dict[str, Any]) -> None:
+        """Each budget's value when this run started, from its first result (0 unless resumed)."""
+        if not self.run_start:
+            self.run_start = {
+                key: result.get(key, 0) - result.get(this_iter, result.get(key, 0))
+                for key, this_iter in RUN_BUDGETS.items()
+            }
+
+
+def resolve_env_path(env_path: Optional[str], override: Optional[str]) -> Optional[str]:
+    """--env_path wins over the YAML's; a relative env_path resolves against the current directory."""
+    env_path = override or env_path
     return os.path.abspath(os.path.expanduser(env_path)) if env_path else None

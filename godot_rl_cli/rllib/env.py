@@ -8,13 +8,14 @@ Godot's agents all act every step, report `done` per step and are reset by the g
   a new id (`"<index>#<n>"`, mapped to the same policy); the env-level episode ends, without resetting
   the game, once every agent has finished an episode, so episode statistics are reported.
 Observations are the game's keys flattened and concatenated in the order the game sends them.
-With `max_env_restarts: N` in env_config, a game that crashes or hangs is relaunched (at most N times
-per env instance): the episode in progress ends truncated at its last observation, and training goes on.
+With `max_env_restarts: N` in the YAML's env_config, a game that crashes or hangs is relaunched (at most N
+times per env instance): the episode in progress ends truncated at its last observation, and training goes on.
 """
 
 import dataclasses
 import functools
-from typing import Any, Dict, List, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 from gymnasium import spaces
@@ -33,13 +34,38 @@ def agent_index(agent_id: AgentId) -> int:
     return agent_id if isinstance(agent_id, int) else int(str(agent_id).split("#")[0])
 
 
-def game_index(env_config: Any) -> int:
-    """This env's game among all games of the run: worker index * envs per worker + vector index (0 for the
-    probe game and a local env runner's first env)."""
-    worker = getattr(env_config, "worker_index", 0)
-    vector = getattr(env_config, "vector_index", 0)
-    offset = int(env_config.get("_game_offset", 0))  # the evaluation game's: after every training game
-    return offset + worker * int(env_config.get("_envs_per_worker", 1)) + vector
+ENV_CONFIG_KEY = "godot"  # RLlib's env_config holds one GodotEnvConfig under this key
+
+
+@dataclass(frozen=True)
+class GodotEnvConfig:
+    """What every GodotMultiAgentEnv of a run is made from: the game settings whole, the episode shape, and
+    where an env's game stands among the run's games (RLlib tells each env its runner and vector index)."""
+
+    game: GameSettings
+    shared_episode: bool = True  # the YAML's env_is_multiagent
+    envs_per_runner: int = 1
+    first_runner: int = 0  # whose first env shows the window: 1 with remote env runners, else 0
+    game_offset: int = 0  # the evaluation games': numbered after every training game
+
+    @property
+    def evaluates(self) -> bool:
+        return self.game_offset > 0
+
+    def as_env_config(self) -> Dict[str, "GodotEnvConfig"]:
+        return {ENV_CONFIG_KEY: self}
+
+    def game_settings(self, runner: int, vector: int) -> GameSettings:
+        """Game `offset + runner * envs per runner + vector` of the run (GameSettings.for_game: its port and
+        seed); only the first env of the first runner shows its window."""
+        index = self.game_offset + runner * self.envs_per_runner + vector
+        show_window = self.game.show_window and runner == self.first_runner and vector == 0
+        return dataclasses.replace(self.game.for_game(index), show_window=show_window)
+
+
+def godot_env_config(env_config: Mapping[str, Any]) -> Optional[GodotEnvConfig]:
+    """The GodotEnvConfig in an RLlib env_config, if it holds one."""
+    return env_config.get(ENV_CONFIG_KEY)
 
 
 def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
@@ -47,30 +73,20 @@ def flat_observation_space(game: RobustGodotEnv, index: int) -> spaces.Box:
     return spaces.Box(-np.inf, np.inf, (size,), np.float32)
 
 
-def start_game(env_config: Any, index: int, show_window: bool) -> RobustGodotEnv:
-    """Game `index` of the run: port `port + index` and seed `seed + index` (GameSettings.for_game), so the
-    same seed gives the same games whatever the base port."""
-    settings = GameSettings.from_env_config(env_config).for_game(index)
-    return RobustGodotEnv.from_settings(dataclasses.replace(settings, show_window=show_window))
-
-
 class GodotMultiAgentEnv(MultiAgentEnv):
     def __init__(self, env_config: Any):
+        """`env_config`: RLlib's EnvContext holding the run's GodotEnvConfig, and this env's runner and vector
+        index."""
         super().__init__()
-        index = game_index(env_config)
-        first = (
-            getattr(env_config, "worker_index", 0) == int(env_config.get("_first_worker", 0))
-            and getattr(env_config, "vector_index", 0) == 0
-        )
-        self.launch_game = functools.partial(
-            start_game, env_config, index, bool(env_config.get("show_window")) and first
-        )
+        config = godot_env_config(env_config)
+        runner = getattr(env_config, "worker_index", 0)
+        settings = config.game_settings(runner, getattr(env_config, "vector_index", 0))
+        self.launch_game = functools.partial(RobustGodotEnv, settings)
         self.game = self.launch_game()
-        # A training env runner's index (the evaluation runners' games are numbered after an offset).
-        self.runner = None if "_game_offset" in env_config else getattr(env_config, "worker_index", 0)
+        self.runner = None if config.evaluates else runner  # a training env runner's index
         report_game_error(self.runner, None)  # this runner's games run again: an earlier error is history
-        self.restarts = RestartBudget(int(env_config.get("max_env_restarts") or 0), "max_env_restarts")
-        self.shared_episode = bool(env_config.get("_env_is_multiagent", True))
+        self.restarts = RestartBudget(settings.max_env_restarts, "max_env_restarts")
+        self.shared_episode = config.shared_episode
         count = self.game.num_envs
         self.encoder = ActionEncoder(self.game.action_spaces[0])
         self.action_spaces_by_index = [flat_action_space(self.game.action_spaces[i]) for i in range(count)]

@@ -9,6 +9,7 @@ mean reward, saves `<trial>/best/` atomically with its manifest.
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import shutil
@@ -17,12 +18,14 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from godot_rl_cli import manifest
 from godot_rl_cli.errors import print_warning
-from godot_rl_cli.rllib.callbacks import env_steps_sampled
+from godot_rl_cli.game.settings import GameSettings
+from godot_rl_cli.onnx.options import trainer_export_versions
+from godot_rl_cli.rllib.callbacks import env_steps_sampled, number_or_none
+from godot_rl_cli.rllib.env import godot_env_config
 from godot_rl_cli.rllib.layout import save_algorithm
 
 SCRIPT = "rllib_training_script.py"
 BEST = "best"
-GAME_OFFSET = "_game_offset"  # env_config key read by rllib/env.py game_index
 
 
 DEFAULT_EPISODES = 5
@@ -37,6 +40,13 @@ def configure_evaluation(config: Any, settings: Mapping[str, Any]) -> bool:
     envs = int(config.num_envs_per_env_runner)
     training_games = (int(config.num_env_runners) + 1) * envs  # game indices worker * envs + vector
     user = dict(config.evaluation_config or {})
+    training = godot_env_config(config.env_config)
+    game = training.game
+    if user.get("env_config"):  # the YAML's evaluation_config.env_config: the evaluation game's settings
+        game = GameSettings.from_env_config({**dataclasses.asdict(game), **user["env_config"]})
+    evaluation = dataclasses.replace(
+        training, game=dataclasses.replace(game, show_window=False), game_offset=training_games
+    )
     config.evaluation(
         evaluation_num_env_runners=max(1, int(config.evaluation_num_env_runners or 0)),
         evaluation_duration=int(settings.get("evaluation_duration") or DEFAULT_EPISODES),
@@ -45,12 +55,7 @@ def configure_evaluation(config: Any, settings: Mapping[str, Any]) -> bool:
             **user,
             "explore": False,
             "create_local_env_runner": False,  # else the driver's evaluation worker starts an idle game too
-            "env_config": {
-                **config.env_config,
-                **(user.get("env_config") or {}),
-                GAME_OFFSET: training_games,
-                "show_window": False,
-            },
+            "env_config": evaluation.as_env_config(),
         },
     )
     return True
@@ -64,11 +69,8 @@ def _std(values: List[float]) -> Optional[float]:
 
 
 def _finite(value: Any) -> Optional[float]:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    number = number_or_none(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def evaluation_fields(result: Mapping[str, Any]) -> Dict[str, Any]:
@@ -125,10 +127,11 @@ class CheckpointManifests:
             name: manifest.space_record(policy.observation_space, policy.action_space)
             for name, policy in config.policies.items()
         }
+        evaluation = godot_env_config((config.evaluation_config or {}).get("env_config") or {})
         self.seeds = {
             "seed": config.seed,
-            "game_seed": config.env_config.get("seed", 0),
-            "eval_game_offset": (config.evaluation_config or {}).get("env_config", {}).get(GAME_OFFSET),
+            "game_seed": godot_env_config(config.env_config).game.seed,
+            "eval_game_offset": evaluation.game_offset if evaluation else None,
         }
 
     def write(self, algo: Any, checkpoint: Path, **extra: Any) -> Path:
@@ -143,6 +146,7 @@ class CheckpointManifests:
             hyperparameters=self.settings,
             timesteps=env_steps_sampled(algo),
             seeds=self.seeds,
+            onnx_versions=trainer_export_versions(),
             training_iteration=algo.iteration,
             **extra,
         )

@@ -58,24 +58,43 @@ def _real(value: Any, key: str, path: str, low: float = -math.inf, high: float =
     return float(value)
 
 
+EXAMPLE = "e.g. self_play: {learner: left_policy, opponents: [right_policy], snapshot_every: 10, window: 5}"
+
+
 def parse_self_play(block: Any, path: str) -> Optional[SelfPlaySettings]:
     """The `self_play:` block (None when absent or null); every problem is a one-line UserError."""
     if block is None:
         return None
-    example = (
-        "e.g. self_play: {learner: left_policy, opponents: [right_policy], snapshot_every: 10, window: 5}"
-    )
     if not isinstance(block, dict):
-        raise UserError(f"self_play in {path} must be a mapping, not {block!r}", example)
+        raise UserError(f"self_play in {path} must be a mapping, not {block!r}", EXAMPLE)
     known = set(SelfPlaySettings.__dataclass_fields__)
     unknown = sorted(set(map(str, block)) - known)
     if unknown:
         raise UserError(
             f"unknown self_play keys {', '.join(unknown)} in {path}", f"use {', '.join(sorted(known))}"
         )
+    settings = SelfPlaySettings(*_sides(block, path))
+    for key in ("snapshot_every", "window", "swap_every"):
+        if key in block:
+            setattr(settings, key, _whole(block[key], key, path, 1))
+    bounds = {"play_against_latest_model_ratio": (0.0, 1.0), "elo_k": (0.0, math.inf), "initial_elo": ()}
+    for key, limits in bounds.items():
+        if key in block:
+            setattr(settings, key, _real(block[key], key, path, *limits))
+    key = block.get("outcome_info_key")
+    if key is not None and not isinstance(key, str):
+        raise UserError(
+            f"self_play.outcome_info_key in {path} must be an info key name, not {key!r}", EXAMPLE
+        )
+    settings.outcome_info_key = key
+    return settings
+
+
+def _sides(block: Dict[str, Any], path: str) -> Tuple[str, List[str]]:
+    """The learner's name and the opponents' names (one name or a list) of the block."""
     learner = block.get("learner")
     if not isinstance(learner, str) or not learner:
-        raise UserError(f"self_play.learner in {path} must name the learning policy", example)
+        raise UserError(f"self_play.learner in {path} must name the learning policy", EXAMPLE)
     opponents = block.get("opponents")
     if isinstance(opponents, str):
         opponents = [opponents]
@@ -84,32 +103,13 @@ def parse_self_play(block: Any, path: str) -> Optional[SelfPlaySettings]:
         or not opponents
         or not all(isinstance(name, str) for name in opponents)
     ):
-        raise UserError(f"self_play.opponents in {path} must list the opponents' policy names", example)
+        raise UserError(f"self_play.opponents in {path} must list the opponents' policy names", EXAMPLE)
     if learner in opponents:
         raise UserError(
             f"self_play.learner {learner!r} is also listed in self_play.opponents in {path}",
             "the opponents are the other side's policy names in the game",
         )
-    settings = SelfPlaySettings(learner=learner, opponents=list(dict.fromkeys(opponents)))
-    for key in ("snapshot_every", "window", "swap_every"):
-        if key in block:
-            setattr(settings, key, _whole(block[key], key, path, 1))
-    if "play_against_latest_model_ratio" in block:
-        ratio = _real(
-            block["play_against_latest_model_ratio"], "play_against_latest_model_ratio", path, 0.0, 1.0
-        )
-        settings.play_against_latest_model_ratio = ratio
-    if "elo_k" in block:
-        settings.elo_k = _real(block["elo_k"], "elo_k", path, 0.0)
-    if "initial_elo" in block:
-        settings.initial_elo = _real(block["initial_elo"], "initial_elo", path)
-    key = block.get("outcome_info_key")
-    if key is not None and not isinstance(key, str):
-        raise UserError(
-            f"self_play.outcome_info_key in {path} must be an info key name, not {key!r}", example
-        )
-    settings.outcome_info_key = key
-    return settings
+    return learner, list(dict.fromkeys(opponents))
 
 
 def check_against_game(settings: SelfPlaySettings, agent_policy_names: List[str]) -> None:

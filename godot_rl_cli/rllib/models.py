@@ -23,9 +23,8 @@ from ray.rllib.models.utils import get_activation_fn
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game.protocol import is_image_key
 from godot_rl_cli.networks import GRN_BLOCKS, GatedResidualBlock, small_image_cnn
+from godot_rl_cli.policy_types import DEFAULT_CNN_CHANNELS, DEFAULT_GRN_HIDDEN_SIZE
 
-DEFAULT_CHANNELS = (32, 64, 64)  # the controller's --cnn-channels default
-DEFAULT_HIDDEN_SIZE = 128  # the controller's --grn-hidden-size default
 Layout = Sequence[Tuple[str, Sequence[int]]]  # (key, shape) in the flat observation's order
 
 
@@ -69,7 +68,7 @@ class TuiCnn(_TwoHeadModel):
         num_outputs,
         model_config,
         name,
-        channels: Sequence[int] = DEFAULT_CHANNELS,
+        channels: Sequence[int] = DEFAULT_CNN_CHANNELS,
         obs_layout: Layout = (),
     ):
         super().__init__(obs_space, action_space, num_outputs, model_config, name)
@@ -103,13 +102,12 @@ class TuiCnn(_TwoHeadModel):
 
 
 class TuiGrn(_TwoHeadModel):
-    def __init__(
-        self, obs_space, action_space, num_outputs, model_config, name, hidden_size: int = DEFAULT_HIDDEN_SIZE
-    ):
-        super().__init__(obs_space, action_space, num_outputs, model_config, name)
-        self.project = torch.nn.Linear(int(np.prod(obs_space.shape)), hidden_size)
+    def __init__(self, *model_args: Any, hidden_size: int = DEFAULT_GRN_HIDDEN_SIZE):
+        """`model_args`: RLlib's (obs_space, action_space, num_outputs, model_config, name)."""
+        super().__init__(*model_args)
+        self.project = torch.nn.Linear(int(np.prod(self.obs_space.shape)), hidden_size)
         self.blocks = torch.nn.Sequential(*[GatedResidualBlock(hidden_size) for _ in range(GRN_BLOCKS)])
-        self.action_head = torch.nn.Linear(hidden_size, num_outputs)
+        self.action_head = torch.nn.Linear(hidden_size, self.num_outputs)
         self.value_head = torch.nn.Linear(hidden_size, 1)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:

@@ -151,7 +151,11 @@ class SelfPlayCallbacks(ControllerMetricsCallback):
         self.take_snapshot(algorithm, 0)  # the untrained learner: an opponent from the first episode on
 
     def on_train_result(self, *, algorithm, result: Dict[str, Any], **kwargs) -> None:
-        super().on_train_result(algorithm=algorithm, result=result, **kwargs)
+        self.update_league(algorithm, result)
+        super().on_train_result(algorithm=algorithm, result=result, **kwargs)  # shows the iteration's line
+
+    def update_league(self, algorithm: Any, result: Dict[str, Any]) -> None:
+        """Rates this iteration's episodes, takes the snapshot when due, puts the league in the result."""
         league = self.league
         faced: Dict[str, int] = {}
         outcomes: Dict[str, int] = {}

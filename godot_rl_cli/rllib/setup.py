@@ -7,6 +7,7 @@ episodes) or continue under a new id (per-agent episodes), and its checkpoints h
 policy per id (`policies/<id>/`) that the ONNX converter exports directly. Ray ships it through 2.60.
 """
 
+import dataclasses
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ray.rllib.policy.policy import PolicySpec
@@ -15,11 +16,11 @@ from ray.tune.registry import register_env
 
 from godot_rl_cli.algorithms import rllib_config_class
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game import GameError, RobustGodotEnv
+from godot_rl_cli.game import GameError, GameSettings, RobustGodotEnv
 from godot_rl_cli.game.spaces import flat_action_space
 from godot_rl_cli.rllib.callbacks import ControllerMetricsCallback
 from godot_rl_cli.rllib.config import RunSpec, apply_settings
-from godot_rl_cli.rllib.env import GodotMultiAgentEnv, agent_index, flat_observation_space, start_game
+from godot_rl_cli.rllib.env import GodotEnvConfig, GodotMultiAgentEnv, agent_index, flat_observation_space
 from godot_rl_cli.rllib.models import configure_model, register_models
 from godot_rl_cli.rllib.runners import FAULT_TOLERANCE_DEFAULTS
 from godot_rl_cli.rllib.sampler import BatchedRolloutWorker, unsupported_settings
@@ -49,10 +50,10 @@ OLD_STACK_REPLAY_BUFFERS = {"DQN": OldStackPrioritizedReplayBuffer, "SAC": OldSt
 DEFAULT_COUNT_STEPS_BY = "agent_steps"
 
 
-def probe_game(env_config: Dict[str, Any]) -> RobustGodotEnv:
+def probe_game(settings: GameSettings) -> RobustGodotEnv:
     """Start the game once (as game 0, without a window) to read its agents, policy names and spaces, and for
     the debug panel; the caller closes it."""
-    return start_game(env_config, 0, show_window=False)
+    return RobustGodotEnv(dataclasses.replace(settings.for_game(0), show_window=False))
 
 
 def _mapping(spec_function: Optional[Callable], agent_policy_names: List[str]) -> Callable:
@@ -72,9 +73,14 @@ def _mapping(spec_function: Optional[Callable], agent_policy_names: List[str]) -
 
 
 def build_config(
-    spec: RunSpec, env_config: Dict[str, Any], game: RobustGodotEnv, mapping_function: Optional[Callable]
+    spec: RunSpec,
+    settings: GameSettings,
+    game: RobustGodotEnv,
+    mapping_function: Optional[Callable],
+    seed: Optional[int] = None,
 ) -> Tuple[Any, List[str]]:
-    """The AlgorithmConfig, and the policy ids; raises UserError for a mapping to an undefined policy."""
+    """The AlgorithmConfig for the games `settings` describe (`game`: the probe game) and RLlib's `seed`, and
+    the policy ids; raises UserError for a mapping to an undefined policy."""
     names = list(dict.fromkeys(game.agent_policy_names))
     policy_names = spec.policies or names
     mapping = _mapping(mapping_function, game.agent_policy_names)
@@ -135,19 +141,19 @@ def build_config(
         },
     )
     runners = int(config.num_env_runners)
-    config.env_config = {
-        **env_config,
-        "_env_is_multiagent": spec.env_is_multiagent,
-        "_envs_per_worker": int(config.num_envs_per_env_runner),
-        "_first_worker": 1 if runners > 0 else 0,
-    }
+    config.env_config = GodotEnvConfig(
+        settings,
+        shared_episode=spec.env_is_multiagent,
+        envs_per_runner=int(config.num_envs_per_env_runner),
+        first_runner=1 if runners > 0 else 0,
+    ).as_env_config()
     if runners > 0:
         # On the old stack the driver's local worker builds an env (a whole game that never samples) unless
         # this is False; Ray 2.48's RolloutWorker reads it, not create_env_on_local_worker. The local worker
         # still exists and holds the policies the learner trains.
         config.env_runners(create_local_env_runner=False)
-    if "seed" in env_config:
-        config.seed = int(env_config["seed"])
+    if seed is not None:
+        config.seed = seed
     sampler = choose_sampler(spec, config)
     print(
         f"{spec.algorithm} (RLlib old API stack), policies {policy_names}, agents {game.agent_policy_names}; "

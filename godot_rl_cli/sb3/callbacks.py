@@ -7,6 +7,7 @@ rollout starts (and at the end of training), when its training numbers exist.
 
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -17,6 +18,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecMonitor, unwrap_vec_wrapper
 
 from godot_rl_cli import metrics
+from godot_rl_cli.progress import RUNNING_EPISODES, Progress, ProgressDisplay
 
 OFF_POLICY_ITERATION_STEPS = 1000
 HUMAN_SUMMARY_INTERVAL_S = 2.0
@@ -78,7 +80,9 @@ class IterationStats:
 
 
 class ControllerMetricsCallback(BaseCallback):
-    """Reports each training iteration as an `@METRIC` line and a human summary on stdout.
+    """Reports each training iteration as an `@METRIC` line, and its progress on stdout: a bar with the mean
+    reward of the last RUNNING_EPISODES episodes on a terminal, else a human summary every
+    HUMAN_SUMMARY_INTERVAL_S (the only display: the trainer builds the model with SB3's verbose=0).
 
     An iteration is one rollout and update for PPO/A2C, and `OFF_POLICY_ITERATION_STEPS` env
     steps for off-policy algorithms. Counters continue across resumes: the episode count is kept
@@ -112,6 +116,9 @@ class ControllerMetricsCallback(BaseCallback):
         self.monitor: Optional[VecMonitor] = None
         self.episodes_seen = 0
         self.learner: Dict[str, float] = {}  # an off-policy algorithm's latest learner numbers
+        self.running_rewards: deque = deque(maxlen=RUNNING_EPISODES)
+        self.display: Optional[ProgressDisplay] = None
+        self.budget = (0, 0)  # steps at the start of learn(), steps it trains to
 
     def _steps_per_iteration(self) -> int:
         if isinstance(self.model, OnPolicyAlgorithm):
@@ -130,6 +137,9 @@ class ControllerMetricsCallback(BaseCallback):
             self.model.controller_episodes_total = 0
         self.training_started_at = time.monotonic()
         self.stats = IterationStats()
+        self.budget = (self.model.num_timesteps, int(self.locals.get("total_timesteps") or 0))
+        print(f"Using {self.model.device} device", flush=True)  # as SB3 says it with verbose=1
+        self.display = ProgressDisplay()
 
     def _on_rollout_start(self) -> None:
         if self.pending:
@@ -156,11 +166,14 @@ class ControllerMetricsCallback(BaseCallback):
             if "episode" in infos[index]:
                 self.stats.add_episode(infos[index])
                 self.since_summary.add_episode(infos[index])
+                self.running_rewards.append(self.stats.rewards[-1])
                 self.model.controller_episodes_total += 1
 
     def _on_training_end(self) -> None:
         if self.pending or self.model.num_timesteps > self.steps_at_iteration_start:
             self._report()
+        if self.display is not None:
+            self.display.close()
 
     def _report(self) -> None:
         self.pending = False
@@ -172,12 +185,25 @@ class ControllerMetricsCallback(BaseCallback):
         payload.update(extra)
         payload["custom_metrics"].update(extra)
         metrics.emit_metric(payload)
-        if now - self.last_summary_at >= HUMAN_SUMMARY_INTERVAL_S:
+        if self.display is not None and self.display.live:
+            self.display.show(self._progress(payload))
+        elif now - self.last_summary_at >= HUMAN_SUMMARY_INTERVAL_S:
             self.last_summary_at = now
             print(human_summary(payload, self.since_summary), flush=True)
             self.since_summary = IterationStats()
         self.steps_at_iteration_start = self.model.num_timesteps
         self.stats = IterationStats()
+
+    def _progress(self, payload: Dict[str, Any]) -> Progress:
+        start, end = self.budget
+        rewards = self.running_rewards
+        return Progress(
+            iteration=self.iteration,
+            steps=self.model.num_timesteps,
+            reward=sum(rewards) / len(rewards) if rewards else None,
+            steps_per_s=payload["env_throughput"],
+            done=(self.model.num_timesteps - start) / (end - start) if end > start else None,
+        )
 
     def _payload(self, steps: int, iteration_seconds: float, total_seconds: float) -> Dict[str, Any]:
         return iteration_payload(

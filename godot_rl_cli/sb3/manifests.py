@@ -9,6 +9,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from godot_rl_cli import manifest
 from godot_rl_cli.algorithms import ALGORITHMS
+from godot_rl_cli.onnx.options import trainer_export_versions
 
 SCRIPT = "stable_baselines3_training_script.py"
 
@@ -55,6 +56,7 @@ class ModelManifests:
             hyperparameters=model_hyperparameters(model, self.args.algo),
             timesteps=model.num_timesteps,
             seeds=self.seeds,
+            onnx_versions=trainer_export_versions(),
             model_file=Path(model_path).name,
             **extra,
         )

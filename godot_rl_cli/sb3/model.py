@@ -3,8 +3,6 @@ fit."""
 
 import argparse
 import inspect
-import zipfile
-import zlib
 from pathlib import Path
 from typing import Any, Dict
 
@@ -16,6 +14,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from godot_rl_cli import algorithms
 from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS, SB3_HYPERPARAMETERS
 from godot_rl_cli.errors import UserError, print_warning
+from godot_rl_cli.model_zip import open_model_zip
 
 ACTION_KINDS = {
     spaces.Discrete: algorithms.DISCRETE,
@@ -69,42 +68,6 @@ def algorithm_class(algo: str) -> type:
     return algorithms.sb3_class(algo)
 
 
-MODEL_HOW = "pass the .zip saved by the training script or by SB3's model.save()"
-
-
-def open_model_zip(model_path: Path, how: str = MODEL_HOW) -> zipfile.ZipFile:
-    """The model's zip archive, its members' checksums verified; UserError unless it is a readable SB3 save (a
-    zip holding `data` and `policy.pth`). Used by the resume check and the ONNX converter."""
-    try:
-        if not model_path.exists():
-            raise UserError(f"model file {model_path} does not exist", how)
-        if model_path.is_dir():
-            raise UserError(f"{model_path} is a directory, not a model file", how)
-        archive = zipfile.ZipFile(model_path)
-    except OSError as error:
-        raise UserError(
-            f"cannot read {model_path} ({error.strerror or error})", "check the file's permissions"
-        ) from None
-    except zipfile.BadZipFile:
-        raise UserError(f"{model_path} is not a Stable-Baselines3 model (not a zip file)", how) from None
-    try:
-        corrupt = archive.testzip()  # reads every member: a bad CRC or broken data shows here, not mid-load
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as error:
-        corrupt = f"? ({type(error).__name__}: {error})"
-    if corrupt is not None:
-        archive.close()
-        raise UserError(
-            f"cannot read {model_path}: its zip member {corrupt} is corrupt", "the file is damaged; " + how
-        )
-    if not {"data", "policy.pth"} <= set(archive.namelist()):
-        archive.close()
-        raise UserError(
-            f"{model_path} is a zip file but not a Stable-Baselines3 model (no data and policy.pth inside)",
-            how,
-        )
-    return archive
-
-
 def check_model_file(path: str) -> None:
     """Before any game starts: `--resume_model_path` is a readable SB3 model file."""
     open_model_zip(Path(path).expanduser(), "pass a model .zip saved by this script").close()
@@ -117,7 +80,7 @@ def load_model(algo: str, path: str, device: str, env: VecEnv) -> BaseAlgorithm:
     model_path = Path(path).expanduser()
     check_model_file(path)
     try:
-        return algorithm_class(algo).load(model_path, env=env, device=device)
+        return algorithm_class(algo).load(model_path, env=env, device=device, verbose=0)  # as built
     except ValueError as error:
         if "spaces do not match" in str(error):
             saved = saved_spaces(model_path)

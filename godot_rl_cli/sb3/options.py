@@ -14,9 +14,9 @@ from godot_rl_cli.cli_types import (
     seed_value,
 )
 from godot_rl_cli.game.settings import add_game_arguments
+from godot_rl_cli.policy_types import DEFAULT_CNN_CHANNELS, DEFAULT_GRN_HIDDEN_SIZE, POLICY_TYPES
 from godot_rl_cli.threads import add_thread_argument
 
-POLICY_TYPES = ("mlp", "cnn", "lstm", "grn")
 HYPERPARAMETER_FLAGS: Dict[str, Tuple[Callable[[str], Any], str]] = {
     "learning_rate": (positive_float, "learning rate"),
     "n_steps": (int_in_range(1), "rollout steps per env per update"),
@@ -159,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         policy, "policy-hidden-layers", type=int_list, default=[64, 64], help="hidden layer sizes, e.g. 64,64"
     )
     add_flag(
-        policy, "cnn-channels", type=int_list, default=[32, 64, 64], help="conv channels per layer (cnn)"
+        policy,
+        "cnn-channels",
+        type=int_list,
+        default=list(DEFAULT_CNN_CHANNELS),
+        help="conv channels per layer (cnn)",
     )
     for name in ("lstm-hidden-size", "lstm-num-layers"):
         add_flag(
@@ -170,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="accepted for the controller; lstm is refused",
         )
     add_flag(
-        policy, "grn-hidden-size", type=int_in_range(1), default=64, help="width of the gated residual blocks"
+        policy,
+        "grn-hidden-size",
+        type=int_in_range(1),
+        default=DEFAULT_GRN_HIDDEN_SIZE,
+        help="width of the gated residual blocks",
     )
 
     hyper = parser.add_argument_group("hyperparameters (omitted: the algorithm's default)")

@@ -51,7 +51,7 @@ class SmallImageCNN(BaseFeaturesExtractor):
 class GRNExtractor(BaseFeaturesExtractor):
     """All observation keys flattened and concatenated, projected to `hidden_size`, then GRN blocks."""
 
-    def __init__(self, observation_space: spaces.Dict, hidden_size: int = 64, blocks: int = GRN_BLOCKS):
+    def __init__(self, observation_space: spaces.Dict, hidden_size: int, blocks: int = GRN_BLOCKS):
         super().__init__(observation_space, features_dim=hidden_size)
         self.keys = list(observation_space.spaces)
         input_size = sum(get_flattened_obs_dim(space) for space in observation_space.spaces.values())

@@ -18,17 +18,16 @@ from godot_rl_cli.game.spaces import ActionEncoder, flat_action_space
 
 class GodotVecEnv(VecEnv):
     """All agents of `n_parallel` game processes as one SB3 vectorised env (agent-major, game by game).
-    `first_game` numbers the games (port, seed) after those of another env, e.g. the evaluation game."""
+    `first_game` numbers the games (port, seed) after those of another env, e.g. the evaluation game. Several
+    games need an env_path (the flags check it: in-editor training runs one game)."""
 
     def __init__(self, settings: GameSettings, n_parallel: int = 1, first_game: int = 0):
-        if settings.env_path is None and n_parallel > 1:
-            raise UserError("--n_parallel > 1 needs --env_path", "in-editor training runs a single game")
         self.restarts = RestartBudget(settings.max_env_restarts, "--max_env_restarts")
         self._game_settings = [settings.for_game(first_game + index) for index in range(n_parallel)]
         self.games: List[RobustGodotEnv] = []
         try:
             for game_settings in self._game_settings:
-                self.games.append(RobustGodotEnv.from_settings(game_settings))
+                self.games.append(RobustGodotEnv(game_settings))
         except BaseException:
             self.close()
             raise
@@ -111,7 +110,7 @@ class GodotVecEnv(VecEnv):
         """Relaunch a crashed or hung game (ML-Agents style): its agents' episodes end, training goes on."""
         self.restarts.spend(error)
         self.games[index].close()
-        self.games[index] = RobustGodotEnv.from_settings(self._game_settings[index])
+        self.games[index] = RobustGodotEnv(self._game_settings[index])
         obs, _ = self.games[index].reset()
         count = self.agents_per_game
         return obs, [0.0] * count, [True] * count, [{"env_restart": 1} for _ in range(count)]
