@@ -40,6 +40,7 @@ def settings(**changes) -> SelfPlaySettings:
 # --- without Ray -------------------------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_elo_expected_score_and_update_follow_the_standard_rule():
     assert expected_score(1200, 1200) == pytest.approx(0.5)
     assert expected_score(1600, 1200) == pytest.approx(1 / (1 + 10 ** (-1)))
@@ -50,6 +51,7 @@ def test_elo_expected_score_and_update_follow_the_standard_rule():
     assert elo_update(1300, 1100, 0.5, 16)[0] < 1300  # a draw against a weaker player costs rating
 
 
+@pytest.mark.fast
 def test_scripted_wins_raise_the_learner_and_losses_lower_it():
     league = League(settings(elo_k=20))
     league.add_snapshot(0)
@@ -66,6 +68,7 @@ def test_scripted_wins_raise_the_learner_and_losses_lower_it():
     assert league.record["latest"]["wins"] == 1
 
 
+@pytest.mark.fast
 def test_window_keeps_the_newest_snapshots_at_the_learners_rating():
     league = League(settings(window=2, snapshot_every=5))
     assert league.add_snapshot(0) == ("left_policy_it0", [])
@@ -77,6 +80,7 @@ def test_window_keeps_the_newest_snapshots_at_the_learners_rating():
     assert [league.due(i) for i in (0, 4, 5, 10)] == [False, False, True, True]
 
 
+@pytest.mark.fast
 def test_league_json_round_trip(tmp_path):
     league = League(settings(window=3))
     league.add_snapshot(0)
@@ -87,6 +91,7 @@ def test_league_json_round_trip(tmp_path):
     assert restored.to_json() == league.to_json() and data["retired"] == ["left_policy_it9"]
 
 
+@pytest.mark.fast
 def test_mapping_plays_the_latest_learner_in_the_configured_share_of_episodes():
     mapping = SelfPlayMapping(
         settings(play_against_latest_model_ratio=0.3), ["left_policy", "right_policy"], ["a", "b"]
@@ -100,6 +105,7 @@ def test_mapping_plays_the_latest_learner_in_the_configured_share_of_episodes():
     assert opponents.count("a") == pytest.approx(opponents.count("b"), rel=0.15)
 
 
+@pytest.mark.fast
 def test_mapping_keeps_an_opponent_for_swap_every_episodes():
     mapping = SelfPlayMapping(settings(swap_every=4), ["left_policy", "right_policy"], ["a", "b", "c"])
     opponents = [mapping(1, Episode(eps_id)) for eps_id in range(400)]
@@ -108,6 +114,7 @@ def test_mapping_keeps_an_opponent_for_swap_every_episodes():
     assert len(set(opponents)) == 4  # the three snapshots and the learner
 
 
+@pytest.mark.fast
 def test_mapping_pickles_without_its_draws():
     mapping = SelfPlayMapping(settings(), ["left_policy", "right_policy"], ["a"])
     mapping(1, Episode(7))
@@ -122,6 +129,7 @@ def _episode(rewards: List[float], policies: List[str], infos: List[Dict]) -> Ep
     return episode
 
 
+@pytest.mark.fast
 def test_outcome_from_rewards_by_default_and_from_an_info_key_when_asked():
     names = ["left_policy", "right_policy"]
     win = _episode([1.0, -1.0], ["left_policy", "left_policy_it3"], [{"won": -1}, {"won": 1}])
@@ -133,6 +141,7 @@ def test_outcome_from_rewards_by_default_and_from_an_info_key_when_asked():
     assert episode_score(-2, -1) == 0.0
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "block, message",
     [
@@ -151,6 +160,7 @@ def test_bad_blocks_are_user_errors(block, message):
         parse_self_play(block, "x.yaml")
 
 
+@pytest.mark.fast
 def test_game_checks():
     with pytest.raises(UserError, match="two sides"):
         check_against_game(settings(), ["left_policy"])
