@@ -272,6 +272,80 @@ class Pong:
         return reward, done
 
 
+class PongDuel(Pong):
+    """Zero-sum Pong for self-play: a miss scores +1 for the other side and -1 for the side that missed; the
+    episode ends when a side has `points` points (default 3) or after MAX_STEPS steps. Agents: left_policy and
+    right_policy (each sees the court mirrored so that its own paddle is on the right). With
+    `opponent=scripted` (skill `opponent_skill`, default 0.7: the share of balls it goes for) or
+    `opponent=random` the game moves the right paddle itself and only left_policy's agent is exposed."""
+
+    OPPONENTS = ("agent", "scripted", "random")
+
+    def __init__(self, rng: random.Random, args: Dict[str, str]):
+        self.opponent = args.get("opponent", "agent")
+        if self.opponent not in self.OPPONENTS:
+            raise SystemExit(f"unknown opponent {self.opponent!r}; choose from {', '.join(self.OPPONENTS)}")
+        self.skill = float(args.get("opponent_skill", "0.7"))
+        self.points_to_win = int(args.get("points", "3"))
+        self.opponent_rng = random.Random(rng.random())
+        self.tracking = True
+        super().__init__(rng)
+        self.n_agents = 2 if self.opponent == "agent" else 1
+
+    def policy_names(self) -> List[str]:
+        return super().policy_names()[: self.n_agents]
+
+    def reset_all(self) -> None:
+        super().reset_all()
+        self.points = [0, 0]
+        self.outcome = [0, 0]
+
+    def _serve(self) -> None:
+        super()._serve()
+        self._decide_tracking()
+
+    def _decide_tracking(self) -> None:
+        self.tracking = self.opponent_rng.random() < self.skill
+
+    def _scripted_move(self) -> int:
+        if self.opponent == "random" or (self.velocity[0] > 0 and not self.tracking):
+            return self.opponent_rng.choice([-1, 0, 1])
+        target = self.ball[1] if self.velocity[0] > 0 else 0.0
+        gap = target - self.paddles[1]
+        return 0 if abs(gap) < 0.05 else (1 if gap > 0 else -1)
+
+    def physics_tick(self) -> None:
+        if self.n_agents == 1 and not self.needs_reset:
+            self.moves[1] = self._scripted_move()
+        hits, misses, incoming = list(self.hits), list(self.misses), self.velocity[0] > 0
+        super().physics_tick()
+        if (
+            self.velocity[0] > 0 and not incoming
+        ):  # returned by the left paddle: the scripted side decides again
+            self._decide_tracking()
+        for side in (0, 1):
+            self.rewards[side] -= 0.5 * (self.hits[side] - hits[side])  # no reward for a hit: zero-sum
+            if self.misses[side] > misses[side]:  # Pong took 1 from the side that missed; +1 to the other
+                self.points[1 - side] += 1
+                self.rewards[1 - side] += 1.0
+
+    def end_step(self) -> None:
+        self.steps += 1
+        if self.steps >= self.MAX_STEPS or max(self.points) >= self.points_to_win:
+            difference = self.points[0] - self.points[1]
+            self.outcome = [(difference > 0) - (difference < 0), (difference < 0) - (difference > 0)]
+            self.done = True
+            self.needs_reset = True
+
+    def info(self, index: int) -> Dict[str, Any]:
+        return {
+            "hits": self.hits[index],
+            "points": self.points[index],
+            "opponent_points": self.points[1 - index],
+            "won": self.outcome[index],  # at the episode's end: 1 won, 0 draw, -1 lost
+        }
+
+
 def make_game(name: str, rng: random.Random, args: Dict[str, str]):
     n_agents = int(args.get("n_agents", "1"))
     lengths = {
@@ -287,6 +361,8 @@ def make_game(name: str, rng: random.Random, args: Dict[str, str]):
         return BallChase(rng, n_agents, discrete=False, camera_size=camera_size, **lengths)
     if name == "Pong":
         return Pong(rng)
+    if name == "PongDuel":
+        return PongDuel(rng, args)
     raise SystemExit(f"unknown game {name}")
 
 

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         default=None,
         metavar="POLICY_ID",
-        help="export only this policy (default: every policy in the checkpoint)",
+        help="export only this policy, e.g. a self-play snapshot (default: every policy in the checkpoint "
+        "but self-play snapshots)",
     )
     parser.add_argument(
         "--checkpoint-number",
@@ -109,12 +110,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("give the checkpoint once: as the checkpoint_path argument or as --checkpoint")
 
     from godot_rl_cli.onnx.rllib import output_paths, select_policies, validate_versions
+    from godot_rl_cli.rllib.league import snapshot_ids
     from godot_rl_cli.rllib.saved_policies import policy_ids
 
     try:
         validate_versions(args.opset, args.ir_version)
         checkpoint = chosen_checkpoint(args)
-        chosen = select_policies(policy_ids(checkpoint), args.policy, args.single_policy)
+        chosen = select_policies(
+            policy_ids(checkpoint), args.policy, args.single_policy, snapshot_ids(checkpoint)
+        )
         paths = output_paths(Path(args.output).expanduser().absolute(), args.prefix, chosen)
     except UserError as error:
         exit_with_error(error.what, error.how)

@@ -36,7 +36,6 @@ from godot_rl_cli.sb3.callbacks import (
     ControllerMetricsCallback,
     save_model_atomically,
 )
-from godot_rl_cli.sb3.run import final_model_path
 
 
 class DemoRun:
@@ -219,7 +218,9 @@ def run_demo_phases(
             setattr(model, PHASE, "rl")
         return
     identity = metrics.run_identity(args.experiment_name)
-    run = DemoRun(args, model, games.monitored, stopper, manifests, final_model_path(args), identity)
+    run = DemoRun(
+        args, model, games.monitored, stopper, manifests, args.final_model.path_for(complete=False), identity
+    )
     demos = load_checked(run)
     manifests.extra["demonstrations"] = demos.summary()
     if args.bc_epochs and not run.stopped:

@@ -22,7 +22,7 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -47,8 +47,11 @@ def validate_versions(opset: int, ir_version: int) -> None:
 # --- choosing policies and output files -----------------------------------------------------------------
 
 
-def select_policies(available: List[str], policy: Optional[str] = None, single: bool = False) -> List[str]:
-    """The ids to export: `policy`, else the single policy (`single`), else all of them."""
+def select_policies(
+    available: List[str], policy: Optional[str] = None, single: bool = False, snapshots: Sequence[str] = ()
+) -> List[str]:
+    """The ids to export: `policy`, else the single policy (`single`), else all of them; self-play `snapshots`
+    (rllib/league.py) only when named."""
     if policy is not None:
         if policy not in available:
             raise UserError(
@@ -56,6 +59,7 @@ def select_policies(available: List[str], policy: Optional[str] = None, single: 
                 "pass one of those to --policy",
             )
         return [policy]
+    available = [name for name in available if name not in snapshots]
     if single:
         if SINGLE_POLICY_ID in available:
             return [SINGLE_POLICY_ID]

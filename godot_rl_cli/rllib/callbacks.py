@@ -12,6 +12,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED, NUM_ENV_STEPS_SAMPLED
 
 from godot_rl_cli import metrics
 from godot_rl_cli.progress import Progress, ProgressDisplay
+from godot_rl_cli.rllib import league
 from godot_rl_cli.rllib.runners import runner_restarts
 
 SEPARATOR = "/"
@@ -114,6 +115,7 @@ def iteration_line(result: Dict[str, Any], restarted_runners: int) -> str:
         f"episodes {result.get('episodes_total')} | "
         f"reward mean {runners.get('episode_reward_mean', float('nan')):.2f} | "
         f"{result.get('time_this_iter_s', 0):.1f} s | env runner restarts {restarted_runners}"
+        f"{league.human_summary(result)}"
     )
 
 
@@ -170,7 +172,7 @@ def iteration_payload(
             custom_metrics=custom_by_policy.get(policy, {}),
         )
     timesteps = int(result.get("timesteps_total") or result.get("num_env_steps_sampled_lifetime") or 0)
-    return metrics.iteration_payload(
+    payload = metrics.iteration_payload(
         training_iteration=int(result.get("training_iteration", 0)),
         timesteps_total=timesteps,
         episodes_total=int(result.get("episodes_total", 0)),
@@ -199,3 +201,5 @@ def iteration_payload(
         date=result.get("date"),
         **(identity or {}),
     )
+    league.add_to_payload(payload, result.get("self_play"))
+    return payload

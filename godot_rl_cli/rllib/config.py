@@ -23,10 +23,11 @@ from godot_rl_cli.errors import UserError, print_warning
 from godot_rl_cli.game.settings import FIELD_NAMES, PORT_MAX, GameSettings
 from godot_rl_cli.path_types import same_file
 from godot_rl_cli.rllib.demo_block import DemoBlock, parse_demo_block
+from godot_rl_cli.rllib.league import SelfPlaySettings, parse_self_play
 from godot_rl_cli.rllib.user_code import call_user_code
 from godot_rl_cli.rllib.values import UniqueKeyLoader, check_settings, check_stop_values
 
-RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config", "demos"}
+RUN_KEYS = {"algorithm", "env_is_multiagent", "checkpoint_frequency", "stop", "config", "demos", "self_play"}
 FLAT_KEYS = {"env", "env_config", "multiagent", "framework"}  # the flat shape's keys besides settings
 DEFAULT_CHECKPOINT_FREQUENCY = 10
 SAMPLERS = ("batched", "rllib")
@@ -72,6 +73,7 @@ class RunSpec:
     policies_to_train: Optional[List[str]] = None
     sampler: str = "batched"  # "rllib": RLlib's own sampler even where rllib/sampler.py's can stand in
     demos: Optional[DemoBlock] = None  # behaviour cloning of one policy before RL (godot_rl_cli/demos/)
+    self_play: Optional[SelfPlaySettings] = None  # the `self_play:` block (rllib/league.py)
     settings: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,6 +107,8 @@ def load_run_spec(path: str) -> RunSpec:
     )
     settings.pop("checkpoint_frequency", None)
     spec.stop = _stop_criteria(data.get("stop", settings.pop("stop", None)), path)
+    spec.self_play = parse_self_play(data.get("self_play", settings.pop("self_play", None)), path)
+    settings.pop("self_play", None)
     spec.sampler = _typed(settings.pop("sampler", "batched"), str, "sampler", path)
     if spec.sampler not in SAMPLERS:
         raise UserError(

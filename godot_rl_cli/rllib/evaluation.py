@@ -22,6 +22,7 @@ from godot_rl_cli.game.settings import GameSettings
 from godot_rl_cli.onnx.options import trainer_export_versions
 from godot_rl_cli.rllib.callbacks import env_steps_sampled, number_or_none
 from godot_rl_cli.rllib.env import godot_env_config
+from godot_rl_cli.rllib.layout import save_algorithm
 
 SCRIPT = "rllib_training_script.py"
 BEST = "best"
@@ -177,7 +178,7 @@ class BestCheckpoint:
         temporary = self.path.with_name(f".{BEST}.tmp")
         previous = self.path.with_name(f".{BEST}.old")
         shutil.rmtree(temporary, ignore_errors=True)
-        algo.save(str(temporary))
+        save_algorithm(algo, temporary)
         details = {"iteration": self.iteration, "eval_reward_mean": self.reward, **fields}
         self.manifests.write(algo, temporary, best_evaluation=details)
         if self.path.exists():

@@ -80,11 +80,19 @@ class Trial:
         path = self.checkpoint_path(index)
         temporary = self.directory / f".{path.name}.tmp"
         try:
-            algo.save(str(temporary))
+            save_algorithm(algo, temporary)
             os.rename(temporary, path)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
         return path
+
+
+def save_algorithm(algo: Any, directory: Path) -> None:
+    """`algo.save()` into `directory`, with the files its callbacks keep beside it (self-play's league)."""
+    algo.save(str(directory))
+    save_extra_files = getattr(algo.callbacks, "save_to_checkpoint", None)
+    if save_extra_files:
+        save_extra_files(directory)
 
 
 def is_resumable(path: Path) -> bool:

@@ -31,6 +31,7 @@ from godot_rl_cli.rllib.layout import Trial
 from godot_rl_cli.rllib.noise import build_algorithm
 from godot_rl_cli.rllib.plan import RunPlan
 from godot_rl_cli.rllib.runners import LostRunnerWatch, runner_restarts
+from godot_rl_cli.rllib.self_play import resume_league
 from godot_rl_cli.rllib.setup import build_config, find_game_error, probe_game
 from godot_rl_cli.signals import StopSignals
 
@@ -126,6 +127,7 @@ class Training:
                 f"cannot resume from {resume_from} ({type(error).__name__}: {error})".splitlines()[0],
                 "pass an intact checkpoint_NNNNNN directory",
             ) from None
+        resume_league(self.algo, resume_from)
         print(f"Resumed from {resume_from} at iteration {self.algo.iteration}", flush=True)
 
     def train_until_stopped(self, signals: StopSignals) -> None:

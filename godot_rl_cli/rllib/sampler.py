@@ -6,8 +6,9 @@ step than the game and the learner together (bench/rllib_breakdown.py). This one
 with one forward of each policy's model for all the agents mapped to it, keeps each agent's trajectory as
 plain lists, and hands each finished or cut trajectory to the policy's own `postprocess_trajectory` (PPO's
 GAE, bootstrapped at a cut). Its batches hold the columns RLlib's sampler gives, and its episode metrics are
-RLlib's RolloutMetrics (the agents' info values as custom metrics, as `ControllerMetricsCallback` records
-them), so results, the `@METRIC` line, restarts and the learner are unchanged.
+RLlib's RolloutMetrics, after the callbacks' `on_episode_end` on its episode (the agents' info values as
+custom metrics, self-play's outcomes); the mapping function gets its episode too (self-play draws an opponent
+per episode). So results, the `@METRIC` line, restarts and the learner are unchanged.
 
 `BatchedRolloutWorker` uses it where it gives what RLlib's sampler gives: PPO policies with feed-forward
 models (RLlib's, or the controller's `tui_cnn`/`tui_grn`), RLlib's stochastic exploration, `batch_mode:
@@ -33,7 +34,6 @@ from ray.rllib.utils.filter import NoFilter
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
 from godot_rl_cli.errors import print_warning
-from godot_rl_cli.rllib.callbacks import info_custom_metrics
 from godot_rl_cli.rllib.config import CONTROLLER_MODEL_KEYS
 from godot_rl_cli.rllib.env import AgentId, agent_index
 
@@ -113,7 +113,9 @@ class Trajectory:
 
 @dataclass
 class Episode:
-    """One game's episode: what RLlib reports of it."""
+    """One game's episode: what RLlib reports of it. It answers what the mapping function and the callbacks'
+    `on_episode_end` ask of RLlib's episode (`episode_id`, `get_agents`, `policy_for`, `last_info_for`,
+    `agent_rewards`, `custom_metrics`, `hist_data`)."""
 
     eps_id: int
     length: int = 0
@@ -121,15 +123,29 @@ class Episode:
     policy_of: Dict[AgentId, str] = field(default_factory=dict)
     agent_rewards: Dict[Tuple[AgentId, str], float] = field(default_factory=lambda: defaultdict(float))
     last_info: Dict[AgentId, dict] = field(default_factory=dict)
+    custom_metrics: Dict[str, float] = field(default_factory=dict)
+    hist_data: Dict[str, list] = field(default_factory=dict)
+
+    @property
+    def episode_id(self) -> int:
+        return self.eps_id
+
+    def get_agents(self) -> List[AgentId]:
+        return list(self.policy_of)
+
+    def policy_for(self, agent_id: AgentId) -> str:
+        return self.policy_of[agent_id]
+
+    def last_info_for(self, agent_id: AgentId) -> Optional[dict]:
+        return self.last_info.get(agent_id)
 
     def metrics(self) -> RolloutMetrics:
         return RolloutMetrics(
             episode_length=self.length,
             episode_reward=self.reward,
             agent_rewards=dict(self.agent_rewards),
-            custom_metrics=info_custom_metrics(
-                (self.policy_of[agent_id], info) for agent_id, info in self.last_info.items()
-            ),
+            custom_metrics=dict(self.custom_metrics),
+            hist_data=dict(self.hist_data),
         )
 
 
@@ -186,7 +202,7 @@ class BatchedSampler(SamplerInput):
             episode = self.episodes[index]
             for agent_id in observations:
                 if agent_id not in episode.policy_of:  # mapped once per episode, as RLlib does
-                    episode.policy_of[agent_id] = mapping(agent_id, None, worker=self.worker)
+                    episode.policy_of[agent_id] = mapping(agent_id, episode, worker=self.worker)
                 acting[episode.policy_of[agent_id]].append((index, agent_id))
         outputs: Dict[Key, tuple] = {}
         env_actions: List[Dict[AgentId, Any]] = [{} for _ in self.envs]
@@ -253,6 +269,13 @@ class BatchedSampler(SamplerInput):
                 batches[policy_id].append(self._postprocess(key, terminated, truncated))
         episode.length += 1
         if episode_over:  # every acting agent's trajectory ended above, terminated or truncated
+            self.worker.callbacks.on_episode_end(  # the agents' info as custom metrics; self-play's outcome
+                worker=self.worker,
+                base_env=None,
+                policies=self.worker.policy_map,
+                episode=episode,
+                env_index=index,
+            )
             self.finished.append(episode.metrics())
             self.obs[index] = None
         else:

@@ -25,6 +25,7 @@ from godot_rl_cli.rllib.env import GodotEnvConfig, GodotMultiAgentEnv, agent_ind
 from godot_rl_cli.rllib.models import configure_model, register_models
 from godot_rl_cli.rllib.runners import FAULT_TOLERANCE_DEFAULTS
 from godot_rl_cli.rllib.sampler import BatchedRolloutWorker, unsupported_settings
+from godot_rl_cli.rllib.self_play import configure_self_play
 from godot_rl_cli.rllib.user_code import call_user_code
 
 
@@ -140,6 +141,8 @@ def build_config(
     ):  # the new stack's default buffer does not work on the old stack
         config.training(replay_buffer_config={"type": OLD_STACK_REPLAY_BUFFERS[spec.algorithm]})
     effective = apply_settings(config, spec.settings)
+    if spec.self_play:
+        policy_names = configure_self_play(config, spec, game)
     register_models()
     configure_model(
         config,
