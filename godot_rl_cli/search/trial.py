@@ -1,0 +1,255 @@
+"""One search trial: the suite's own trainer run as a subprocess, its `@METRIC` lines reported to Ray Tune.
+
+The trial starts the shipped trainer (`godot_rl_cli.cli.train_sb3`/`train_rllib` where the package has
+them, else the top-level script beside the package) with CONTROLLER_METRICS=1, its games on a port block no
+other trial uses and its own seed, everything the trainer writes under the trial's directory. Each
+`@METRIC` line becomes one Tune result. When Tune stops the trial (pruning) or the search is interrupted, the
+trainer gets SIGINT and saves as a normal run does; if this actor dies, the kernel sends it SIGINT too.
+"""
+
+import ctypes
+import json
+import math
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Deque, Dict, List, Optional
+
+from ray import tune
+
+from godot_rl_cli.metrics import PREFIX
+from godot_rl_cli.search.plan import SearchPlan
+from godot_rl_cli.search.space import GAME_ARG_PREFIX
+
+RECENT_ITERATIONS = 3  # `reward_recent`: mean episode reward of this many last iterations
+SAVE_WAIT_S = 120.0  # how long a stopped trainer may take to save before it is killed
+POLL_S = 0.5
+SUMMARY = "search_trial.json"
+PR_SET_PDEATHSIG = 1
+# The suite's commands a search runs: the package module (layout of issue 24), else the top-level script.
+MODULES = {
+    "sb3": "godot_rl_cli.cli.train_sb3",
+    "rllib": "godot_rl_cli.cli.train_rllib",
+    "export_rllib": "godot_rl_cli.cli.export_rllib",
+}
+SCRIPTS = {
+    "sb3": "stable_baselines3_training_script.py",
+    "rllib": "rllib_training_script.py",
+    "export_rllib": "convert_rllib_to_onnx.py",
+}
+
+
+def suite_command(name: str) -> List[str]:
+    """How to start one of the suite's commands on this node."""
+    if find_spec("godot_rl_cli.cli") and find_spec(MODULES[name]):
+        return [sys.executable, "-u", "-m", MODULES[name]]
+    script = Path(_package_root()) / SCRIPTS[name]
+    if not script.is_file():
+        raise RuntimeError(f"{SCRIPTS[name]} is not on this node (looked in {script.parent})")
+    return [sys.executable, "-u", str(script)]
+
+
+def trial_index(trial_name: str) -> int:
+    """The trial's number in the search (`trial_007` -> 7), from `trial_name`."""
+    return int(trial_name.split("_")[1])
+
+
+def stop_requested(plan: SearchPlan) -> bool:
+    """True once the search was told to stop (SIGINT/SIGTERM of the search command)."""
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    return bool(_internal_kv_get(plan.stop_key))
+
+
+def _die_with_parent() -> None:
+    """In the trainer: SIGINT when this actor's process ends (Linux), so it saves instead of living on."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class TrainerOutput:
+    """What the trainer printed: metric payloads in order, and the last lines for the error message."""
+
+    metrics: "queue.Queue[Optional[Dict[str, Any]]]" = field(default_factory=queue.Queue)
+    last_lines: Deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    error_lines: List[str] = field(default_factory=list)
+
+    def read(self, stream: Any, log: Any, is_stdout: bool) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            if is_stdout and line.startswith(PREFIX):
+                try:
+                    self.metrics.put(json.loads(line[len(PREFIX) :]))
+                except json.JSONDecodeError:
+                    pass
+                continue
+            log.write(("" if is_stdout else "! ") + line + "\n")
+            log.flush()
+            self.last_lines.append(line)
+            if line.startswith("ERROR:"):
+                self.error_lines.append(line)
+        if is_stdout:
+            self.metrics.put(None)  # end of output
+
+    def error(self, exit_code: int) -> str:
+        """The trainer's own ERROR line (the game's error) or, failing that, its last output lines."""
+        if self.error_lines:
+            return self.error_lines[-1]
+        tail = " | ".join(list(self.last_lines)[-3:])
+        return f"the trainer exited with code {exit_code}" + (f": {tail}" if tail else "")
+
+
+class GameTrial(tune.Trainable):
+    """A Tune trainable whose every step is one iteration of the trainer subprocess."""
+
+    def setup(self, config: Dict[str, Any], plan: SearchPlan) -> None:
+        self.plan = plan
+        self.index = trial_index(self.trial_name)
+        self.directory = Path(getattr(self._storage, "trial_fs_path", None) or self.logdir)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        self.rewards: List[float] = []
+        self.last: Dict[str, Any] = {}
+        self.status = "running"
+        self.error = ""
+        hyperparameters = {k: v for k, v in config.items() if not k.startswith(GAME_ARG_PREFIX)}
+        game_args = {k[len(GAME_ARG_PREFIX) :]: v for k, v in config.items() if k.startswith(GAME_ARG_PREFIX)}
+        port = plan.trial_port(self.index)
+        arguments = plan.trainer_arguments(
+            self.directory, hyperparameters, game_args, port, plan.seed + self.index, _cluster_address()
+        )
+        command = suite_command(plan.trainer) + arguments
+        (self.directory / "command.txt").write_text(" ".join(command) + "\n")
+        env = dict(os.environ, CONTROLLER_METRICS="1", PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+        self.log = open(self.directory / "trainer.log", "w", encoding="utf-8")  # noqa: SIM115 - closed in cleanup
+        self.output = TrainerOutput()
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            env=env,
+            cwd=str(self.directory),
+            preexec_fn=_die_with_parent,
+        )
+        self.readers = [
+            threading.Thread(target=self.output.read, args=(stream, self.log, is_stdout), daemon=True)
+            for stream, is_stdout in ((self.process.stdout, True), (self.process.stderr, False))
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def step(self) -> Dict[str, Any]:
+        if self.status != "running":  # stopped for the interrupted search: Tune ends the trial next
+            time.sleep(POLL_S)
+            return {**self.last, "interrupted": True}
+        while True:
+            try:
+                payload = self.output.metrics.get(timeout=POLL_S)
+            except queue.Empty:
+                if stop_requested(self.plan):
+                    self._stop_trainer("stopped")
+                    return {**self.last, "interrupted": True}
+                continue
+            if payload is None:
+                return self._trainer_ended()
+            self.last = self._result(payload)
+            return self.last
+
+    def _result(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+        reward = payload.get("episode_reward_mean")
+        if isinstance(reward, (int, float)) and math.isfinite(reward):
+            self.rewards.append(float(reward))
+        recent = self.rewards[-RECENT_ITERATIONS:]
+        evaluation = payload.get("eval_reward_mean")
+        if not isinstance(evaluation, (int, float)):
+            evaluation = self.last.get("eval_reward_mean", math.nan)
+        return {
+            "episode_reward_mean": reward if isinstance(reward, (int, float)) else math.nan,
+            "reward_recent": sum(recent) / len(recent) if recent else math.nan,
+            "eval_reward_mean": evaluation,
+            "steps": int(payload.get("timesteps_total") or 0),
+            "trainer_iteration": payload.get("training_iteration"),
+            "trial_index": self.index,
+        }
+
+    def _trainer_ended(self) -> Dict[str, Any]:
+        exit_code = self.process.wait()
+        for reader in self.readers:
+            reader.join(timeout=5)
+        if exit_code != 0:
+            self.status, self.error = "failed", self.output.error(exit_code)
+            self._write_summary()
+            raise RuntimeError(self.error)
+        self.status = "finished"
+        self._write_summary()
+        return {**self.last, "done": True}
+
+    def _stop_trainer(self, status: str) -> None:
+        """SIGINT, as the controller stops a run: the trainer saves its model and closes its games."""
+        if self.process.poll() is None:
+            self.status = status
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=SAVE_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for reader in self.readers:
+            reader.join(timeout=5)
+        self._write_summary()
+
+    def _write_summary(self) -> None:
+        summary = {
+            "status": self.status,
+            "error": self.error,
+            "steps": self.last.get("steps", 0),
+            "wall_time_s": round(time.time() - self.started, 1),
+            "exit_code": self.process.returncode,
+        }
+        (self.directory / SUMMARY).write_text(json.dumps(summary, indent=2))
+
+    def cleanup(self) -> None:
+        if self.status == "running" and self.last.get("steps", 0) >= self.plan.timesteps:
+            self._wait_for_save()  # stopped at its budget (ASHA's max_t): the trainer is saving already
+        if self.status == "running":
+            self._stop_trainer("stopped" if stop_requested(self.plan) else "pruned")
+        self.log.close()
+
+    def _wait_for_save(self) -> None:
+        try:
+            exit_code = self.process.wait(timeout=SAVE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            return
+        for reader in self.readers:
+            reader.join(timeout=5)
+        self.status = "finished" if exit_code == 0 else "failed"
+        self.error = self.output.error(exit_code) if exit_code else ""
+        self._write_summary()
+
+
+def _cluster_address() -> str:
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
+def _package_root() -> str:
+    """The directory holding `godot_rl_cli` on this node (a checkout, or what Ray shipped)."""
+    import godot_rl_cli
+
+    return str(Path(godot_rl_cli.__file__).resolve().parent.parent)
