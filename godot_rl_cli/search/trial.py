@@ -47,14 +47,16 @@ SCRIPTS = {
 }
 
 
-def suite_command(name: str) -> List[str]:
-    """How to start one of the suite's commands on this node."""
+def suite_command(name: str, checkout: Optional[str] = None) -> List[str]:
+    """How to start one of the suite's commands on this node: its package module, else the script beside the
+    package here or in the search's `checkout` (the driver's; the same path on a worker node)."""
     if find_spec("godot_rl_cli.cli") and find_spec(MODULES[name]):
         return [sys.executable, "-u", "-m", MODULES[name]]
-    script = Path(_package_root()) / SCRIPTS[name]
-    if not script.is_file():
-        raise RuntimeError(f"{SCRIPTS[name]} is not on this node (looked in {script.parent})")
-    return [sys.executable, "-u", str(script)]
+    places = [Path(_package_root())] + ([Path(checkout)] if checkout else [])
+    for script in (place / SCRIPTS[name] for place in places):
+        if script.is_file():
+            return [sys.executable, "-u", str(script)]
+    raise RuntimeError(f"{SCRIPTS[name]} is not on this node (looked in {', '.join(map(str, places))})")
 
 
 def trial_index(trial_name: str) -> int:
@@ -129,7 +131,7 @@ class GameTrial(tune.Trainable):
         arguments = plan.trainer_arguments(
             self.directory, hyperparameters, game_args, port, plan.seed + self.index, _cluster_address()
         )
-        command = suite_command(plan.trainer) + arguments
+        command = suite_command(plan.trainer, plan.checkout) + arguments
         (self.directory / "command.txt").write_text(" ".join(command) + "\n")
         env = dict(os.environ, CONTROLLER_METRICS="1", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
