@@ -155,6 +155,9 @@ def run(prepared: Prepared) -> int:
         )
         stopper = SearchStop(prepared.plan.stop_key)
         result_grid = fit(prepared, max_concurrent)
+        from godot_rl_cli.search.trial import wait_for_trainers
+
+        wait_for_trainers(prepared.options.experiment_path, ray.util.get_node_ip_address())
         return report(prepared, result_grid, stopper.requested)
     except KeyboardInterrupt:
         return 130

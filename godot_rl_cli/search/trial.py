@@ -4,10 +4,9 @@ The trial starts the shipped trainer (`godot_rl_cli.cli.train_sb3`/`train_rllib`
 them, else the top-level script beside the package) with CONTROLLER_METRICS=1, its games on a port block no
 other trial uses and its own seed, everything the trainer writes under the trial's directory. Each
 `@METRIC` line becomes one Tune result. When Tune stops the trial (pruning) or the search is interrupted, the
-trainer gets SIGINT and saves as a normal run does; if this actor dies, the kernel sends it SIGINT too.
+trainer gets one SIGINT and saves as a normal run does.
 """
 
-import ctypes
 import json
 import math
 import os
@@ -33,7 +32,8 @@ RECENT_ITERATIONS = 3  # `reward_recent`: mean episode reward of this many last 
 SAVE_WAIT_S = 120.0  # how long a stopped trainer may take to save before it is killed
 POLL_S = 0.5
 SUMMARY = "search_trial.json"
-PR_SET_PDEATHSIG = 1
+TRAINER_STDOUT = "trainer.log"  # the trainer's stdout (its @METRIC lines and progress)
+TRAINER_STDERR = "trainer.err"
 # The suite's commands a search runs: the package module (layout of issue 24), else the top-level script.
 MODULES = {
     "sb3": "godot_rl_cli.cli.train_sb3",
@@ -71,14 +71,6 @@ def stop_requested(plan: SearchPlan) -> bool:
     return bool(_internal_kv_get(plan.stop_key))
 
 
-def _die_with_parent() -> None:
-    """In the trainer: SIGINT when this actor's process ends (Linux), so it saves instead of living on."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
-    except (OSError, AttributeError):
-        pass
-
-
 @dataclass
 class TrainerOutput:
     """What the trainer printed: metric payloads in order, and the last lines for the error message."""
@@ -87,22 +79,36 @@ class TrainerOutput:
     last_lines: Deque[str] = field(default_factory=lambda: deque(maxlen=40))
     error_lines: List[str] = field(default_factory=list)
 
-    def read(self, stream: Any, log: Any, is_stdout: bool) -> None:
-        for line in stream:
-            line = line.rstrip("\n")
-            if is_stdout and line.startswith(PREFIX):
-                try:
-                    self.metrics.put(json.loads(line[len(PREFIX) :]))
-                except json.JSONDecodeError:
-                    pass
-                continue
-            log.write(("" if is_stdout else "! ") + line + "\n")
-            log.flush()
-            self.last_lines.append(line)
-            if line.startswith("ERROR:"):
-                self.error_lines.append(line)
+    def follow(self, path: Path, process: subprocess.Popen, is_stdout: bool) -> None:
+        """Read the trainer's output file as it grows, until the trainer has exited and all is read."""
+        with path.open(encoding="utf-8", errors="replace") as stream:
+            partial = ""
+            while True:
+                chunk = stream.readline()
+                if chunk:
+                    partial += chunk
+                    if partial.endswith("\n"):
+                        self._take(partial.rstrip("\n"), is_stdout)
+                        partial = ""
+                    continue
+                if process.poll() is not None:
+                    for line in (partial + stream.read()).splitlines():
+                        self._take(line, is_stdout)
+                    break
+                time.sleep(0.1)
         if is_stdout:
             self.metrics.put(None)  # end of output
+
+    def _take(self, line: str, is_stdout: bool) -> None:
+        if is_stdout and line.startswith(PREFIX):
+            try:
+                self.metrics.put(json.loads(line[len(PREFIX) :]))
+            except json.JSONDecodeError:
+                pass
+            return
+        self.last_lines.append(line)
+        if line.startswith("ERROR:"):
+            self.error_lines.append(line)
 
     def error(self, exit_code: int) -> str:
         """The trainer's own ERROR line (the game's error) or, failing that, its last output lines."""
@@ -135,22 +141,27 @@ class GameTrial(tune.Trainable):
         (self.directory / "command.txt").write_text(" ".join(command) + "\n")
         env = dict(os.environ, CONTROLLER_METRICS="1", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
-        self.log = open(self.directory / "trainer.log", "w", encoding="utf-8")  # noqa: SIM115 - closed in cleanup
         self.output = TrainerOutput()
-        self.process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            env=env,
-            cwd=str(self.directory),
-            preexec_fn=_die_with_parent,
-        )
+        # Files, not pipes: the trainer outlives this actor when Tune ends it while the trainer saves.
+        with (
+            (self.directory / TRAINER_STDOUT).open("w") as stdout,
+            (self.directory / TRAINER_STDERR).open("w") as stderr,
+        ):
+            self.process = subprocess.Popen(
+                command,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=str(self.directory),
+                start_new_session=True,  # signals reach it from this trial only, once
+                preexec_fn=_default_signals,
+            )
         self.readers = [
-            threading.Thread(target=self.output.read, args=(stream, self.log, is_stdout), daemon=True)
-            for stream, is_stdout in ((self.process.stdout, True), (self.process.stderr, False))
+            threading.Thread(
+                target=self.output.follow, args=(self.directory / name, self.process, is_stdout), daemon=True
+            )
+            for name, is_stdout in ((TRAINER_STDOUT, True), (TRAINER_STDERR, False))
         ]
         for reader in self.readers:
             reader.start()
@@ -170,7 +181,10 @@ class GameTrial(tune.Trainable):
             if payload is None:
                 return self._trainer_ended()
             self.last = self._result(payload)
-            return self.last
+            if self.last["steps"] < self.plan.timesteps:
+                return self.last
+            # the budget is reached: the trainer saves and exits; the trial's last result waits for that, so
+            # Tune never stops a trial that is finishing (it kills actors 10 s after the search ends)
 
     def _result(self, payload: Dict[str, Any]) -> Dict[str, Any]:
         reward = payload.get("episode_reward_mean")
@@ -202,9 +216,12 @@ class GameTrial(tune.Trainable):
         return {**self.last, "done": True}
 
     def _stop_trainer(self, status: str) -> None:
-        """SIGINT, as the controller stops a run: the trainer saves its model and closes its games."""
+        """SIGINT, as the controller stops a run: the trainer saves its model and closes its games. The
+        summary is written first: Tune may end this actor before the save is done (the trainer, in its own
+        session, finishes it anyway)."""
         if self.process.poll() is None:
             self.status = status
+            self._write_summary()
             self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout=SAVE_WAIT_S)
@@ -222,26 +239,51 @@ class GameTrial(tune.Trainable):
             "steps": self.last.get("steps", 0),
             "wall_time_s": round(time.time() - self.started, 1),
             "exit_code": self.process.returncode,
+            "pid": self.process.pid,
+            "node_ip": _node_ip(),
         }
         (self.directory / SUMMARY).write_text(json.dumps(summary, indent=2))
 
     def cleanup(self) -> None:
-        if self.status == "running" and self.last.get("steps", 0) >= self.plan.timesteps:
-            self._wait_for_save()  # stopped at its budget (ASHA's max_t): the trainer is saving already
         if self.status == "running":
             self._stop_trainer("stopped" if stop_requested(self.plan) else "pruned")
-        self.log.close()
 
-    def _wait_for_save(self) -> None:
+
+def wait_for_trainers(search_dir: Path, node_ip: str) -> None:
+    """Wait (up to SAVE_WAIT_S) for stopped trials' trainers on this node that are still saving: Tune ends a
+    trial's actor 10 s after the search ends, not its trainer."""
+    deadline = time.monotonic() + SAVE_WAIT_S
+    for summary_path in search_dir.glob(f"*/{SUMMARY}"):
         try:
-            exit_code = self.process.wait(timeout=SAVE_WAIT_S)
-        except subprocess.TimeoutExpired:
-            return
-        for reader in self.readers:
-            reader.join(timeout=5)
-        self.status = "finished" if exit_code == 0 else "failed"
-        self.error = self.output.error(exit_code) if exit_code else ""
-        self._write_summary()
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if summary.get("node_ip") != node_ip or summary.get("exit_code") is not None:
+            continue
+        while _alive(int(summary["pid"])) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _default_signals() -> None:
+    """In the trainer, before it starts: SIGINT and SIGTERM delivered and handled again (a Ray worker blocks
+    and ignores SIGINT, and a child inherits both)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
 
 
 def _cluster_address() -> str:
