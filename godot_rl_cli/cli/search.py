@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from godot_rl_cli.errors import UserError, exit_with_error, print_error
+from godot_rl_cli.errors import UserError, exit_with_error, print_error, print_warning
 from godot_rl_cli.search.options import SearchOptions, parse_args
 
 TUNE_STATE_FILES = ("tuner.pkl",)
@@ -144,9 +144,13 @@ def run(prepared: Prepared) -> int:
         configure_logging=False,
     )
     try:
-        max_concurrent = args.max_concurrent or max(
-            1, int(ray.cluster_resources().get("CPU", 1)) // prepared.cpus_per_trial
-        )
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        if prepared.trial_cpus > cpus:  # else Tune waits forever for a trial it cannot place
+            print_warning(
+                f"a trial runs {prepared.trial_cpus} processes (games, learner) on {cpus} CPUs, shared"
+            )
+            prepared.trial_cpus = prepared.cpus_per_trial = cpus
+        max_concurrent = args.max_concurrent or max(1, cpus // prepared.cpus_per_trial)
         print(
             f"Search: {args.num_trials} trials of {args.timesteps} steps, up to {max_concurrent} at once "
             f"({prepared.cpus_per_trial} CPUs each: games and learner), maximising {prepared.metric}; "
