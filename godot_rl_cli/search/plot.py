@@ -44,7 +44,8 @@ def plot_search(rows: List[TrialRow], space: SearchSpace, metric: str, path: Pat
         if dimension.distribution == "loguniform":
             axis.set_xscale("log")
         axis.set(title=name, xlabel=name, ylabel=metric)
-        axis.legend(fontsize="x-small")
+        if axis.collections:
+            axis.legend(fontsize="x-small")
     for axis in axes[len(names) + 1 :]:
         axis.set_visible(False)
     figure.tight_layout()
