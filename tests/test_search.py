@@ -243,6 +243,7 @@ def test_sigint_stops_the_running_trial_with_a_save_and_resume_finishes_without_
     assert "trial_000 | iteration" not in resumed.stdout
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -263,6 +264,7 @@ def test_bad_flags_are_one_error_line(tmp_path, capsys, arguments, message):
     assert len(errors) == 1 and errors[0].startswith("ERROR:") and message in errors[0], errors
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "space, message",
     [
