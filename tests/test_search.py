@@ -42,6 +42,7 @@ def search_env(script_env: dict) -> dict:
     return {key: value for key, value in script_env.items() if key != "RAY_ADDRESS"}
 
 
+@pytest.mark.timeout(900)  # a few searches of trainer subprocesses on a busy machine
 def test_sb3_search_prunes_a_flat_trial_records_a_crash_and_writes_a_best_that_trains(
     tmp_path, ray_address, script_env
 ):
@@ -121,6 +122,7 @@ def trial_dirs(search_dir: Path) -> List[Path]:
     return sorted(path for path in search_dir.glob("trial_*") if path.is_dir())
 
 
+@pytest.mark.timeout(900)  # a few searches of trainer subprocesses on a busy machine
 def test_rllib_search_writes_a_best_yaml_the_trainer_runs(tmp_path, ray_address, script_env):
     base = write_yaml(
         tmp_path / "base.yaml",
@@ -185,6 +187,7 @@ def test_rllib_search_writes_a_best_yaml_the_trainer_runs(tmp_path, ray_address,
     assert trained.returncode == 0, trained.stderr[-2000:]
 
 
+@pytest.mark.timeout(900)  # a few searches of trainer subprocesses on a busy machine
 def test_sigint_stops_the_running_trial_with_a_save_and_resume_finishes_without_redoing(
     tmp_path, ray_address, script_env
 ):
