@@ -70,7 +70,7 @@ def prepare(options: SearchOptions) -> Prepared:
         from godot_rl_cli.search.options import rllib_known_keys
 
         spec = load_run_spec(args.config_file)
-        env_path = resolve_env_path(spec.env_config, args.env_path)
+        env_path = resolve_env_path(spec.game.env_path, args.env_path)
         if not env_path:
             raise UserError(
                 f"no env_path in {args.config_file}", "set env_config.env_path or pass --env_path"

@@ -14,7 +14,7 @@ import yaml
 from godot_rl_cli.errors import print_warning
 from godot_rl_cli.search.plan import RUN_DIR, SB3_MODEL_NAME, TRIAL_CONFIG, SearchPlan, rllib_config
 from godot_rl_cli.search.space import GAME_ARG_PREFIX
-from godot_rl_cli.search.trial import SUMMARY, suite_command
+from godot_rl_cli.search.trial import SUMMARY, suite_command, suite_env
 
 RESULTS_CSV = "results.csv"
 BEST_DIR = "best"
@@ -178,7 +178,7 @@ def _copy_rllib_model(run_dir: Path, best_dir: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(max(checkpoints, key=lambda path: path.stat().st_mtime), target)
     exporter = suite_command("export_rllib") + [str(target), f"--output={best_dir}"]
-    done = subprocess.run(exporter, capture_output=True, text=True)
+    done = subprocess.run(exporter, capture_output=True, text=True, env=suite_env())
     if done.returncode != 0:
         print_warning(f"the best checkpoint was not exported to ONNX: {done.stderr.strip()[-300:]}")
 

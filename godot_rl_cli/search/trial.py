@@ -59,6 +59,13 @@ def suite_command(name: str, checkout: Optional[str] = None) -> List[str]:
     raise RuntimeError(f"{SCRIPTS[name]} is not on this node (looked in {', '.join(map(str, places))})")
 
 
+def suite_env() -> Dict[str, str]:
+    """This environment, the package on PYTHONPATH: `python -m godot_rl_cli.cli.X` runs from any directory."""
+    return dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_package_root(), os.environ.get("PYTHONPATH")]))
+    )
+
+
 def trial_index(trial_name: str) -> int:
     """The trial's number in the search (`trial_007` -> 7), from `trial_name`."""
     return int(trial_name.split("_")[1])
@@ -139,8 +146,7 @@ class GameTrial(tune.Trainable):
         )
         command = suite_command(plan.trainer, plan.checkout) + arguments
         (self.directory / "command.txt").write_text(" ".join(command) + "\n")
-        env = dict(os.environ, CONTROLLER_METRICS="1", PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(), env.get("PYTHONPATH")]))
+        env = dict(suite_env(), CONTROLLER_METRICS="1", PYTHONUNBUFFERED="1")
         self.output = TrainerOutput()
         # Files, not pipes: the trainer outlives this actor when Tune ends it while the trainer saves.
         with (
