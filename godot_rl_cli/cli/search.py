@@ -17,6 +17,7 @@ from godot_rl_cli.errors import UserError, exit_with_error, print_error, print_w
 from godot_rl_cli.search.options import SearchOptions, parse_args
 
 TUNE_STATE_FILES = ("tuner.pkl",)
+PRUNING_METRIC = "reward_recent"
 
 
 @dataclass
@@ -211,9 +212,11 @@ def fit(prepared: Prepared, max_concurrent: int) -> Any:
         tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False)
         return tuner.fit()
     grace = max(1, args.timesteps // 4)
+    # Pruning compares the episode reward of every iteration; an evaluation reward exists only at evaluations.
+    pruning = {"metric": PRUNING_METRIC, "mode": "max", "time_attr": "steps", "grace_period": grace}
     scheduler = {
-        "asha": lambda: ASHAScheduler(time_attr="steps", max_t=args.timesteps, grace_period=grace),
-        "median": lambda: MedianStoppingRule(time_attr="steps", grace_period=grace, min_samples_required=2),
+        "asha": lambda: ASHAScheduler(max_t=args.timesteps, **pruning),
+        "median": lambda: MedianStoppingRule(min_samples_required=2, **pruning),
         "none": FIFOScheduler,
     }[args.pruner]()
     searcher = OptunaSearch(
@@ -228,8 +231,6 @@ def fit(prepared: Prepared, max_concurrent: int) -> Any:
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
-            metric=prepared.metric,
-            mode="max",
             num_samples=args.num_trials,
             max_concurrent_trials=max_concurrent,
             time_budget_s=args.time_budget_s,
