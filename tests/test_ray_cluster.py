@@ -241,6 +241,38 @@ def test_runners_on_the_worker_node_survive_a_killed_runner(cluster, tmp_path):
     assert_no_games(port)
 
 
+def test_search_trials_run_on_the_worker_node(cluster, tmp_path):
+    """hyperparameter_search.py --ray_address: a trial (one game and its learner: 2 CPUs, which only the
+    worker node has) runs there, trainer and game, and finishes."""
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"hyperparameters": {"learning_rate": {"loguniform": [1e-4, 1e-3]}}}))
+    done = subprocess.run(
+        script_command(
+            "hyperparameter_search.py",
+            "--trainer=sb3",
+            f"--env_path={SIM_DIR / 'BallChase.x86_64'}",
+            f"--search_space={space}",
+            "--num_trials=1",
+            "--timesteps=160",
+            f"--experiment_dir={tmp_path / 'searches'}",
+            f"--ray_address={cluster.address}",
+            f"--port={find_free_port_block(3)}",
+            "--",
+            "--speedup=8",
+            "--torch_threads=1",
+        ),
+        cwd=tmp_path,
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary,) = tmp_path.glob("searches/sb3_ppo/trial_000_*/search_trial.json")
+    trial = json.loads(summary.read_text())
+    assert trial["status"] == "finished" and trial["node_ip"] == "127.0.0.2", trial
+
+
 def test_a_runner_lost_beyond_max_num_env_runner_restarts_ends_the_run(cluster, tmp_path):
     port = find_free_port_block(3)
     config = cluster_config(

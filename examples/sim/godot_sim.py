@@ -22,6 +22,7 @@ far to every step's reward (T > 0: later episodes score higher whatever the poli
 Expert demos: `--record_demos=PATH --demo_episodes=N` plays N episodes with the game's scripted expert,
 without a trainer (as a person plays a game in the editor with an AIController in "Record Expert Demos"
 mode), writes agent 0's episodes to PATH in the plugin's exact layout and exits (see `record_demos`).
+`flat_reward=R` makes every step's reward R whatever the policy (a run that cannot learn; `off`: no effect).
 """
 
 import json
@@ -578,6 +579,8 @@ class Runner:
         self.realtime = args.get("realtime") == "1"
         self.step_cost_s = float(args.get("step_cost_ms", "0")) / 1000.0
         self.reward_trend = float(args.get("reward_trend", "0"))
+        flat = args.get("flat_reward", "off")
+        self.flat_reward = None if flat == "off" else float(flat)
         self.episodes_finished = 0
         self.steps = 0
 
@@ -613,6 +616,8 @@ class Runner:
         rewards, dones = zip(*(self.game.take_reward_and_done(index) for index in range(n)), strict=False)
         reward_list = [float(reward) + self.reward_trend * self.episodes_finished for reward in rewards]
         self.episodes_finished += sum(1 for done in dones if done)
+        if self.flat_reward is not None:
+            reward_list = [self.flat_reward] * n
         nan_after = self._after("nan_reward_after_steps")
         if nan_after is not None and self.steps > nan_after:
             reward_list[0] = float("nan")

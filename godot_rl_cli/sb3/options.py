@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(SIGINT) saves the model and closes the game; a second Ctrl+C skips the save.",
         formatter_class=HelpFormatter,
         allow_abbrev=False,
+        fromfile_prefix_chars="@",  # @FILE: arguments one per line, as hyperparameter_search.py writes them
     )
     game = add_game_arguments(parser, env_path_type=game_file)
     game.add_argument(
