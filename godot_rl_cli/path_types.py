@@ -9,7 +9,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from godot_rl_cli.errors import exit_with_error
 
@@ -52,15 +52,22 @@ def _stat(path: Path) -> Optional[os.stat_result]:
         raise ValueError(f"cannot be read ({error.strerror})") from None
 
 
-def problem_with_input(text: str, want_directory: bool) -> Optional[str]:
-    """Why `text` is not an existing regular file (or directory), or None."""
+def _inspect(text: str) -> Tuple[Optional[str], Optional[ValueError], Optional[os.stat_result]]:
+    """What is at the path `text`: (a problem with its text or base, a broken or looping link, its stat)."""
     problem = _problem_with_base(text)
     if problem:
-        return problem
+        return problem, None, None
     try:
-        info = _stat(Path(text).expanduser())
+        return None, None, _stat(Path(text).expanduser())
     except ValueError as error:
-        return str(error)
+        return None, error, None
+
+
+def problem_with_input(text: str, want_directory: bool) -> Optional[str]:
+    """Why `text` is not an existing regular file (or directory), or None."""
+    problem, error, info = _inspect(text)
+    if problem or error:
+        return problem or str(error)
     if info is None:
         return "does not exist"
     wanted = "a directory" if want_directory else "a file"
@@ -135,13 +142,9 @@ def output_directory(label: str, how: str = "pass a directory you can write to")
 def problem_with_special_file(text: str) -> Optional[str]:
     """Only what would block, loop or cannot be resolved (a FIFO, a device, a link loop, a relative path with
     the working directory gone); a missing path or a wrong file is left to the script's own check."""
-    problem = _problem_with_base(text)
-    if problem:
-        return problem
-    try:
-        info = _stat(Path(text).expanduser())
-    except ValueError as error:
-        return None if "broken" in str(error) else str(error)
+    problem, error, info = _inspect(text)
+    if problem or error:
+        return problem or (None if "broken" in str(error) else str(error))
     if info is not None and _kind(info.st_mode) not in ("a directory", "a file"):
         return f"is {_kind(info.st_mode)}, not a file or a directory"
     return None

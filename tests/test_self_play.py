@@ -148,7 +148,10 @@ def test_outcome_from_rewards_by_default_and_from_an_info_key_when_asked():
         ({"learner": "left_policy", "opponents": ["right_policy"], "window": 0}, "self_play.window"),
         ({"learner": "left_policy", "opponents": []}, "self_play.opponents"),
         ({"learner": "left_policy", "opponents": ["left_policy"]}, "also listed"),
-        ({"learner": "left_policy", "opponents": "right_policy", "ratio": 1}, "unknown self_play keys ratio"),
+        (
+            {"learner": "left_policy", "opponents": "right_policy", "ratio": 1},
+            "unknown self_play key\\(s\\) ratio",
+        ),
         (
             {"learner": "left_policy", "opponents": "right_policy", "play_against_latest_model_ratio": 2},
             "between 0.0 and 1.0",

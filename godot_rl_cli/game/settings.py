@@ -129,14 +129,19 @@ def add_game_arguments(
     for name, text in GAME_FLAGS.items():
         if name != "max_env_restarts" or restarts:
             add_flag(game, name, type=VALUE_TYPES[name], default=getattr(DEFAULTS, name), help=text)
-    game.add_argument(
-        "--game_arg",
-        "--game-arg",
-        dest="game_args",
+    add_game_arg_flag(game, "extra --KEY=VALUE argument for the game (repeatable)")
+    return game
+
+
+def add_game_arg_flag(parser: Any, help: str, dest: str = "game_args") -> None:
+    """The repeatable `--game_arg KEY=VALUE` flag (also `--game-arg`): an extra argument for the games."""
+    add_flag(
+        parser,
+        "game_arg",
+        dest=dest,
         type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra --KEY=VALUE argument for the game (repeatable)",
+        help=help,
     )
-    return game

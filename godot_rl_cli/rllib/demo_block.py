@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional, Tuple
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.rllib.values import block_mapping
 
 
 @dataclass(frozen=True)
@@ -26,16 +27,10 @@ DEMO_BLOCK_EXAMPLE = "e.g. demos: {policy: left_policy, files: [demos/left.json]
 
 def parse_demo_block(value: Any, path: str) -> Optional[DemoBlock]:
     """The `demos:` block of the YAML file at `path` (None when absent); UserError for a bad one."""
+    known = [field.name for field in dataclasses.fields(DemoBlock)]
+    value = block_mapping(value, "demos", path, known, DEMO_BLOCK_EXAMPLE)
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise UserError(f"demos in {path} must be a mapping", DEMO_BLOCK_EXAMPLE)
-    known = {field.name for field in dataclasses.fields(DemoBlock)}
-    unknown = sorted(set(map(str, value)) - known)
-    if unknown:
-        raise UserError(
-            f"unknown key(s) {', '.join(unknown)} in demos in {path}", f"use {', '.join(sorted(known))}"
-        )
     files = value.get("files")
     if isinstance(files, str):
         files = [files]

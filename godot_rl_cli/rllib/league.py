@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.rllib.values import block_mapping
 
 LEAGUE_FILE = "self_play.json"  # in each checkpoint directory, beside algorithm_state.pkl
 LATEST = "latest"  # the opponent name of episodes played against the learner itself
@@ -63,16 +64,9 @@ EXAMPLE = "e.g. self_play: {learner: left_policy, opponents: [right_policy], sna
 
 def parse_self_play(block: Any, path: str) -> Optional[SelfPlaySettings]:
     """The `self_play:` block (None when absent or null); every problem is a one-line UserError."""
+    block = block_mapping(block, "self_play", path, SelfPlaySettings.__dataclass_fields__, EXAMPLE)
     if block is None:
         return None
-    if not isinstance(block, dict):
-        raise UserError(f"self_play in {path} must be a mapping, not {block!r}", EXAMPLE)
-    known = set(SelfPlaySettings.__dataclass_fields__)
-    unknown = sorted(set(map(str, block)) - known)
-    if unknown:
-        raise UserError(
-            f"unknown self_play keys {', '.join(unknown)} in {path}", f"use {', '.join(sorted(known))}"
-        )
     settings = SelfPlaySettings(*_sides(block, path))
     for key in ("snapshot_every", "window", "swap_every"):
         if key in block:

@@ -7,10 +7,10 @@ from typing import List
 from godot_rl_cli.cli_types import (
     HelpFormatter,
     add_flag,
-    key_value,
     seed_value,
 )
 from godot_rl_cli.game.process import game_file
+from godot_rl_cli.game.settings import add_game_arg_flag
 from godot_rl_cli.memory import worker_count
 from godot_rl_cli.path_types import input_directory, no_special_file, output_directory, output_folder
 from godot_rl_cli.rllib.config import choose_resume
@@ -76,16 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "seed", type=seed_value, default=None, help=seed_help)
     workers_help = "number of env runner processes; overrides the YAML (0: sample in this process)"
     add_flag(parser, "num_workers", type=worker_count, default=None, help=workers_help)
-    game_arg_help = "extra --KEY=VALUE argument for the games (repeatable)"
-    add_flag(
-        parser,
-        "game_arg",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=game_arg_help,
-    )
+    add_game_arg_flag(parser, "extra --KEY=VALUE argument for the games (repeatable)", dest="game_arg")
     onnx_help = (
         "with evaluation on (evaluation_interval in the YAML): write DIR/best_<policy>.onnx at each new best"
     )

@@ -8,14 +8,13 @@ Which checkpoint a path designates is `layout.py`'s to say; the ONNX graph is `g
 import logging
 import warnings
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
 import torch
 
 from godot_rl_cli import manifest
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe
-from godot_rl_cli.onnx.options import DEFAULT_IR_VERSION, DEFAULT_OPSET
 from godot_rl_cli.onnx.rllib import export_policy
 
 POLICY_FILES = ("rllib_checkpoint.json", "policy_state.pkl")
@@ -78,23 +77,10 @@ def load_policy(checkpoint: Path, policy_id: str):
 
 
 def export_checkpoint_policy(
-    checkpoint: Path,
-    policy_id: str,
-    output_path: Path,
-    *,
-    opset: int = DEFAULT_OPSET,
-    ir_version: int = DEFAULT_IR_VERSION,
-    verify: bool = True,
+    checkpoint: Path, policy_id: str, output_path: Path, **options: Any
 ) -> recipe.ExportSummary:
-    """Load one policy of `checkpoint` and export it; refused when its spaces differ from the checkpoint's
-    manifest."""
+    """Load one policy of `checkpoint` and export it (`options`: export_policy's opset, ir_version, verify);
+    refused when its spaces differ from the checkpoint's manifest."""
     policy = load_policy(checkpoint, policy_id)
     manifest.check_spaces(checkpoint, policy.observation_space, policy.action_space, policy_id)
-    return export_policy(
-        policy,
-        policy_id,
-        output_path,
-        opset=opset,
-        ir_version=ir_version,
-        verify=verify,
-    )
+    return export_policy(policy, policy_id, output_path, **options)

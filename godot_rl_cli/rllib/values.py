@@ -4,7 +4,7 @@ the wrong type is one UserError naming the key and what it takes. Also a YAML lo
 keys (PyYAML keeps the last one without a word)."""
 
 import math
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Collection, Dict, Optional
 
 import yaml
 
@@ -142,3 +142,18 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+def block_mapping(value: Any, name: str, path: str, known: Collection[str], example: str) -> Optional[Dict]:
+    """A block of the YAML file at `path` (`demos:`, `self_play:`): None when absent or null, else the mapping
+    with only `known` keys; anything else is one UserError naming the block and the known keys."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UserError(f"{name} in {path} must be a mapping, not {value!r}", example)
+    unknown = sorted(set(map(str, value)) - set(known))
+    if unknown:
+        raise UserError(
+            f"unknown {name} key(s) {', '.join(unknown)} in {path}", f"use {', '.join(sorted(known))}"
+        )
+    return value

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from godot_rl_cli.algorithms import ALGORITHMS, SB3_ALGORITHMS
-from godot_rl_cli.cli_types import HelpFormatter, add_flag, directory_path, key_value, seed_value
+from godot_rl_cli.cli_types import HelpFormatter, add_flag, directory_path, seed_value
 from godot_rl_cli.errors import UserError
-from godot_rl_cli.game.settings import DEFAULT_PORT
+from godot_rl_cli.game.settings import DEFAULT_PORT, add_game_arg_flag
 
 METRICS = ("auto", "eval_reward_mean", "reward_recent", "episode_reward_mean")
 PRUNERS = ("asha", "median", "none")
@@ -104,16 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser, "port", type=int, default=DEFAULT_PORT, help="first game port; trial i uses its own block"
     )
     add_flag(parser, "seed", type=seed_value, default=0, help="seed of trial 0 (trial i: seed + i) and TPE")
-    add_flag(
-        parser,
-        "game_arg",
-        dest="game_args",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra --KEY=VALUE for every trial's games (repeatable)",
-    )
+    add_game_arg_flag(parser, "extra --KEY=VALUE for every trial's games (repeatable)")
     return parser
 
 
