@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from godot_rl_cli import metrics
-from godot_rl_cli.cli_types import HelpFormatter, float_in_range, int_in_range
+from godot_rl_cli.cli_types import HelpFormatter, add_flag, float_in_range, int_in_range
 from godot_rl_cli.errors import print_error, print_warning
 
 MAX_INTERVAL_S = 3600
@@ -38,13 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--policies", type=int_in_range(1), default=2, help="number of policies in each metric line"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated numbers")
-    parser.add_argument(
-        "--fail-at",
-        dest="fail_at",
-        type=int_in_range(1),
-        default=None,
-        help="after iteration N print an ERROR line and exit 1",
-    )
+    fail_help = "after iteration N print an ERROR line and exit 1"
+    add_flag(parser, "fail-at", type=int_in_range(1), default=None, help=fail_help)
     return parser
 
 

@@ -36,30 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "--config_file",
-        type=no_special_file("config file", "pass --config_file with the path of your RLlib YAML file"),
-        default="rllib_config.yaml",
-        help="RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)",
+    config_check = no_special_file("config file", "pass --config_file with the path of your RLlib YAML file")
+    config_help = "RLlib YAML file (controller projects: .rlcontroller/rllib_config.yaml)"
+    add_flag(parser, "config_file", type=config_check, default="rllib_config.yaml", help=config_help)
+    experiment_help = "directory for results and checkpoints"
+    folder_check = output_folder("--experiment_dir")
+    add_flag(
+        parser, "experiment_dir", type=folder_check, default=DEFAULT_EXPERIMENT_DIR, help=experiment_help
     )
-    parser.add_argument(
-        "--experiment_dir",
-        type=output_folder("--experiment_dir"),
-        default=DEFAULT_EXPERIMENT_DIR,
-        help="directory for results and checkpoints",
-    )
-    parser.add_argument(
-        "--resume",
-        type=input_directory("--resume", CHECKPOINT_HOW),
-        default=None,
-        help="continue from this checkpoint directory (checkpoint_NNNNNN)",
-    )
-    parser.add_argument(
-        "--restore",
-        type=input_directory("--restore", CHECKPOINT_HOW),
-        default=None,
-        help="the same as --resume (the reference script's name); when both are given --resume wins",
-    )
+    for name, text in (
+        ("resume", "continue from this checkpoint directory (checkpoint_NNNNNN)"),
+        ("restore", "the same as --resume (the reference script's name); when both are given --resume wins"),
+    ):
+        add_flag(parser, name, type=input_directory(f"--{name}", CHECKPOINT_HOW), default=None, help=text)
     parser.add_argument(
         "--ray_address",
         default=os.environ.get("RAY_ADDRESS"),
