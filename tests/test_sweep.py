@@ -273,7 +273,36 @@ def output_cases() -> Dict[str, Case]:
     cases["rllib --resume with --restore"] = Case(
         "output refused", RLLIB, _resume_and_restore, ERROR, "checkpoint", check=_restore_named
     )
+    earlier_best = {"exp/best_model.zip": b"PK\x03\x04 the earlier run's best"}
+    cases["sb3 train --eval_freq into a folder with an earlier best model"] = Case(
+        "output refused", SB3, _beside(earlier_best, sb3_args("--eval_freq=32")), REFUSED, "best_model.zip"
+    )
+    cases["sb3 train --eval_freq beside an earlier best.onnx"] = Case(
+        "output refused",
+        SB3,
+        _beside({"best.onnx": b"onnx"}, sb3_args("--eval_freq=32", "--onnx_export_path=final.onnx")),
+        REFUSED,
+        "best.onnx",
+    )
+    cases["rllib --onnx_export_dir with an earlier run's best ONNX"] = Case(
+        "output refused",
+        RLLIB,
+        _earlier_best_onnx_export,
+        ERROR,
+        "best_shared_policy.onnx",
+    )
     return cases
+
+
+def _beside(files: Dict[str, bytes], builder: Builder) -> Builder:
+    """The files of an earlier run in the case's folder, then the builder's arguments."""
+    return lambda folder: with_files(files)(folder) + builder(folder)
+
+
+def _earlier_best_onnx_export(folder: Path) -> List[str]:
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "best_shared_policy.onnx").write_bytes(b"the earlier run's best")
+    return flat_yaml(f"env_config: {{env_path: {PONG}}}\n", "--onnx_export_dir=onnx")(folder)
 
 
 def _resume_and_restore(folder: Path) -> List[str]:

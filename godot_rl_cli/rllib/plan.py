@@ -31,6 +31,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
     if args.num_workers is not None:
         spec.settings["num_workers"] = args.num_workers
     resume_from = resume_checkpoint(args.resume)
+    refuse_earlier_best_exports(args.onnx_export_dir)
     return RunPlan(
         spec=spec,
         game=game,
@@ -70,3 +71,16 @@ def resume_checkpoint(resume: Optional[str]) -> Optional[Path]:
         )
     print(f"--resume {resume}: its newest checkpoint is {resume_from}", flush=True)
     return resume_from
+
+
+def refuse_earlier_best_exports(onnx_export_dir: Optional[str]) -> None:
+    """An earlier run's best_<policy>.onnx files are never replaced by this run's (rllib/evaluation.py)."""
+    if not onnx_export_dir:
+        return
+    earlier = sorted(path.name for path in Path(onnx_export_dir).expanduser().glob("best_*.onnx"))
+    if earlier:
+        raise UserError(
+            f"--onnx_export_dir {onnx_export_dir} holds an earlier run's {', '.join(earlier)}, which this "
+            "run's best exports would replace",
+            "pass another --onnx_export_dir, or move them",
+        )

@@ -23,14 +23,7 @@ from godot_rl_cli.game.process import raise_if_stop_requested
 from godot_rl_cli.onnx.recipe import VerificationError
 from godot_rl_cli.onnx.sb3 import export_sb3_model
 from godot_rl_cli.sb3.callbacks import save_model_atomically
-
-BEST_MODEL = "best_model.zip"
-BEST_ONNX = "best.onnx"
-
-
-def best_onnx_path(onnx_export_path: str) -> Path:
-    """best.onnx sits beside the final ONNX export."""
-    return Path(onnx_export_path).expanduser().absolute().with_name(BEST_ONNX)
+from godot_rl_cli.sb3.outputs import BEST_MODEL, best_onnx_path
 
 
 @dataclass

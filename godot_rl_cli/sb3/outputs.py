@@ -13,6 +13,13 @@ from godot_rl_cli.errors import print_warning
 from godot_rl_cli.path_types import same_file
 
 CHECKPOINT_NAME = re.compile(r"rl_model_\d+_steps\.zip")
+BEST_MODEL = "best_model.zip"  # the evaluation's best model, in the experiment directory
+BEST_ONNX = "best.onnx"  # its ONNX export, beside --onnx_export_path
+
+
+def best_onnx_path(onnx_export_path: str) -> Path:
+    """best.onnx sits beside the final ONNX export."""
+    return Path(onnx_export_path).expanduser().absolute().with_name(BEST_ONNX)
 
 
 def with_zip_suffix(path: Path) -> Path:
@@ -70,6 +77,16 @@ def earlier_checkpoints(args: argparse.Namespace) -> List[str]:
         return []
 
 
+def earlier_best_files(args: argparse.Namespace) -> List[str]:
+    """An earlier run's best model (and best.onnx) that this run's evaluation would replace."""
+    if not args.eval_freq or args.resume_model_path:
+        return []
+    paths = [Path(args.experiment_dir).expanduser() / BEST_MODEL]
+    if args.onnx_export_path:
+        paths.append(best_onnx_path(args.onnx_export_path))
+    return [str(path) for path in paths if path.exists()]
+
+
 def output_conflict(args: argparse.Namespace, final: FinalModel) -> Optional[str]:
     """Why this run's outputs would replace one of its inputs or another run's files, or None."""
     if args.onnx_export_path and same_file(args.onnx_export_path, str(final.path)):
@@ -85,5 +102,11 @@ def output_conflict(args: argparse.Namespace, final: FinalModel) -> Optional[str
         return (
             f"--experiment_dir {args.experiment_dir} holds an earlier run's checkpoints ({names}) that this "
             "run's checkpoints would replace (pass another --experiment_dir, or move them)"
+        )
+    best = earlier_best_files(args)
+    if best:
+        return (
+            f"{' and '.join(best)} hold(s) an earlier run's best model that this run's evaluation would "
+            "replace (pass another --experiment_dir, or move them)"
         )
     return None
