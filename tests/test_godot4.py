@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import IN_CI, REPO_ROOT, find_free_port_block
+from gymnasium import spaces
 from onnx_helpers import assert_godot_interface
 from play_helpers import ScriptRun, after, check_fields, episode_rewards, of_kind, run_to_end
 from script_helpers import (
@@ -30,6 +31,8 @@ from script_helpers import (
     wait_for_line,
 )
 from wire_helpers import RawTrainer
+
+from godot_rl_cli.demos.files import demo_spaces, load_demonstrations
 
 SB3 = "stable_baselines3_training_script.py"
 RLLIB = "rllib_training_script.py"
@@ -182,6 +185,12 @@ def test_ballchase_records_its_experts_demos_in_the_plugins_layout(games, tmp_pa
         distances = [np.hypot(obs[0], obs[1]) for obs in observations[:20]]
         assert min(distances) < distances[0], "the expert closes in on its target"
     assert "wrote 3 demo episodes" in result.stdout
+    # the suite's demo reader takes the recording against the game's spaces (as the trainers check it)
+    observation_space = spaces.Dict({"obs": spaces.Box(-1.0, 1.0, (4,), np.float32)})
+    action_heads = spaces.Dict({"move": spaces.Box(-1.0, 1.0, (2,), np.float32)})
+    demos = load_demonstrations([str(path)], demo_spaces(observation_space, action_heads, "BallChase"))
+    assert demos.episodes == 3 and demos.steps == sum(len(actions) for _, actions in episodes)
+    assert demos.actions.shape == (demos.steps, 2)
 
 
 # --- Stable-Baselines3 --------------------------------------------------------------------------------
