@@ -550,7 +550,7 @@ def test_controller_shaped_config_with_a_remote_env_runner(tmp_path):
         "effective settings are printed"
     )
     started_ports = sorted(
-        int(port) for port in re.findall(r"simulated\) seed=-?\d+ port=(\d+)", result.stderr)
+        int(port) for port in re.findall(r"simulated\) seed=-?\d+ port=(\d+)", result.stdout + result.stderr)
     )
     assert started_ports == [port, port + 1], (
         "the probe game, then only the env runner's: no idle game in the driver"
