@@ -518,7 +518,7 @@ def signal_cases() -> Dict[str, Case]:
         CHECK: fixed("--no-cache"),
         DEMO: fixed("--iterations=1000", "--interval=1"),
         SIM: fixed(f"--env-path={BALLCHASE}"),
-        WATCH_SB3: fixed("missing.zip", f"--env-path={BALLCHASE}"),
+        WATCH_SB3: with_files({"model.zip": b"PK\x03\x04"}, "model.zip", f"--env-path={BALLCHASE}"),
         WATCH_RLLIB: with_files({"run/result.json": b"{}"}, "run", f"--env-path={PONG}"),
     }
     cases = {}
