@@ -11,16 +11,15 @@ import argparse
 import datetime
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Dict, Optional
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
 
-import numpy as np  # noqa: E402
+from game_speed import random_action_rates  # noqa: E402
 
-from godot_rl_cli.sb3.vec_env import GodotVecEnv  # noqa: E402
+from godot_rl_cli.game.settings import GameSettings  # noqa: E402
 
 GAME = str(REPO_ROOT / "examples" / "godot3" / "BallChase2D.x86_64")
 SPEEDUPS = (1, 8, 32)
@@ -29,21 +28,8 @@ FRAMERATE = 2000
 
 def measure(speedup: int, framerate: Optional[int], seconds: float, port: int) -> Dict[str, float]:
     """Random-action steps for about `seconds` after a short warm-up; returns rates per second."""
-    env = GodotVecEnv(GAME, n_parallel=1, port=port, speedup=speedup, framerate=framerate)
-    try:
-        rng = np.random.default_rng(0)
-        env.reset()
-        for _ in range(3):
-            env.step(rng.uniform(-1, 1, (env.num_envs, 2)).astype(np.float32))
-        calls = 0
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            env.step(rng.uniform(-1, 1, (env.num_envs, 2)).astype(np.float32))
-            calls += 1
-        elapsed = time.perf_counter() - started
-        return {"env_steps": calls / elapsed, "agent_steps": calls * env.num_envs / elapsed}
-    finally:
-        env.close()
+    settings = GameSettings(env_path=GAME, port=port, speedup=speedup, framerate=framerate)
+    return random_action_rates(settings, seconds, warmup_steps=3)
 
 
 def main() -> None:
@@ -60,7 +46,7 @@ def main() -> None:
         for speedup in SPEEDUPS:
             rates = measure(speedup, framerate, args.seconds, args.port)
             label = f"--framerate {framerate}" if framerate else "none (real time)"
-            rows.append(f"| {speedup} | {label} | {rates['env_steps']:.1f} | {rates['agent_steps']:.1f} |")
+            rows.append(f"| {speedup} | {label} | {rates['steps']:.1f} | {rates['agent_steps']:.1f} |")
             print(rows[-1], flush=True)
 
     lines = [

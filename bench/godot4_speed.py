@@ -45,39 +45,17 @@ def peak_memory_mib(port: int) -> Optional[float]:
     return None
 
 
-def measure_speed(game: Path, n_agents: int, seconds: float, port: int) -> Dict[str, float]:
+def measure_speed(game: Path, n_agents: int, seconds: float, port: int) -> Dict[str, Optional[float]]:
     """Random-action steps for about `seconds` after a warm-up, with the engine's start time and memory."""
-    import numpy as np
+    from game_speed import random_action_rates
 
     from godot_rl_cli.game.settings import GameSettings
-    from godot_rl_cli.sb3.vec_env import GodotVecEnv
 
     settings = GameSettings(
         env_path=str(game), port=port, speedup=8, framerate=2000, game_args={"n_agents": n_agents}
     )
-    launched = time.perf_counter()
-    env = GodotVecEnv(settings)
-    start_s = time.perf_counter() - launched
-    try:
-        rng = np.random.default_rng(0)
-        env.reset()
-        for _ in range(10):
-            env.step(rng.uniform(-1, 1, (env.num_envs, 2)).astype(np.float32))
-        calls = 0
-        started = time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            env.step(rng.uniform(-1, 1, (env.num_envs, 2)).astype(np.float32))
-            calls += 1
-        elapsed = time.perf_counter() - started
-        memory = peak_memory_mib(port)
-    finally:
-        env.close()
-    return {
-        "steps": calls / elapsed,
-        "agent_steps": calls * n_agents / elapsed,
-        "start": start_s,
-        "mib": memory,
-    }
+    rates = random_action_rates(settings, seconds, probe=lambda: peak_memory_mib(port))
+    return {**rates, "mib": rates["probe"]}
 
 
 def measure_training(game: Path, port: int, directory: Path) -> Dict[str, Optional[float]]:
@@ -185,7 +163,7 @@ def main() -> None:
         "--write", action="store_true", help="add (or replace) this section in bench/results.md"
     )
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO_ROOT))
+    sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "bench")]
     lines = report(args)
     if args.write:
         results = REPO_ROOT / "bench" / "results.md"
