@@ -16,7 +16,6 @@ scales them as SB3 does.
 
 import io
 import json
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -113,11 +112,7 @@ def _uses_rmsprop(archive: zipfile.ZipFile) -> bool:
 
 def _load_as(model_path: Path, algo: str) -> BaseAlgorithm:
     """Load with one algorithm's class; the policy must be that algorithm's kind."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = ALGORITHMS[algo].load(
-            model_path, device="cpu", custom_objects=legacy_custom_objects(model_path)
-        )
+    model = ALGORITHMS[algo].load(model_path, device="cpu", custom_objects=legacy_custom_objects(model_path))
     policy_class = algorithms.sb3_policy_class(algo)
     if not isinstance(model.policy, policy_class):
         raise TypeError(f"the policy is a {type(model.policy).__name__}, not a {policy_class.__name__}")

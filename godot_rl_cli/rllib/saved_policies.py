@@ -6,7 +6,6 @@ Which checkpoint a path designates is `layout.py`'s to say; the ONNX graph is `g
 """
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, List
 
@@ -56,9 +55,7 @@ def load_policy(checkpoint: Path, policy_id: str):
     register_models()  # a policy of the controller's cnn or grn type names its model
     logging.getLogger("ray").setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            policy = Policy.from_checkpoint(str(checkpoint / "policies" / policy_id))
+        policy = Policy.from_checkpoint(str(checkpoint / "policies" / policy_id))
     except ImportError as error:
         raise UserError(
             f"cannot load policy {policy_id!r} from {checkpoint}: it refers to Python code that is not "
