@@ -67,3 +67,19 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config):
     if collection_path.suffix == ".py" and "mark.fast" not in collection_path.read_text():
         return True
     return None
+
+
+@pytest.fixture(scope="session")
+def shipped_pong_run(tmp_path_factory):
+    """pong_runs.train_shipped, once per session: tests only read it."""
+    from pong_runs import train_shipped
+
+    return train_shipped(tmp_path_factory.mktemp("shipped_pong"))
+
+
+@pytest.fixture(scope="session")
+def resumed_pong_run(shipped_pong_run, tmp_path_factory):
+    """pong_runs.resume_shipped, once per session: tests only read it."""
+    from pong_runs import resume_shipped
+
+    return resume_shipped(shipped_pong_run, tmp_path_factory.mktemp("resumed_pong"))

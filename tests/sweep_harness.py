@@ -8,6 +8,7 @@ import stat
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -50,6 +51,34 @@ class Outcome:
     timed_out: bool
     leftovers: List[str]
     changed: List[str]
+
+
+Result = Tuple[Case, Outcome, List[str]]  # a case, how its run went, and its complaints (none: it passed)
+
+
+def selected_cases(request, module: str, cases: Dict[str, Case]) -> Dict[str, Case]:
+    """The cases of `module` that this pytest session runs (all of them when it runs none, as `python -m`)."""
+    names = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if hasattr(item, "callspec") and "name" in item.callspec.params and item.module.__name__ == module
+    ]
+    return {name: cases[name] for name in names or cases}
+
+
+def run_cases(cases: Dict[str, Case], base: Path, pool: int) -> Dict[str, Result]:
+    """Run every case in a folder of its own below `base`, `pool` processes at a time (each mostly waits), the
+    longest timeouts first so that the pool ends together."""
+    order = sorted(sorted(cases), key=lambda name: -cases[name].timeout)
+
+    def one(item: Tuple[int, str]) -> Tuple[str, Result]:
+        index, name = item
+        folder = base / f"case{index:03d}"
+        outcome = run_case(cases[name], folder)
+        return name, (cases[name], outcome, complaints(cases[name], outcome, folder))
+
+    with ThreadPoolExecutor(pool) as executor:
+        return dict(executor.map(one, enumerate(order)))
 
 
 def file_hashes(folder: Path) -> Dict[str, str]:
@@ -259,7 +288,7 @@ def outcome_name(case: Case, outcome: Outcome) -> str:
     return "ran (exit 0)" if outcome.returncode == 0 else f"exit {outcome.returncode}"
 
 
-def summary_table(results: List[Tuple[Case, Outcome, List[str]]]) -> str:
+def summary_table(results: List[Result]) -> str:
     """Markdown: cases per category and outcome, with the failures."""
     rows: Dict[Tuple[str, str], int] = {}
     for case, outcome, problems in results:

@@ -14,7 +14,7 @@ import onnx
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT, SIM_DIR, find_free_port_block
+from conftest import SIM_DIR, find_free_port_block
 from gymnasium import spaces
 from onnx_helpers import assert_godot_interface, assert_header
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
@@ -569,24 +569,10 @@ def train(config: dict, experiment: Path, cwd: Path, *extra: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def small_shipped_config(iterations: int) -> dict:
-    config = yaml.safe_load((REPO_ROOT / "rllib_config.yaml").read_text())
-    config["env_config"].update(env_path=str(SIM_DIR / "Pong.x86_64"), port=find_free_port_block(2))
-    config.update(
-        rollout_fragment_length=100,
-        train_batch_size=200,
-        sgd_minibatch_size=100,
-        num_sgd_iter=2,
-        checkpoint_frequency=1,
-        stop={"training_iteration": iterations},
-    )
-    return config
-
-
-def test_pong_run_of_the_training_script_and_its_resumed_run(tmp_path):
-    experiment = tmp_path / "exp"
-    train(small_shipped_config(2), experiment, tmp_path)
-    [first] = [path.parent for path in experiment.glob("*/*/run_manifest.json")]
+def test_pong_run_of_the_training_script_and_its_resumed_run(shipped_pong_run, resumed_pong_run, tmp_path):
+    """The shipped config's run and its resumed run (conftest, shared with test_rllib_training)."""
+    experiment = shipped_pong_run.directory / "exp"
+    first = resumed_pong_run.first_trial
     result = convert(first.parent, "-o", tmp_path / "first", cwd=tmp_path)  # the run directory
     assert result.returncode == 0, result.stderr
     for policy_id in PAIR:
@@ -595,7 +581,7 @@ def test_pong_run_of_the_training_script_and_its_resumed_run(tmp_path):
         )
         assert_acts_like(tmp_path / "first" / f"{policy_id}.onnx", first / "checkpoint_000001", policy_id)
 
-    train(small_shipped_config(3), experiment, tmp_path, f"--resume={first / 'checkpoint_000001'}")
+    assert resumed_pong_run.run.result.returncode == 0, resumed_pong_run.run.result.stderr[-3000:]
     [resumed] = [path.parent for path in experiment.glob("*/*/run_manifest.json") if path.parent != first]
     result = convert(
         resumed, "--checkpoint-number", "2", "-o", tmp_path / "resumed", "--prefix", "pong_", cwd=tmp_path

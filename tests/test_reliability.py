@@ -29,7 +29,7 @@ from script_helpers import (
 
 SCRIPT = "stable_baselines3_training_script.py"
 BALLCHASE = str(SIM_DIR / "BallChase.x86_64")
-SIGINT_CYCLES = 6  # SIGINTs at random moments per suite run; bench/soak.py soaks SB3 for minutes
+SIGINT_CYCLES = 3  # per trainer: test_signals stops each phase of a run; bench/soak.py soaks both for minutes
 
 
 def training_args(tmp_path: Path, port: int, timesteps: int = 100_000, *extra: str) -> list:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, SIM_DIR, find_free_port_block
+from conftest import SIM_DIR, find_free_port_block
+from pong_runs import PONG, SCRIPT, first_trial, metrics_env, run_isolated, shipped_config, trial_dirs
 from script_helpers import (
     in_session,
     metric_lines,
     processes_matching,
     ray_head,
-    run_in_own_session,
     run_script,
     script_command,
 )
@@ -26,25 +26,6 @@ from script_helpers import (
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.game import GameSettings
 from godot_rl_cli.rllib.config import StopCriteria, compile_mapping_function, load_run_spec
-
-SCRIPT = "rllib_training_script.py"
-PONG = str(SIM_DIR / "Pong.x86_64")
-SMALL = {  # in agent steps (the suite's count_steps_by): 200 steps of 2-player Pong per iteration
-    "rollout_fragment_length": 200,
-    "train_batch_size": 400,
-    "sgd_minibatch_size": 100,
-    "num_sgd_iter": 2,
-}
-
-
-def shipped_config(tmp_path: Path, port: int, **changes) -> Path:
-    """The shipped rllib_config.yaml with a small batch, absolute env_path and the given top-level changes."""
-    data = yaml.safe_load((REPO_ROOT / "rllib_config.yaml").read_text())
-    data["env_config"].update(env_path=PONG, port=port)
-    data.update({**SMALL, "checkpoint_frequency": 1, "stop": {"training_iteration": 2}, **changes})
-    path = tmp_path / "rllib_config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def controller_config(
@@ -100,15 +81,6 @@ def controller_config(
     return path
 
 
-def trial_dirs(experiment_dir: Path) -> list:
-    return sorted(path.parent for path in experiment_dir.glob("*/*/run_manifest.json"))
-
-
-def run_isolated(args: list, cwd: Path, env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run the script in its own session and check that nothing it started (games, Ray) outlives it."""
-    return run_in_own_session(script_command(SCRIPT, *args), cwd, env, timeout)
-
-
 def start_until_first_metric(config: Path, cwd: Path, start_new_session: bool = False) -> subprocess.Popen:
     """Start a training run of `config` and read its stdout up to the first @METRIC line."""
     process = subprocess.Popen(
@@ -128,10 +100,6 @@ def start_until_first_metric(config: Path, cwd: Path, start_new_session: bool = 
         process.kill()
         raise
     return process
-
-
-def metrics_env() -> dict:
-    return dict(os.environ, CONTROLLER_METRICS="1")
 
 
 # --- configuration, without Ray -------------------------------------------------------------------
@@ -366,17 +334,6 @@ def test_game_seed_is_seed_plus_port_offset_whatever_the_port():
 # --- real runs --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shipped_run(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("rllib_shipped")
-    port = find_free_port_block(4)
-    config = shipped_config(directory, port)
-    result = run_isolated(
-        [f"--config_file={config}", f"--experiment_dir={directory / 'exp'}"], directory, metrics_env()
-    )
-    return directory, port, result
-
-
 def assert_pong_metrics(samples: list) -> None:
     assert [s["training_iteration"] for s in samples] == [1, 2]
     for sample in samples:
@@ -389,8 +346,8 @@ def assert_pong_metrics(samples: list) -> None:
     assert samples[-1]["env_steps_this_iter"] == samples[-1]["num_env_steps_sampled"] - 200 == 200
 
 
-def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run):
-    directory, _, result = shipped_run
+def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_pong_run):
+    directory, result = shipped_pong_run.directory, shipped_pong_run.result
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
     assert_pong_metrics(samples)
@@ -403,7 +360,7 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
         with_episodes[-1]["policies"]["left_policy"]["custom_metrics"]
     )
     assert "Torch threads for the learner: 1 (default" in result.stdout
-    [trial] = trial_dirs(directory / "exp")
+    trial = first_trial(directory / "exp")
     assert trial.parent.name.startswith("PPO_") and trial.name.startswith("PPO_godot_")
     for sample in samples:  # what the controller uses to find the trial directory, and stores
         assert sample["trial_id"] and sample["trial_id"] in trial.name
@@ -441,40 +398,30 @@ def test_shipped_config_trains_two_policies_with_layout_and_metrics(shipped_run)
     )
 
 
-def test_resume_continues_iterations_and_checkpoint_numbers(shipped_run, tmp_path):
-    directory, port, _ = shipped_run
-    [first_trial] = trial_dirs(directory / "exp")
-    before = {p: p.stat().st_mtime_ns for p in first_trial.rglob("*")}
-    config = shipped_config(tmp_path, port, stop={"training_iteration": 4})
-    checkpoint = first_trial / "checkpoint_000001"
-    result = run_isolated(
-        [f"--config_file={config}", f"--experiment_dir={directory / 'exp'}", f"--resume={checkpoint}"],
-        tmp_path,
-        metrics_env(),
-    )
+def test_resume_continues_iterations_and_checkpoint_numbers(shipped_pong_run, resumed_pong_run):
+    result = resumed_pong_run.run.result
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
     assert [s["training_iteration"] for s in samples] == [3, 4]
     first = samples[0]
     assert first["timesteps_total"] == 600 and first["env_steps_this_iter"] == 200, "from the checkpoint on"
     assert first["episodes_total"] >= first["episodes_this_iter"]
-    second = [trial for trial in trial_dirs(directory / "exp") if trial != first_trial][0]
+    shipped_trial = resumed_pong_run.first_trial
+    second = [trial for trial in trial_dirs(shipped_pong_run.directory / "exp") if trial != shipped_trial][0]
     assert sorted(p.name for p in second.glob("checkpoint_*")) == ["checkpoint_000002", "checkpoint_000003"]
     manifest = json.loads((second / "run_manifest.json").read_text())
+    checkpoint = resumed_pong_run.checkpoint
     assert manifest["resume_from"] == str(checkpoint) and manifest["checkpoint_index_offset"] == 2
-    assert {p: p.stat().st_mtime_ns for p in first_trial.rglob("*")} == before, "nothing earlier overwritten"
+    after = {p: p.stat().st_mtime_ns for p in shipped_trial.rglob("*")}
+    assert after == resumed_pong_run.before, "nothing earlier overwritten"
 
 
 @pytest.fixture(scope="module")
-def flags_run(shipped_run, tmp_path_factory):
+def flags_run(shipped_pong_run, tmp_path_factory):
     """One run for the flags --restore, --env_path, --seed, --num_workers and --debug_panel, from a config
     without env_path that says num_workers: 0."""
     directory = tmp_path_factory.mktemp("rllib_flags")
-    [trial] = [  # not the resumed run's trial, which test_resume_... may have added
-        trial
-        for trial in trial_dirs(shipped_run[0] / "exp")
-        if json.loads((trial / "run_manifest.json").read_text())["resume_from"] is None
-    ]
+    trial = first_trial(shipped_pong_run.directory / "exp")  # not the resumed run's trial
     port = find_free_port_block(4)
     config = shipped_config(directory, port, stop={"training_iteration": 3})
     data = yaml.safe_load(config.read_text())
@@ -500,11 +447,11 @@ def test_restore_continues_like_resume(flags_run):
     assert "Resumed from" in result.stdout
 
 
-def test_a_successful_run_writes_nothing_on_stderr(shipped_run, flags_run):
+def test_a_successful_run_writes_nothing_on_stderr(shipped_pong_run, flags_run):
     """Ray's logger deprecations, its gputil hint and its core worker's error about env runners' arguments in
     the object store are removed by name (rllib/noise.py); the games' output and the suite's information
     lines go to stdout. Both runs: no env runner, and one env runner with --restore and --debug_panel."""
-    for result in (shipped_run[2], flags_run[1]):
+    for result in (shipped_pong_run.result, flags_run[1]):
         assert result.returncode == 0 and result.stderr == "", result.stderr[-3000:]
 
 
@@ -665,9 +612,9 @@ def test_dqn_off_policy_on_pong(tmp_path):
     assert json.loads((trial / "run_manifest.json").read_text())["algorithm"] == "DQN"
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_stop_signal_saves_a_final_checkpoint_and_leaves_nothing(tmp_path, stop_signal):
-    """SIGTERM (timeout, docker stop, Slurm, systemd) behaves exactly as the controller's SIGINT."""
+def test_sigterm_saves_a_final_checkpoint_and_leaves_nothing(tmp_path):
+    """SIGTERM (timeout, docker stop, Slurm, systemd) behaves exactly as the controller's SIGINT, which
+    test_reliability's RLlib SIGINT cycles and test_signals' moments in training check the same way."""
     port = find_free_port_block(2)
     config = controller_config(tmp_path, port, stop=None)
     data = yaml.safe_load(config.read_text())
@@ -675,7 +622,7 @@ def test_stop_signal_saves_a_final_checkpoint_and_leaves_nothing(tmp_path, stop_
     config.write_text(yaml.safe_dump(data))
     process = start_until_first_metric(config, tmp_path, start_new_session=True)
     try:
-        process.send_signal(stop_signal)
+        process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         _, stderr = process.communicate(timeout=60)
         assert time.monotonic() - started < 30

@@ -1,33 +1,55 @@
-"""SIGINT at 20 moments spread over the first seconds of a run, for each trainer and the simulator (issue 25):
-from the script's first statement (imports), through Ray's start, the game's launch and model building, into
-training. Every run exits 0 without a traceback, leaves no process behind, changes no file that was there, and
-once training had started its model (SB3) or a checkpoint (RLlib) is saved.
+"""SIGINT at 20 moments of a run, for each trainer and the simulator (issue 25), chosen per phase so that each
+phase is hit whatever the machine's load: from the script's first statement (imports), through the game's
+launch and handshake, Ray's start and the building of the model, into training. Every run exits 0 without a
+traceback, leaves no process behind, changes no file that was there, and once training had started its model
+(SB3) or a checkpoint (RLlib) is saved.
 
-The moments are measured from when the script takes SIGTERM (its first statement), so they do not depend on
-how long Python itself takes to start. The runs go in a small pool of processes (sweep_harness)."""
+A moment is some seconds after a line the script prints (the phase's first line), or after the script took
+SIGTERM (its first statement), so that it does not depend on how long Python itself takes to start. Most
+moments fall in the cheap early phases; the few in Ray's start and in training cost a whole Ray start each.
+The runs go in a small pool of processes (sweep_harness)."""
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
 from conftest import SIM_DIR, find_free_port_block
-from sweep_harness import STOPPED, Case, Outcome, complaints, run_case
+from sweep_harness import STOPPED, Case, Outcome, Result, run_cases, selected_cases
 
 BALLCHASE = str(SIM_DIR / "BallChase.x86_64")
 PONG = str(SIM_DIR / "Pong.x86_64")
-FROM_START = 14  # moments spread over SPANS[script] seconds from the script's first statement
-IN_TRAINING = 6  # moments spread over the 3 seconds after MARKERS[script] (training is being set up or runs)
 POOL = 6
-SPANS = {
-    "stable_baselines3_training_script.py": 8.0,
-    "rllib_training_script.py": 12.0,
-    "simulator.py": 4.0,
+SB3 = "stable_baselines3_training_script.py"
+RLLIB = "rllib_training_script.py"
+SIM = "simulator.py"
+GAME = "[game:"  # the game's first relayed line: it runs, the handshake follows
+# (a line the moments count from, "" for the script's first statement; seconds after it), per phase
+MOMENTS: Dict[str, List[Tuple[str, Tuple[float, ...]]]] = {
+    SB3: [
+        # imports, the game's launch
+        ("", (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.3, 1.6, 2.0, 2.5, 3.0, 4.0)),
+        (GAME, (0.0, 0.1, 0.3)),  # the handshake
+        ("Game ready", (0.0, 0.5)),  # the model is built
+        ("iteration 1 |", (0.0, 1.0)),  # training
+    ],
+    RLLIB: [
+        # imports, the plan, torch, then Ray's imports and the probe game's launch
+        ("", (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)),
+        (GAME, (0.0, 0.2)),  # the probe game's handshake
+        ("Torch threads", (0.0, 3.0)),  # Ray starts, the algorithm is built
+        ("Training policies", (0.0, 1.0)),  # training
+    ],
+    SIM: [
+        ("", (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0)),  # imports
+        # the game's launch and handshake (the simulator relays the game's lines to stderr)
+        ("Starting the game", (0.0, 0.1, 0.2, 0.4)),
+        ("connected", (0.0, 0.05, 0.1, 0.3, 0.5, 1.0, 2.0)),  # episodes played
+    ],
 }
 MARKERS = {  # a line after which the run has something to save
-    "stable_baselines3_training_script.py": "Game ready",
-    "rllib_training_script.py": "Training policies",
-    "simulator.py": "connected",
+    SB3: "Game ready",
+    RLLIB: "Training policies",
+    SIM: "connected",
 }
 
 
@@ -52,7 +74,7 @@ def simulator_run(folder: Path) -> List[str]:
 def saved_once_training_started(folder: Path, outcome: Outcome) -> Optional[str]:
     """A trainer whose model was being built or trained (it printed its marker line) saved its model or a
     checkpoint."""
-    markers = [MARKERS[script] for script in MARKERS if script != "simulator.py"]
+    markers = [MARKERS[script] for script in MARKERS if script != SIM]
     if not any(marker in outcome.stdout for marker in markers):
         return None
     saved = list((folder / "exp").glob("*_final.zip")) + list((folder / "exp").rglob("checkpoint_*"))
@@ -70,39 +92,35 @@ def saved_after(marker: str):
     return check
 
 
-RUNS = {
-    "stable_baselines3_training_script.py": sb3_run,
-    "rllib_training_script.py": rllib_run,
-    "simulator.py": simulator_run,
-}
+RUNS = {SB3: sb3_run, RLLIB: rllib_run, SIM: simulator_run}
+
+
+def case_of(script: str, after_line: str, moment: float) -> Case:
+    timeout = 150 if after_line else moment + 60
+    check = saved_after(after_line) if after_line else saved_once_training_started
+    return Case(
+        "stop signal",
+        script,
+        RUNS[script],
+        STOPPED,
+        signals=(moment,),
+        after_line=after_line,
+        timeout=timeout,
+        check=check,
+    )
 
 
 def cases() -> Dict[str, Case]:
     found = {}
-    for script, build in RUNS.items():
-        for index in range(FROM_START):
-            moment = round(SPANS[script] * index / (FROM_START - 1), 2)
-            found[f"{script} SIGINT at {moment} s"] = Case(
-                "stop signal",
-                script,
-                build,
-                STOPPED,
-                signals=(moment,),
-                timeout=moment + 60,
-                check=saved_once_training_started,
-            )
-        for index in range(IN_TRAINING):
-            moment = round(3.0 * index / (IN_TRAINING - 1), 2)
-            found[f"{script} SIGINT {moment} s after {MARKERS[script]!r}"] = Case(
-                "stop signal",
-                script,
-                build,
-                STOPPED,
-                signals=(moment,),
-                after_line=MARKERS[script],
-                timeout=150,
-                check=saved_after(MARKERS[script]),
-            )
+    for script, phases in MOMENTS.items():
+        for after_line, moments in phases:
+            for moment in moments:
+                name = (
+                    f"{script} SIGINT {moment} s after {after_line!r}"
+                    if after_line
+                    else f"{script} SIGINT at {moment} s"
+                )
+                found[name] = case_of(script, after_line, moment)
     return found
 
 
@@ -110,25 +128,14 @@ CASES = cases()
 
 
 @pytest.fixture(scope="module")
-def results(request, tmp_path_factory) -> Dict[str, Tuple[Case, Outcome, List[str]]]:
-    selected = [
-        item.callspec.params["name"]
-        for item in request.session.items
-        if hasattr(item, "callspec") and "name" in item.callspec.params and item.module.__name__ == __name__
-    ]
-    base = tmp_path_factory.mktemp("signals")
+def results(request, tmp_path_factory) -> Dict[str, Result]:
+    return run_cases(selected_cases(request, __name__, CASES), tmp_path_factory.mktemp("signals"), POOL)
 
-    def one(item: Tuple[int, str]) -> Tuple[str, Tuple[Case, Outcome, List[str]]]:
-        index, name = item
-        folder = base / f"run{index:03d}"
-        case = CASES[name]
-        outcome = run_case(case, folder)
-        return name, (case, outcome, complaints(case, outcome, folder))
 
-    # the longest runs first, so that the pool ends together
-    order = sorted(selected or CASES, key=lambda name: (not CASES[name].after_line, -CASES[name].signals[0]))
-    with ThreadPoolExecutor(POOL) as pool:
-        return dict(pool.map(one, enumerate(order)))
+@pytest.mark.fast
+def test_twenty_moments_per_script():
+    for script in MOMENTS:
+        assert sum(case.script == script for case in CASES.values()) >= 20, script
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -23,7 +22,18 @@ import pytest
 from conftest import SIM_DIR, find_free_port_block
 from legacy_models import write_legacy_model
 from script_helpers import script_command
-from sweep_harness import ERROR, OK, REFUSED, STOPPED, Case, Outcome, complaints, run_case, summary_table
+from sweep_harness import (
+    ERROR,
+    OK,
+    REFUSED,
+    STOPPED,
+    Case,
+    Outcome,
+    Result,
+    run_cases,
+    selected_cases,
+    summary_table,
+)
 
 BALLCHASE = str(SIM_DIR / "BallChase.x86_64")
 PONG = str(SIM_DIR / "Pong.x86_64")
@@ -701,27 +711,9 @@ CASES = all_cases()
 
 
 @pytest.fixture(scope="module")
-def results(request, tmp_path_factory) -> Dict[str, Tuple[Case, Outcome, List[str]]]:
+def results(request, tmp_path_factory) -> Dict[str, Result]:
     """Run the selected cases in a small pool (each case is one process, mostly waiting)."""
-    selected = [
-        item.callspec.params["name"]
-        for item in request.session.items
-        if hasattr(item, "callspec") and "name" in item.callspec.params and item.module.__name__ == __name__
-    ]
-    base = tmp_path_factory.mktemp("sweep")
-    return run_cases({name: CASES[name] for name in selected or CASES}, base)
-
-
-def run_cases(cases: Dict[str, Case], base: Path) -> Dict[str, Tuple[Case, Outcome, List[str]]]:
-    def one(item: Tuple[int, str]) -> Tuple[str, Tuple[Case, Outcome, List[str]]]:
-        index, name = item
-        folder = base / f"case{index:03d}"
-        case = cases[name]
-        outcome = run_case(case, folder)
-        return name, (case, outcome, complaints(case, outcome, folder))
-
-    with ThreadPoolExecutor(POOL) as pool:
-        return dict(pool.map(one, enumerate(sorted(cases))))
+    return run_cases(selected_cases(request, __name__, CASES), tmp_path_factory.mktemp("sweep"), POOL)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -744,7 +736,7 @@ if __name__ == "__main__":
         name: case for name, case in CASES.items() if not sys.argv[1:] or any(a in name for a in sys.argv[1:])
     }
     with tempfile.TemporaryDirectory() as base:
-        found = run_cases(chosen, Path(base))
+        found = run_cases(chosen, Path(base), POOL)
     for name, (_case, outcome, problems) in sorted(found.items()):
         if problems:
             print(
