@@ -12,7 +12,7 @@ import shutil
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, TextIO, Tuple
 
 RUNNING_EPISODES = 100  # the running reward's window: SB3's `ep_rew_mean` and RLlib's smoothing use 100 too
 BAR_CELLS = 20
@@ -29,16 +29,18 @@ class Progress:
     window: int = RUNNING_EPISODES
     steps_per_s: Optional[float] = None
     done: Optional[float] = None  # the part of the run's budget spent (0..1), when the run has one
+    notes: Tuple[str, ...] = ()  # after the reward, e.g. the self-play learner's `elo 1234`, `W/D/L 3/1/2`
 
 
 def bar_text(progress: Progress, columns: int) -> str:
     """`[#########-----------]  45% | iteration 12 | 24000 steps | reward 1.23 (last 100 episodes) |
-    850 steps/s`, cut to `columns` characters."""
+    <notes> | 850 steps/s`, cut to `columns` characters."""
     parts = [f"iteration {progress.iteration}", f"{progress.steps} steps"]
     if progress.reward is not None and math.isfinite(progress.reward):
         parts.append(f"reward {progress.reward:.2f} (last {progress.window} episodes)")
     else:
         parts.append("reward - (no episode ended yet)")
+    parts += progress.notes
     if progress.steps_per_s:
         parts.append(f"{progress.steps_per_s:.0f} steps/s")
     if progress.done is not None:

@@ -16,14 +16,17 @@ from conftest import REPO_ROOT, SIM_DIR, find_free_port_block
 from script_helpers import metric_lines, run_script
 
 from godot_rl_cli.errors import UserError
+from godot_rl_cli.progress import Progress, bar_text
 from godot_rl_cli.rllib.config import load_run_spec
 from godot_rl_cli.rllib.league import (
     League,
     SelfPlaySettings,
+    bar_notes,
     check_against_game,
     elo_update,
     episode_score,
     expected_score,
+    iteration_summary,
     parse_self_play,
 )
 from godot_rl_cli.rllib.sampler import Episode
@@ -89,6 +92,22 @@ def test_league_json_round_trip(tmp_path):
     data = json.loads((tmp_path / "self_play.json").read_text())
     restored = League.from_json(data, settings(window=3))
     assert restored.to_json() == league.to_json() and data["retired"] == ["left_policy_it9"]
+
+
+@pytest.mark.fast
+def test_progress_bar_shows_the_learners_rating_and_record():
+    league = League(settings())
+    league.add_snapshot(0)
+    for score in (1.0, 1.0, 0.5, 0.0):
+        league.record_episode("left_policy_it0", score)
+    result = {"self_play": iteration_summary(league, {"left_policy_it0": 4}, {})}
+    progress = Progress(iteration=3, steps=2400, reward=0.5, steps_per_s=800, notes=bar_notes(result))
+    text = bar_text(progress, 200)
+    assert text == (
+        f"iteration 3 | 2400 steps | reward 0.50 (last 100 episodes) | elo {league.elo:.0f} | W/D/L 2/1/1 | "
+        "800 steps/s"
+    )
+    assert league.elo > 1200 and bar_notes({}) == ()
 
 
 @pytest.mark.fast
