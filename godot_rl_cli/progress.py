@@ -34,20 +34,31 @@ class Progress:
 
 def bar_text(progress: Progress, columns: int) -> str:
     """`[#########-----------]  45% | iteration 12 | 24000 steps | reward 1.23 (last 100 episodes) |
-    <notes> | 850 steps/s`, cut to `columns` characters."""
+    <notes> | 850 steps/s`; when that does not fit in `columns`, the short form `45% | iteration 12 |
+    24000 steps | reward 1.23 | <notes>` (so an 80-column terminal still shows the notes), cut to `columns`
+    characters."""
+    text = _bar_parts(progress, short=False)
+    if len(text) >= columns:
+        text = _bar_parts(progress, short=True)
+    return text[: max(columns - 1, 0)]
+
+
+def _bar_parts(progress: Progress, short: bool) -> str:
     parts = [f"iteration {progress.iteration}", f"{progress.steps} steps"]
     if progress.reward is not None and math.isfinite(progress.reward):
-        parts.append(f"reward {progress.reward:.2f} (last {progress.window} episodes)")
+        window = "" if short else f" (last {progress.window} episodes)"
+        parts.append(f"reward {progress.reward:.2f}{window}")
     else:
-        parts.append("reward - (no episode ended yet)")
+        parts.append("reward -" if short else "reward - (no episode ended yet)")
     parts += progress.notes
-    if progress.steps_per_s:
+    if progress.steps_per_s and not short:
         parts.append(f"{progress.steps_per_s:.0f} steps/s")
     if progress.done is not None:
         done = min(max(progress.done, 0.0), 1.0)
         filled = round(done * BAR_CELLS)
-        parts.insert(0, f"[{'#' * filled}{'-' * (BAR_CELLS - filled)}] {done:4.0%}")
-    return " | ".join(parts)[: max(columns - 1, 0)]
+        cells = "" if short else f"[{'#' * filled}{'-' * (BAR_CELLS - filled)}] "
+        parts.insert(0, f"{cells}{done:4.0%}".strip())
+    return " | ".join(parts)
 
 
 class ProgressDisplay:

@@ -108,6 +108,10 @@ def test_progress_bar_shows_the_learners_rating_and_record():
         "800 steps/s"
     )
     assert league.elo > 1200 and bar_notes({}) == ()
+    progress.done = 0.45  # an 80-column terminal: the short form keeps the league in sight
+    assert bar_text(progress, 80) == (
+        f"45% | iteration 3 | 2400 steps | reward 0.50 | elo {league.elo:.0f} | W/D/L 2/1/1"
+    )
 
 
 @pytest.mark.fast
