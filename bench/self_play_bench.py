@@ -7,7 +7,9 @@
 Three runs of rllib_training_script.py on examples/self_play_pong.yaml (`--game sim`, the simulated PongDuel)
 or examples/self_play_pong_godot4.yaml (`--game godot4`), each `--iterations` iterations of 800 steps of the
 game, repeated `--repeats` times in rotation (self-play, random opponent, plain, self-play, ...) so that the
-machine's load falls on all three alike:
+machine's load falls on all three alike; repeat r uses seed r - 1 (the game's and RLlib's: with one seed the
+runs are deterministic, so repeats with the same seed would only repeat the learner). `--kinds` makes only
+some of the three (e.g. `--kinds self-play "plain multi-agent PPO"` for the cost alone; printed, not written):
 - self-play: the YAML as shipped (left_policy against itself and its snapshots);
 - random opponent: the same YAML without `self_play`, the game moving the right paddle at random
   (`opponent=random`, one agent; train_batch_size 800 so an iteration is the same 800 steps of the game);
@@ -15,8 +17,9 @@ machine's load falls on all three alike:
   cost baseline.
 Then each run's final left_policy (greedy) plays `--episodes` episodes against the game's scripted opponent
 (`opponent=scripted opponent_skill=0.7`): wins, draws and losses by the game's `won` info, pooled over the
-repeats. The self-play runs' Elo is read from their result.json; the cost is the median `time_this_iter_s` of
-each kind of run over its repeats. The load average is sampled every 10 s during the whole bench.
+repeats. The self-play runs' Elo is read from their result.json; the cost is self-play's median
+`time_this_iter_s` over plain PPO's in the same repeat, the median of those ratios. The load average is
+sampled every 10 s during the whole bench.
 """
 
 import argparse
@@ -69,13 +72,13 @@ class LoadSampler(threading.Thread):
 
 
 def write_config(
-    directory: Path, game: str, name: str, self_play: bool, iterations: int, **changes: Any
+    directory: Path, game: str, name: str, self_play: bool, iterations: int, seed: int, **changes: Any
 ) -> Path:
     yaml_name, env_path, _ = GAMES[game]
     data = yaml.safe_load((REPO / "examples" / yaml_name).read_text())
     if not self_play:
         del data["self_play"]
-    data["env_config"].update(env_path=str(REPO / env_path), port=find_free_port_block(4))
+    data["env_config"].update(env_path=str(REPO / env_path), port=find_free_port_block(4), seed=seed)
     data.update(stop={"training_iteration": iterations}, checkpoint_frequency=0, **changes)
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -154,11 +157,8 @@ def report(
     load: LoadSampler,
 ) -> str:
     rows = {name: [results(trial) for trial in trials] for name, trials in runs.items()}
-    cost = {
-        name: statistics.median(median_iteration_s(values) for values in per_run)
-        for name, per_run in rows.items()
-    }
-    steps = rows["self-play"][0][-1]["timesteps_total"]
+    per_run = {name: [median_iteration_s(values) for values in runs_of] for name, runs_of in rows.items()}
+    steps = next(iter(rows.values()))[0][-1]["timesteps_total"]
     yaml_name, env_path, section = GAMES[args.game]
     lines = [
         section,
@@ -167,23 +167,24 @@ def report(
         f"--episodes {args.episodes} --repeats {args.repeats}`, {datetime.date.today()}, on the 2-core "
         f"machine shared with 3 other helpers' sessions (load average during the bench: {load.summary()}). "
         f"Game `{env_path}`, settings of `examples/{yaml_name}`. Each learner trained {args.iterations} "
-        f"iterations ({steps} steps of the game), {args.repeats} time(s), the three kinds of run in "
-        f"rotation; then each final left_policy played {args.episodes} greedy episodes against the game's "
-        "scripted opponent (`opponent=scripted opponent_skill=0.7`), pooled over the repeats.",
+        f"iterations ({steps} steps of the game), {args.repeats} time(s) (repeat r: seed r - 1), the kinds "
+        f"of run in rotation; then each final left_policy played {args.episodes} greedy episodes against the "
+        "game's scripted opponent (`opponent=scripted opponent_skill=0.7`), pooled over the repeats.",
         "",
-        "| learner trained against | wins | draws | losses | median s / iteration |",
+        "| learner trained against | wins | draws | losses | median s / iteration (each run's median) |",
         "|---|---|---|---|---|",
     ]
-    for name in KINDS:
+    for name in rows:
+        seconds = f"{statistics.median(per_run[name]):.2f} ({', '.join(f'{v:.2f}' for v in per_run[name])})"
         score = scores.get(name)
         if score:
             total = sum(score.values())
             shares = " | ".join(f"{score[key] / total:.0%}" for key in ("wins", "draws", "losses"))
-            lines.append(f"| {name} | {shares} | {cost[name]:.2f} |")
+            lines.append(f"| {name} | {shares} | {seconds} |")
         else:
-            lines.append(f"| {name} (cost baseline) | | | | {cost[name]:.2f} |")
+            lines.append(f"| {name} (cost baseline) | | | | {seconds} |")
     lines.append("")
-    for repeat, run in enumerate(rows["self-play"], start=1):
+    for repeat, run in enumerate(rows.get("self-play", []), start=1):
         elo = [row["self_play"]["elo"] for row in run]
         marks = sorted({0, len(elo) // 4, len(elo) // 2, 3 * len(elo) // 4, len(elo) - 1})
         lines.append(
@@ -191,14 +192,16 @@ def report(
             + ", ".join(f"{mark + 1}: {elo[mark]:.0f}" for mark in marks)
             + "."
         )
-    lines += [
-        "",
-        f"Cost of self-play per iteration: {cost['self-play'] / cost['plain multi-agent PPO']:.2f}x plain "
-        "multi-agent PPO on the same game and batch (median time_this_iter_s; snapshots are added every "
-        "5 iterations with Algorithm.add_policy).",
-        "",
-    ]
-    return "\n".join(lines)
+    if "self-play" in rows and "plain multi-agent PPO" in rows:
+        ratios = [sp / plain for sp, plain in zip(per_run["self-play"], per_run["plain multi-agent PPO"])]
+        lines += [
+            "",
+            f"Cost of self-play per iteration: {statistics.median(ratios):.2f}x plain multi-agent PPO on the "
+            f"same game and batch (median over the repeats of self-play's median time_this_iter_s over the "
+            f"plain run's of the same repeat: {', '.join(f'{r:.2f}' for r in ratios)}; snapshots are added "
+            "every 5 iterations with Algorithm.add_policy).",
+        ]
+    return "\n".join(lines + [""])
 
 
 def write_section(section: str, text: str) -> None:
@@ -210,20 +213,16 @@ def write_section(section: str, text: str) -> None:
 
 
 def train_kind(directory: Path, args: argparse.Namespace, kind: str, repeat: int) -> Path:
-    """One run of a kind: self-play, against the game's random paddle, or plain multi-agent PPO."""
-    name = f"{kind} {repeat}"
-    if kind == "self-play":
-        return train(
-            directory, name, write_config(directory, args.game, f"sp{repeat}", True, args.iterations)
-        )
+    """One run of a kind: self-play, against the game's random paddle, or plain multi-agent PPO. Repeat r has
+    seed r - 1 (the game's and RLlib's): the kinds of one repeat share it, the repeats differ."""
+    name, config_name, seed = f"{kind} {repeat}", f"{kind.split()[0]}{repeat}", repeat - 1
     if kind == "random opponent":  # one agent: 800 samples, all for left_policy, are the same 800 steps
         config = write_config(
-            directory, args.game, f"random{repeat}", False, args.iterations, train_batch_size=800
+            directory, args.game, config_name, False, args.iterations, seed, train_batch_size=800
         )
         return train(directory, name, config, "--game_arg", "opponent=random")
-    return train(
-        directory, name, write_config(directory, args.game, f"plain{repeat}", False, args.iterations)
-    )
+    config = write_config(directory, args.game, config_name, kind == "self-play", args.iterations, seed)
+    return train(directory, name, config)
 
 
 def main() -> None:
@@ -232,17 +231,26 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="runs to make (default: all three); "
+        "with fewer, the report is printed, not written to bench/results.md",
+    )
     args = parser.parse_args()
     load = LoadSampler()
     load.start()
     with tempfile.TemporaryDirectory(prefix="self_play_bench_") as temporary:
         directory = Path(temporary)
-        runs: Dict[str, List[Path]] = {kind: [] for kind in KINDS}
+        kinds = [kind for kind in KINDS if kind in args.kinds]
+        runs: Dict[str, List[Path]] = {kind: [] for kind in kinds}
         for repeat in range(1, args.repeats + 1):
-            for kind in KINDS:
+            for kind in kinds:
                 runs[kind].append(train_kind(directory, args, kind, repeat))
         scores: Dict[str, Dict[str, int]] = {}
-        for kind in ("self-play", "random opponent"):
+        for kind in [kind for kind in kinds if kind != "plain multi-agent PPO" and args.episodes]:
             scores[kind] = {"wins": 0, "draws": 0, "losses": 0}
             for trial in runs[kind]:
                 for key, count in evaluate(trial, args.game, args.episodes).items():
@@ -250,7 +258,8 @@ def main() -> None:
         load.stopped.set()
         text = report(args, runs, scores, load)
     print(text)
-    write_section(GAMES[args.game][2], text)
+    if kinds == list(KINDS):
+        write_section(GAMES[args.game][2], text)
 
 
 if __name__ == "__main__":
