@@ -182,7 +182,8 @@ def report(
             shares = " | ".join(f"{score[key] / total:.0%}" for key in ("wins", "draws", "losses"))
             lines.append(f"| {name} | {shares} | {seconds} |")
         else:
-            lines.append(f"| {name} (cost baseline) | | | | {seconds} |")
+            baseline = " (cost baseline)" if name == "plain multi-agent PPO" else ""
+            lines.append(f"| {name}{baseline} | | | | {seconds} |")
     lines.append("")
     for repeat, run in enumerate(rows.get("self-play", []), start=1):
         elo = [row["self_play"]["elo"] for row in run]
