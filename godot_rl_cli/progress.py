@@ -12,7 +12,7 @@ import shutil
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, TextIO, Tuple
 
 RUNNING_EPISODES = 100  # the running reward's window: SB3's `ep_rew_mean` and RLlib's smoothing use 100 too
 BAR_CELLS = 20
@@ -29,23 +29,36 @@ class Progress:
     window: int = RUNNING_EPISODES
     steps_per_s: Optional[float] = None
     done: Optional[float] = None  # the part of the run's budget spent (0..1), when the run has one
+    notes: Tuple[str, ...] = ()  # after the reward, e.g. the self-play learner's `elo 1234`, `W/D/L 3/1/2`
 
 
 def bar_text(progress: Progress, columns: int) -> str:
     """`[#########-----------]  45% | iteration 12 | 24000 steps | reward 1.23 (last 100 episodes) |
-    850 steps/s`, cut to `columns` characters."""
+    <notes> | 850 steps/s`; when that does not fit in `columns`, the short form `45% | iteration 12 |
+    24000 steps | reward 1.23 | <notes>` (so an 80-column terminal still shows the notes), cut to `columns`
+    characters."""
+    text = _bar_parts(progress, short=False)
+    if len(text) >= columns:
+        text = _bar_parts(progress, short=True)
+    return text[: max(columns - 1, 0)]
+
+
+def _bar_parts(progress: Progress, short: bool) -> str:
     parts = [f"iteration {progress.iteration}", f"{progress.steps} steps"]
     if progress.reward is not None and math.isfinite(progress.reward):
-        parts.append(f"reward {progress.reward:.2f} (last {progress.window} episodes)")
+        window = "" if short else f" (last {progress.window} episodes)"
+        parts.append(f"reward {progress.reward:.2f}{window}")
     else:
-        parts.append("reward - (no episode ended yet)")
-    if progress.steps_per_s:
+        parts.append("reward -" if short else "reward - (no episode ended yet)")
+    parts += progress.notes
+    if progress.steps_per_s and not short:
         parts.append(f"{progress.steps_per_s:.0f} steps/s")
     if progress.done is not None:
         done = min(max(progress.done, 0.0), 1.0)
         filled = round(done * BAR_CELLS)
-        parts.insert(0, f"[{'#' * filled}{'-' * (BAR_CELLS - filled)}] {done:4.0%}")
-    return " | ".join(parts)[: max(columns - 1, 0)]
+        cells = "" if short else f"[{'#' * filled}{'-' * (BAR_CELLS - filled)}] "
+        parts.insert(0, f"{cells}{done:4.0%}".strip())
+    return " | ".join(parts)
 
 
 class ProgressDisplay:

@@ -1,4 +1,5 @@
-"""The suite against a real Godot 4 engine: the examples/godot4 games (BallChase, Pong) on Debian's `godot`.
+"""The suite against a real Godot 4 engine: the examples/godot4 games (BallChase, Pong, PongDuel) on Debian's
+`godot`.
 
 The engine is GODOT4 if set, else the repository's .godot4/godot4 (scripts/install_godot4.sh, which .ci/run
 runs). Under CI=true a missing engine fails these tests; elsewhere they are skipped with the reason. The
@@ -59,7 +60,11 @@ def games(tmp_path_factory) -> SimpleNamespace:
     """The Godot 4 examples copied under a directory whose name contains spaces, as users' paths often do."""
     target = tmp_path_factory.mktemp("godot4") / "my games" / "godot 4"
     shutil.copytree(REPO_ROOT / "examples" / "godot4", target, symlinks=True)
-    yield SimpleNamespace(ballchase=str(target / "BallChase.x86_64"), pong=str(target / "Pong.x86_64"))
+    yield SimpleNamespace(
+        ballchase=str(target / "BallChase.x86_64"),
+        pong=str(target / "Pong.x86_64"),
+        pong_duel=str(target / "PongDuel.x86_64"),
+    )
     time.sleep(0.5)
     assert processes_matching(str(target)) == [], "a Godot 4 engine outlived the module's tests"
 
@@ -163,6 +168,30 @@ def test_pong_has_two_policies_and_discrete_actions(games):
         assert min(min(pair) for pair in rewards) == -1.0, "a miss costs 1"
         trainer.send({"type": "close"})
         assert trainer.proc.wait(timeout=10) == 0
+    finally:
+        trainer.close()
+
+
+def test_pong_duel_is_zero_sum_and_its_scripted_opponent_wins_against_a_still_paddle(games):
+    """The duel's rules as its simulated twin's: `opponent=scripted` leaves one agent; a miss is -1 for the
+    side that missed (+1 for the other, a hit earns nothing); three points end it and `won` says who won."""
+    trainer = RawTrainer(games.pong_duel, *FAST, opponent="scripted", opponent_skill="1.0")
+    try:
+        info, reset = trainer.connect(timeout=30)
+        assert info["agent_policy_names"] == ["left_policy"]
+        assert reset["info"] == [{"hits": 0, "points": 0, "opponent_points": 0, "won": 0}]
+        rewards = []
+        for _ in range(300):
+            trainer.send({"type": "action", "action": [{"move": 0}]})
+            step = trainer.receive()
+            rewards += [reward for reward in step["reward"] if reward]
+            if step["done"][0]:
+                break
+        assert step["done"] == [True] and rewards == [-1.0, -1.0, -1.0]
+        assert step["info"][0]["opponent_points"] == 3 and step["info"][0]["won"] == -1
+        trainer.send({"type": "close"})
+        assert trainer.proc.wait(timeout=10) == 0
+        assert b"PongDuel: connected" in trainer.proc.stdout.read()
     finally:
         trainer.close()
 
@@ -388,3 +417,70 @@ def test_rllib_checkpoint_plays_the_real_engine(rllib_run, games, tmp_path):
     }
     assert all(row["action"]["move"] in (0, 1, 2) for action in actions for row in action["agents"])
     assert_no_engine_left(port)
+
+
+# --- RLlib self-play ------------------------------------------------------------------------------------
+
+SELF_PLAY_ITERATIONS = 2
+
+
+@pytest.fixture(scope="module")
+def self_play_run(games, tmp_path_factory) -> SimpleNamespace:
+    """The shipped examples/self_play_pong_godot4.yaml, small: one game, 2 iterations of 200 steps, a snapshot
+    every iteration, a window of 2, every episode against a snapshot (ratio 0: each one is rated; the share of
+    episodes against the latest learner is test_self_play's), who won by the game's `won` info."""
+    directory = tmp_path_factory.mktemp("self_play")
+    config = yaml.safe_load((REPO_ROOT / "examples" / "self_play_pong_godot4.yaml").read_text())
+    config["env_config"].update(env_path=games.pong_duel, port=find_free_port_block(1))
+    config["self_play"].update(snapshot_every=1, window=2, play_against_latest_model_ratio=0.0)
+    config.update(
+        checkpoint_frequency=1,
+        stop={"training_iteration": SELF_PLAY_ITERATIONS},
+        num_envs_per_worker=1,
+        rollout_fragment_length=100,
+        train_batch_size=400,
+        sgd_minibatch_size=100,
+        num_sgd_iter=2,
+        model={"fcnet_hiddens": [16, 16]},
+    )
+    (directory / "duel.yaml").write_text(yaml.safe_dump(config))
+    experiment = directory / "exp"
+    result = run_script(
+        RLLIB,
+        "--config_file=duel.yaml",
+        f"--experiment_dir={experiment}",
+        "--torch_threads=1",
+        cwd=directory,
+        env=metrics_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [trial] = [path.parent for path in experiment.glob("*/*/run_manifest.json")]
+    return SimpleNamespace(port=config["env_config"]["port"], result=result, trial=trial)
+
+
+def test_self_play_snapshots_the_learner_on_the_real_engine(self_play_run):
+    found = sorted(self_play_run.trial.glob("checkpoint_*"))
+    assert len(found) == SELF_PLAY_ITERATIONS
+    for iteration, checkpoint in enumerate(found, start=1):
+        league = json.loads((checkpoint / "self_play.json").read_text())
+        assert league["snapshots"] == [f"left_policy_it{iteration - 1}", f"left_policy_it{iteration}"]
+        assert set(league["snapshots"]) <= {path.name for path in (checkpoint / "policies").iterdir()}
+    assert f"[game:{self_play_run.port}] PongDuel: connected" in self_play_run.result.stdout
+    assert_no_engine_left(self_play_run.port)
+
+
+def test_self_play_league_rates_the_real_games_outcomes(self_play_run):
+    """The game's `won` info decides each episode; the learner's record and Elo on @METRIC lines follow."""
+    samples = metric_lines(self_play_run.result.stdout)
+    assert [sample["training_iteration"] for sample in samples] == [1, 2]
+    for sample in samples:
+        league = sample["self_play"]
+        assert league["learner"] == "left_policy" and league["opponent"].startswith("left_policy_it")
+        assert sample["policies"]["left_policy"]["elo"] == league["elo"]
+    last, league = samples[-1], samples[-1]["self_play"]
+    rated = league["wins"] + league["draws"] + league["losses"]
+    assert rated == last["episodes_total"] > 0 and league["episodes_vs_latest"] == 0
+    # every episode so far is in the smoothing window: the mean of the game's `won` is the league's record
+    won = last["policies"]["left_policy"]["custom_metrics"]["won"]
+    assert won == pytest.approx((league["wins"] - league["losses"]) / rated)
+    assert league["elo"] != 1200.0 or league["draws"] == rated

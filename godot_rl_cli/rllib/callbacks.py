@@ -84,6 +84,7 @@ class ControllerMetricsCallback(RLlibCallback):
                 if seconds
                 else None,
                 done=self.stop_criteria.spent(result) if self.stop_criteria else None,
+                notes=league.bar_notes(result),
             )
         )
 

@@ -308,6 +308,14 @@ def add_to_payload(payload: Dict[str, Any], summary: Optional[Mapping[str, Any]]
         entry["custom_metrics"].update({key: value for key, value in values.items() if key != "opponent"})
 
 
+def bar_notes(result: Mapping[str, Any]) -> Tuple[str, ...]:
+    """The league's part of the progress bar: the learner's rating and W/D/L (nothing without self-play)."""
+    summary = result.get("self_play")
+    if not summary:
+        return ()
+    return (f"elo {summary['elo']:.0f}", f"W/D/L {summary['wins']}/{summary['draws']}/{summary['losses']}")
+
+
 def human_summary(result: Mapping[str, Any]) -> str:
     """The league's part of the human iteration line ('' without self-play)."""
     summary = result.get("self_play")

@@ -44,4 +44,4 @@ func set_action(action = null) -> void:
 
 
 func get_info() -> Dictionary:
-	return {"hits": hits, "misses": misses}
+	return game.info(side)

@@ -66,16 +66,23 @@ func _move(delta: float) -> void:
 	var side := 0 if ball.x < -1.0 else 1 if ball.x > 1.0 else -1
 	if side < 0:
 		return
-	var paddle = paddles[side]
-	if absf(ball.y - paddle.y) <= PADDLE_HALF:
-		paddle.hits += 1
-		paddle.reward += 0.5
-		velocity.x = -velocity.x * 1.05
-		ball.x = clampf(ball.x, -1.0, 1.0)
+	if absf(ball.y - paddles[side].y) <= PADDLE_HALF:
+		_hit(side)
 	else:
-		paddle.misses += 1
-		paddle.reward -= 1.0
-		_serve()
+		_miss(side)
+
+
+func _hit(side: int) -> void:
+	paddles[side].hits += 1
+	paddles[side].reward += 0.5
+	velocity.x = -velocity.x * 1.05
+	ball.x = clampf(ball.x, -1.0, 1.0)
+
+
+func _miss(side: int) -> void:
+	paddles[side].misses += 1
+	paddles[side].reward -= 1.0
+	_serve()
 
 
 func _end_step() -> void:
@@ -84,6 +91,11 @@ func _end_step() -> void:
 		for paddle in paddles:
 			paddle.done = true
 		needs_reset = true
+
+
+# What the agent of paddle `side` reports as its info.
+func info(side: int) -> Dictionary:
+	return {"hits": paddles[side].hits, "misses": paddles[side].misses}
 
 
 func _draw() -> void:
