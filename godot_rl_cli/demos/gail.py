@@ -24,6 +24,11 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from godot_rl_cli.demos.files import OBS_KEY, Demonstrations, DemoSpaces
 
+# the model attribute holding the discriminator's weights and optimizer: SB3 saves it in the model's zip
+# (every save: the phase's, checkpoints, the final and interrupted ones) and restores it on load, so a
+# resumed GAIL goes on with the discriminator it had
+SAVED_DISCRIMINATOR = "controller_gail_discriminator"
+
 
 @dataclass(frozen=True)
 class GailSettings:
@@ -32,6 +37,8 @@ class GailSettings:
     batch_size: int = 256  # half expert pairs, half the policy's
     learning_rate: float = 1e-3
     hidden: tuple = (64, 64)
+    reward: str = "softplus"  # "softplus": -log(1 - D); "logit": log D - log(1 - D)
+    normalize_reward: bool = False  # PPO sees the reward scaled by its discounted return's running std
     seed: int = 0
 
 
@@ -69,11 +76,13 @@ class Discriminator(torch.nn.Module):
             :, 0
         ]
 
-    def reward(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """softplus(logit) = -log(1 - D): the generator's reward for each pair."""
+    def reward(self, obs: np.ndarray, actions: np.ndarray, form: str = "softplus") -> np.ndarray:
+        """The generator's reward for each pair: softplus(logit) = -log(1 - D), or the logit itself,
+        log D - log(1 - D)."""
         with torch.no_grad():
             logits = self(torch.as_tensor(obs), torch.as_tensor(np.asarray(actions)))
-        return torch.nn.functional.softplus(logits).numpy().astype(np.float32)
+        rewards = torch.nn.functional.softplus(logits) if form == "softplus" else logits
+        return rewards.numpy().astype(np.float32)
 
 
 class DiscriminatorTrainer:
@@ -87,6 +96,13 @@ class DiscriminatorTrainer:
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=settings.learning_rate)
         self.rng = np.random.default_rng(settings.seed)
         self.latest: Dict[str, float] = {}
+
+    def state_dict(self) -> Dict[str, Dict]:
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Dict]) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def train(self, policy_obs: np.ndarray, policy_actions: np.ndarray) -> Dict[str, float]:
         """`updates` balanced minibatch steps; returns the mean loss and accuracies of these steps."""
@@ -147,7 +163,8 @@ class GailRewardVecEnv(VecEnvWrapper):
 
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
-        gail_rewards = self.trainer.discriminator.reward(self.last_obs, self.actions)
+        form = self.trainer.settings.reward
+        gail_rewards = self.trainer.discriminator.reward(self.last_obs, self.actions, form)
         self.reward_sum += float(gail_rewards.sum())
         self.reward_count += len(gail_rewards)
         rewards = gail_rewards if self.mode == "replace" else rewards + gail_rewards
@@ -180,6 +197,7 @@ class DiscriminatorCallback(BaseCallback):
         if self.trainer.demos.spaces.discrete and actions.shape[1] == 1:
             actions = actions[:, 0]
         stats = self.trainer.train(obs, actions)
+        setattr(self.model, SAVED_DISCRIMINATOR, self.trainer.state_dict())
         reward_mean = self.rewards.take_reward_mean()
         self.fields = {**stats, **({"gail_reward_mean": reward_mean} if reward_mean is not None else {})}
         line = ", ".join(f"{key} {value:.3f}" for key, value in self.fields.items())
