@@ -58,7 +58,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval_episode_count",
         type=int_in_range(0),
         default=0,
-        help="after the demo phases, play N deterministic episodes and report their mean return",
+        help="after training (every phase, RL included), play N deterministic episodes and report their "
+        "mean return",
     )
 
 
