@@ -3,15 +3,21 @@ is the reward PPO (the generator) maximises.
 
 Ho & Ermon, "Generative Adversarial Imitation Learning" (2016), eq. 17: the discriminator D(s, a) is trained
 by logistic regression to separate expert pairs from the policy's (here D is the probability that the pair is
-the expert's, the convention of the `imitation` library), and the policy is trained with the cost log(1 - D),
-i.e. the reward
+the expert's, the convention of the `imitation` library). The paper's cost log(1 - D) is the reward
+-log(1 - D) = softplus(logit), always positive; the shipped reward is the logit itself,
 
-    r(s, a) = -log(1 - D(s, a)) = softplus(logit(s, a)),
+    r(s, a) = log D(s, a) - log(1 - D(s, a)),
 
-which grows the more expert-like the pair looks. Each PPO rollout collects steps rewarded by the current
-discriminator (`GailRewardVecEnv`); at the rollout's end the discriminator takes `updates` minibatch steps on
-that rollout's pairs against as many expert pairs (`DiscriminatorCallback`), and PPO then trains on the
-rollout. With `mode="add"` the game's reward is kept and the discriminator's added to it.
+(as AIRL, Fu et al. 2018, rewards its logit), positive where a pair looks expert-like and negative where it does
+not, so the value of a state does not grow with the steps left in an episode the game ends on a time limit
+(which the plugin does not tell apart from a terminal state). On BallChase without the game's reward it learnt
+fastest of the forms tried: softplus, softplus with the return normalised, the logit normalised
+(bench/results.md, "Learning from recorded demos", section 3).
+
+Each PPO rollout collects steps rewarded by the current discriminator (`GailRewardVecEnv`); at the rollout's
+end the discriminator takes `updates` minibatch steps on that rollout's pairs against as many expert pairs
+(`DiscriminatorCallback`), and PPO then trains on the rollout. With `mode="add"` the game's reward is kept
+and the discriminator's added to it.
 """
 
 from dataclasses import dataclass
@@ -37,7 +43,7 @@ class GailSettings:
     batch_size: int = 256  # half expert pairs, half the policy's
     learning_rate: float = 1e-3
     hidden: tuple = (64, 64)
-    reward: str = "softplus"  # "softplus": -log(1 - D); "logit": log D - log(1 - D)
+    reward: str = "logit"  # "logit": log D - log(1 - D); "softplus": -log(1 - D) (the paper's cost)
     normalize_reward: bool = False  # PPO sees the reward scaled by its discounted return's running std
     seed: int = 0
 
