@@ -8,10 +8,10 @@ the expert's, the convention of the `imitation` library). The paper's cost log(1
 
     r(s, a) = log D(s, a) - log(1 - D(s, a)),
 
-(as AIRL, Fu et al. 2018, rewards its logit), positive where a pair looks expert-like and negative where it does
-not, so the value of a state does not grow with the steps left in an episode the game ends on a time limit
-(which the plugin does not tell apart from a terminal state). On BallChase without the game's reward it learnt
-fastest of the forms tried: softplus, softplus with the return normalised, the logit normalised
+(as AIRL, Fu et al. 2018, rewards its logit), positive where a pair looks expert-like and negative where it
+does not, so the value of a state does not grow with the steps left in an episode the game ends on a time
+limit (which the plugin does not tell apart from a terminal state). On BallChase without the game's reward it
+learnt fastest of the forms tried: softplus, softplus with the return normalised, the logit normalised
 (bench/results.md, "Learning from recorded demos", section 3).
 
 Each PPO rollout collects steps rewarded by the current discriminator (`GailRewardVecEnv`); at the rollout's
@@ -44,7 +44,6 @@ class GailSettings:
     learning_rate: float = 1e-3
     hidden: tuple = (64, 64)
     reward: str = "logit"  # "logit": log D - log(1 - D); "softplus": -log(1 - D) (the paper's cost)
-    normalize_reward: bool = False  # PPO sees the reward scaled by its discounted return's running std
     seed: int = 0
 
 
@@ -82,7 +81,7 @@ class Discriminator(torch.nn.Module):
             :, 0
         ]
 
-    def reward(self, obs: np.ndarray, actions: np.ndarray, form: str = "softplus") -> np.ndarray:
+    def reward(self, obs: np.ndarray, actions: np.ndarray, form: str = "logit") -> np.ndarray:
         """The generator's reward for each pair: softplus(logit) = -log(1 - D), or the logit itself,
         log D - log(1 - D)."""
         with torch.no_grad():

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv
 
 from godot_rl_cli import metrics
 from godot_rl_cli.demos.bc import BCSettings, BehaviourCloning, EpochStats, SB3PolicyAdapter, epoch_line
@@ -142,17 +142,13 @@ def behaviour_cloning_phase(run: DemoRun, demos: Demonstrations) -> None:
 
 def gail_phase(run: DemoRun, demos: Demonstrations) -> None:
     args = run.args
-    trainer = DiscriminatorTrainer(demos, GailSettings(mode=args.gail_reward, seed=args.seed))
+    settings = GailSettings(mode=args.gail_reward, reward=args.gail_reward_form, seed=args.seed)
+    trainer = DiscriminatorTrainer(demos, settings)
     saved = getattr(run.model, SAVED_DISCRIMINATOR, None)
     if saved is not None:  # resumed from a model saved during or after GAIL
         trainer.load_state_dict(saved)
         print("GAIL goes on with the discriminator saved with the resumed model", flush=True)
     rewards = GailRewardVecEnv(run.env, trainer, args.gail_reward)
-    generator_env = (
-        VecNormalize(rewards, norm_obs=False, norm_reward=True, gamma=run.model.gamma)
-        if trainer.settings.normalize_reward
-        else rewards
-    )
     discriminator = DiscriminatorCallback(trainer, rewards)
     checkpoints = (
         AtomicCheckpointCallback(
@@ -174,7 +170,7 @@ def gail_phase(run: DemoRun, demos: Demonstrations) -> None:
         [checkpoints] if checkpoints else []
     )
     setattr(run.model, PHASE, "gail")
-    run.model.set_env(generator_env)
+    run.model.set_env(rewards)
     try:
         run.model.learn(
             total_timesteps=args.gail_timesteps,
