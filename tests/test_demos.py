@@ -16,7 +16,7 @@ from script_helpers import interrupt, metric_lines, run_script, start_script, wa
 
 from godot_rl_cli.demos.bc import BCSettings, BehaviourCloning, SB3PolicyAdapter
 from godot_rl_cli.demos.files import demo_spaces, load_demonstrations
-from godot_rl_cli.demos.gail import DiscriminatorTrainer, GailSettings
+from godot_rl_cli.demos.gail import SAVED_DISCRIMINATOR, DiscriminatorTrainer, GailSettings
 from godot_rl_cli.errors import UserError
 
 SCRIPT = "stable_baselines3_training_script.py"
@@ -175,8 +175,11 @@ def test_the_discriminator_tells_expert_pairs_from_random_ones(tmp_path):
     policy_actions = rng.integers(5, size=512)
     accuracies = [trainer.train(policy_obs, policy_actions)["discriminator_accuracy"] for _ in range(30)]
     assert accuracies[-1] >= 0.85, accuracies
-    expert_reward = trainer.discriminator.reward(demos.observations[:200], demos.actions[:200]).mean()
-    assert expert_reward > trainer.discriminator.reward(policy_obs[:200], policy_actions[:200]).mean()
+    for form in ("logit", "softplus"):
+        expert_reward = trainer.discriminator.reward(demos.observations[:200], demos.actions[:200], form)
+        policy_reward = trainer.discriminator.reward(policy_obs[:200], policy_actions[:200], form)
+        assert expert_reward.mean() > policy_reward.mean(), form
+    assert (policy_reward > 0).all()  # -log(1 - D) is always positive; the logit is negative where D < 1/2
 
 
 # --- the SB3 trainer's phases, end to end on the example games ----------------------------------------------
@@ -223,17 +226,24 @@ def test_bc_then_rl_reports_each_phase_learns_and_exports_a_verified_onnx(bc_run
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
     phases = [sample.get("phase") for sample in samples]
-    assert phases[:13] == ["bc"] * 12 + ["eval"] and set(phases[13:]) == {"rl"}
+    # the evaluation comes last, after RL (where sb3_imitation.py evaluates)
+    assert phases == ["bc"] * 12 + ["rl"] * 2 + ["eval"]
+    assert result.stdout.index("Training finished") < result.stdout.index("Evaluation after training")
     iterations = [sample["training_iteration"] for sample in samples]
     assert iterations == list(range(1, len(samples) + 1))
+    # one run: the demo phases' lines carry the identity of the RL phase's, which the controller groups by
+    assert len({(sample["trial_id"], sample["experiment_id"]) for sample in samples}) == 1
     bc = [sample["policies"]["shared_policy"]["learner"] for sample in samples[:12]]
     assert (
         bc[-1]["bc_validation_accuracy"] >= 0.8 and bc[-1]["bc_validation_loss"] < bc[0]["bc_validation_loss"]
     )
-    # random play scores about 2 on BallChaseDiscrete, the expert 45: the evaluation, then RL going on from BC
-    assert samples[12]["episode_reward_mean"] >= 20, samples[12]
-    rl_returns = [sample["episode_reward_mean"] for sample in samples[13:] if sample["episodes_this_iter"]]
+    # random play scores about 2 on BallChaseDiscrete, the expert 45: RL going on from BC, then the evaluation
+    rl_returns = [sample["episode_reward_mean"] for sample in samples[12:14] if sample["episodes_this_iter"]]
     assert rl_returns and min(rl_returns) >= 20, rl_returns
+    assert (
+        samples[14]["episode_reward_mean"] >= 20
+        and samples[14]["policies"]["shared_policy"]["completed_episodes"] == 3
+    ), samples[14]
     assert "max verification error" in result.stdout and (directory / "bc.onnx").is_file()
     manifest = json.loads((directory / "run_final.manifest.json").read_text())
     recorded = manifest["demonstrations"]["files"][0]
@@ -246,32 +256,48 @@ def test_resuming_the_model_saved_after_bc_continues_its_iterations(bc_run, demo
     directory, _ = bc_run
     args = trainer_args(
         directory / "resumed", "BallChaseDiscrete", f"--resume_model_path={directory / 'run_bc.zip'}"
-    ) + ["--rl_timesteps=256"]
+    ) + ["--rl_timesteps=128"]
     result = run_script(SCRIPT, *args, cwd=directory, env=dict(os.environ, CONTROLLER_METRICS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     samples = metric_lines(result.stdout)
-    assert [sample["training_iteration"] for sample in samples] == [13, 14]  # after the 12 epochs
+    assert [sample["training_iteration"] for sample in samples] == [13]  # after the 12 epochs
     assert {sample["phase"] for sample in samples} == {"rl"}
 
 
-def test_gail_trains_the_discriminator_and_reports_it(demo_dir, tmp_path):
+@pytest.fixture(scope="module")
+def gail_run(demo_dir, tmp_path_factory):
+    """GAIL without the game's reward, 10 rollouts of 128 steps."""
+    directory = tmp_path_factory.mktemp("gail")
     args = trainer_args(
-        tmp_path,
+        directory,
         "BallChase",
         f"--demo_files={demo_dir / 'continuous.json'}",
-        "--gail_timesteps=2560",
+        "--gail_timesteps=1280",
         "--game_arg=zero_reward=1",
     )
-    result = run_script(SCRIPT, *args, cwd=tmp_path, env=dict(os.environ, CONTROLLER_METRICS="1"))
+    result = run_script(SCRIPT, *args, cwd=directory, env=dict(os.environ, CONTROLLER_METRICS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
-    samples = [sample for sample in metric_lines(result.stdout) if sample.get("phase") == "gail"]
-    assert len(samples) == 20
+    return directory, [sample for sample in metric_lines(result.stdout) if sample.get("phase") == "gail"]
+
+
+def test_gail_trains_the_discriminator_and_reports_it(gail_run):
+    directory, samples = gail_run
+    assert len(samples) == 10
     assert all(sample["episode_reward_mean"] in (None, 0.0) for sample in samples)  # the game's reward is off
     losses = [sample["discriminator_loss"] for sample in samples]
     accuracies = [sample["discriminator_accuracy"] for sample in samples]
     assert max(accuracies) >= 0.65 and min(losses) < 0.66, (accuracies, losses)
-    assert 0 < samples[-1]["custom_metrics"]["gail_reward_mean"]
-    assert (tmp_path / "run_gail.zip").is_file()
+    # the logit reward: below 0 on the policy's pairs once the discriminator tells them apart
+    assert all(-20 < sample["custom_metrics"]["gail_reward_mean"] < 20 for sample in samples)
+    assert (directory / "run_gail.zip").is_file()
+
+
+def discriminator_updates(model_path: Path) -> int:
+    """How many steps the optimizer of the discriminator saved in an SB3 model file has taken."""
+    from stable_baselines3 import PPO
+
+    state = getattr(PPO.load(model_path, device="cpu"), SAVED_DISCRIMINATOR)
+    return int(next(iter(state["optimizer"]["state"].values()))["step"])
 
 
 def test_a_bad_demo_file_is_one_error_and_nothing_is_trained_or_overwritten(tmp_path):
@@ -289,25 +315,46 @@ def test_a_bad_demo_file_is_one_error_and_nothing_is_trained_or_overwritten(tmp_
     assert final.read_bytes() == b"an earlier model" and not (tmp_path / "run_bc.zip").exists()
 
 
-@pytest.mark.parametrize(
-    "phase_flags,line",
-    [
-        (["--bc_epochs=100000", "--bc_batch_size=8"], "behaviour cloning epoch"),
-        (["--gail_timesteps=100000"], "GAIL"),
-    ],
-    ids=["bc", "gail"],
-)
-def test_sigint_in_a_phase_saves_the_model_and_exits_0(demo_dir, tmp_path, phase_flags, line):
-    args = trainer_args(tmp_path, "BallChase", f"--demo_files={demo_dir / 'continuous.json'}", *phase_flags)
+def test_sigint_in_bc_saves_the_model_and_exits_0(demo_dir, tmp_path):
+    args = trainer_args(
+        tmp_path, "BallChase", f"--demo_files={demo_dir / 'continuous.json'}", "--bc_epochs=100000",
+        "--bc_batch_size=8",
+    )  # fmt: skip
     process = start_script(SCRIPT, *args, cwd=tmp_path, env=dict(os.environ, CONTROLLER_METRICS="1"))
     try:
-        wait_for_line(process, line, timeout=120)
+        wait_for_line(process, "behaviour cloning epoch", timeout=120)
         stdout, stderr = interrupt(process)
     finally:
         process.kill()
     assert process.returncode == 0, stderr[-3000:]
     assert (tmp_path / "run_final.zip").is_file() and (tmp_path / "run_final.manifest.json").is_file()
     assert "demonstrations" in json.loads((tmp_path / "run_final.manifest.json").read_text())
+
+
+def test_sigint_in_resumed_gail_saves_the_model_with_the_discriminator_it_went_on_with(
+    gail_run, demo_dir, tmp_path
+):
+    directory, _ = gail_run
+    args = trainer_args(
+        tmp_path, "BallChase", f"--demo_files={demo_dir / 'continuous.json'}", "--gail_timesteps=100000",
+        f"--resume_model_path={directory / 'run_gail.zip'}",
+    )  # fmt: skip
+    process = start_script(SCRIPT, *args, cwd=tmp_path, env=dict(os.environ, CONTROLLER_METRICS="1"))
+    try:
+        before = wait_for_line(process, "GAIL discriminator |", timeout=120)
+        stdout, stderr = interrupt(process)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    assert "GAIL goes on with the discriminator saved with the resumed model\n" in before
+    assert (tmp_path / "run_final.zip").is_file() and (tmp_path / "run_final.manifest.json").is_file()
+    assert "demonstrations" in json.loads((tmp_path / "run_final.manifest.json").read_text())
+    # the discriminator and its optimizer travel in the model's zip: Adam's step count went on from the saved
+    # one (10 rollouts), through the rollouts of this run, into the model saved at the interrupt
+    updates = GailSettings().updates
+    assert discriminator_updates(directory / "run_gail.zip") == 10 * updates
+    saved = discriminator_updates(tmp_path / "run_final.zip")
+    assert saved > 10 * updates and saved % updates == 0, saved
 
 
 # --- RLlib: behaviour cloning of a YAML-named policy (one Ray start) ----------------------------------------
@@ -349,5 +396,6 @@ num_sgd_iter: 1
     learner = [sample["policies"]["left_policy"]["learner"] for sample in bc]
     assert learner[-1]["bc_validation_accuracy"] >= 0.7, [item["bc_validation_accuracy"] for item in learner]
     assert samples[-1]["training_iteration"] == 1 and samples[-1]["phase"] == "rl"
+    assert len({(sample["trial_id"], sample["experiment_id"]) for sample in samples}) == 1  # one run
     manifests = sorted((tmp_path / "runs").rglob("checkpoint_000000/manifest.json"))
     assert manifests and json.loads(manifests[0].read_text())["demonstrations"]["policy"] == "left_policy"

@@ -17,7 +17,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     threads = configure_torch_threads(args.torch_threads)
-    from godot_rl_cli.demos.phases import run_demo_phases
+    from godot_rl_cli import metrics
+    from godot_rl_cli.demos.phases import evaluate_after_training, run_demo_phases
     from godot_rl_cli.sb3 import run  # SB3 and torch: imported once the flags are good
 
     stopper = run.stop_on_signals()
@@ -27,6 +28,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         games.start(args, GameSettings.from_args(args))
     run.announce(games, args.n_parallel, threads)
     manifests = run.manifests_for(args, argv, games)
+    identity = metrics.run_identity(args.experiment_name)  # one run: the demo phases' lines and RL's
 
     outcome = run.Outcome()
     with run.failures_reported(outcome):
@@ -34,10 +36,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.inference:
             run.infer(args, model, games, stopper)
         else:
-            run_demo_phases(args, model, games, stopper, manifests)  # --demo_files: BC, GAIL before RL
+            run_demo_phases(args, model, games, stopper, manifests, identity)  # --demo_files: BC, GAIL
             outcome.trained = model
-            callbacks, outcome.evaluation = run.training_callbacks(args, games, stopper, manifests)
+            callbacks, outcome.evaluation = run.training_callbacks(args, games, stopper, manifests, identity)
             run.learn(args, model, games, callbacks)
+            evaluate_after_training(args, model, games, stopper, identity)  # --eval_episode_count
 
     try:
         run.save(args, outcome, manifests)

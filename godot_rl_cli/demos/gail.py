@@ -3,15 +3,21 @@ is the reward PPO (the generator) maximises.
 
 Ho & Ermon, "Generative Adversarial Imitation Learning" (2016), eq. 17: the discriminator D(s, a) is trained
 by logistic regression to separate expert pairs from the policy's (here D is the probability that the pair is
-the expert's, the convention of the `imitation` library), and the policy is trained with the cost log(1 - D),
-i.e. the reward
+the expert's, the convention of the `imitation` library). The paper's cost log(1 - D) is the reward
+-log(1 - D) = softplus(logit), always positive; the shipped reward is the logit itself,
 
-    r(s, a) = -log(1 - D(s, a)) = softplus(logit(s, a)),
+    r(s, a) = log D(s, a) - log(1 - D(s, a)),
 
-which grows the more expert-like the pair looks. Each PPO rollout collects steps rewarded by the current
-discriminator (`GailRewardVecEnv`); at the rollout's end the discriminator takes `updates` minibatch steps on
-that rollout's pairs against as many expert pairs (`DiscriminatorCallback`), and PPO then trains on the
-rollout. With `mode="add"` the game's reward is kept and the discriminator's added to it.
+(as AIRL, Fu et al. 2018, rewards its logit), positive where a pair looks expert-like and negative where it
+does not, so the value of a state does not grow with the steps left in an episode the game ends on a time
+limit (which the plugin does not tell apart from a terminal state). On BallChase without the game's reward it
+learnt fastest of the forms tried: softplus, softplus with the return normalised, the logit normalised
+(bench/results.md, "Learning from recorded demos", section 3).
+
+Each PPO rollout collects steps rewarded by the current discriminator (`GailRewardVecEnv`); at the rollout's
+end the discriminator takes `updates` minibatch steps on that rollout's pairs against as many expert pairs
+(`DiscriminatorCallback`), and PPO then trains on the rollout. With `mode="add"` the game's reward is kept
+and the discriminator's added to it.
 """
 
 from dataclasses import dataclass
@@ -24,6 +30,11 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from godot_rl_cli.demos.files import OBS_KEY, Demonstrations, DemoSpaces
 
+# the model attribute holding the discriminator's weights and optimizer: SB3 saves it in the model's zip
+# (every save: the phase's, checkpoints, the final and interrupted ones) and restores it on load, so a
+# resumed GAIL goes on with the discriminator it had
+SAVED_DISCRIMINATOR = "controller_gail_discriminator"
+
 
 @dataclass(frozen=True)
 class GailSettings:
@@ -32,6 +43,7 @@ class GailSettings:
     batch_size: int = 256  # half expert pairs, half the policy's
     learning_rate: float = 1e-3
     hidden: tuple = (64, 64)
+    reward: str = "logit"  # "logit": log D - log(1 - D); "softplus": -log(1 - D) (the paper's cost)
     seed: int = 0
 
 
@@ -69,11 +81,13 @@ class Discriminator(torch.nn.Module):
             :, 0
         ]
 
-    def reward(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """softplus(logit) = -log(1 - D): the generator's reward for each pair."""
+    def reward(self, obs: np.ndarray, actions: np.ndarray, form: str = "logit") -> np.ndarray:
+        """The generator's reward for each pair: softplus(logit) = -log(1 - D), or the logit itself,
+        log D - log(1 - D)."""
         with torch.no_grad():
             logits = self(torch.as_tensor(obs), torch.as_tensor(np.asarray(actions)))
-        return torch.nn.functional.softplus(logits).numpy().astype(np.float32)
+        rewards = torch.nn.functional.softplus(logits) if form == "softplus" else logits
+        return rewards.numpy().astype(np.float32)
 
 
 class DiscriminatorTrainer:
@@ -87,6 +101,13 @@ class DiscriminatorTrainer:
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=settings.learning_rate)
         self.rng = np.random.default_rng(settings.seed)
         self.latest: Dict[str, float] = {}
+
+    def state_dict(self) -> Dict[str, Dict]:
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Dict]) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def train(self, policy_obs: np.ndarray, policy_actions: np.ndarray) -> Dict[str, float]:
         """`updates` balanced minibatch steps; returns the mean loss and accuracies of these steps."""
@@ -147,7 +168,8 @@ class GailRewardVecEnv(VecEnvWrapper):
 
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
-        gail_rewards = self.trainer.discriminator.reward(self.last_obs, self.actions)
+        form = self.trainer.settings.reward
+        gail_rewards = self.trainer.discriminator.reward(self.last_obs, self.actions, form)
         self.reward_sum += float(gail_rewards.sum())
         self.reward_count += len(gail_rewards)
         rewards = gail_rewards if self.mode == "replace" else rewards + gail_rewards
@@ -180,6 +202,7 @@ class DiscriminatorCallback(BaseCallback):
         if self.trainer.demos.spaces.discrete and actions.shape[1] == 1:
             actions = actions[:, 0]
         stats = self.trainer.train(obs, actions)
+        setattr(self.model, SAVED_DISCRIMINATOR, self.trainer.state_dict())
         reward_mean = self.rewards.take_reward_mean()
         self.fields = {**stats, **({"gail_reward_mean": reward_mean} if reward_mean is not None else {})}
         line = ", ".join(f"{key} {value:.3f}" for key, value in self.fields.items())

@@ -1,10 +1,11 @@
 """The SB3 trainer's demonstration phases, run on the model before RL: load and check the demos, behaviour
-cloning, GAIL, then an optional evaluation. The trainer's main calls `run_demo_phases` once; the RL phase
-that follows is its own `learn()` (on the game's reward, `--rl_timesteps`).
+cloning, GAIL. The trainer's main calls `run_demo_phases` once; the RL phase that follows is its own `learn()`
+(on the game's reward, `--rl_timesteps`), then `evaluate_after_training` (`--eval_episode_count`).
 
-Each phase prints `@METRIC` iteration lines with a `phase` field ("bc", "gail", "eval"; the RL lines then say
-"rl"), and saves `<experiment_dir>/<experiment_name>_<phase>.zip` with its manifest (which, like every later
-manifest of the run, records the demo files' sha256 and counts). A bad demo file is a UserError before
+Each phase prints `@METRIC` iteration lines with a `phase` field ("bc", "gail"; the RL lines then say "rl",
+the evaluation's "eval"), all with the run's one identity, and saves
+`<experiment_dir>/<experiment_name>_<phase>.zip` with its manifest (which, like every later manifest of the
+run, records the demo files' sha256 and counts). A bad demo file is a UserError before
 anything trains or is written. A stop request (SIGINT/SIGTERM) ends the phase in progress and skips the
 rest; the main then saves the model. A game that fails during GAIL: the model is saved, the error goes on.
 """
@@ -12,7 +13,7 @@ rest; the main then saves the model. A game that fails during GAIL: the model is
 import argparse
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -23,6 +24,7 @@ from godot_rl_cli import metrics
 from godot_rl_cli.demos.bc import BCSettings, BehaviourCloning, EpochStats, SB3PolicyAdapter, epoch_line
 from godot_rl_cli.demos.files import Demonstrations, demo_spaces, load_demonstrations
 from godot_rl_cli.demos.gail import (
+    SAVED_DISCRIMINATOR,
     DiscriminatorCallback,
     DiscriminatorTrainer,
     GailRewardVecEnv,
@@ -49,7 +51,7 @@ class DemoRun:
         env: VecEnv,
         stopper: Any,
         manifests: Any,
-        model_path: Path,
+        model_path: Optional[Path],
         identity: Dict[str, str],
     ):
         self.args = args
@@ -140,7 +142,12 @@ def behaviour_cloning_phase(run: DemoRun, demos: Demonstrations) -> None:
 
 def gail_phase(run: DemoRun, demos: Demonstrations) -> None:
     args = run.args
-    trainer = DiscriminatorTrainer(demos, GailSettings(mode=args.gail_reward, seed=args.seed))
+    settings = GailSettings(mode=args.gail_reward, reward=args.gail_reward_form, seed=args.seed)
+    trainer = DiscriminatorTrainer(demos, settings)
+    saved = getattr(run.model, SAVED_DISCRIMINATOR, None)
+    if saved is not None:  # resumed from a model saved during or after GAIL
+        trainer.load_state_dict(saved)
+        print("GAIL goes on with the discriminator saved with the resumed model", flush=True)
     rewards = GailRewardVecEnv(run.env, trainer, args.gail_reward)
     discriminator = DiscriminatorCallback(trainer, rewards)
     checkpoints = (
@@ -181,43 +188,55 @@ def gail_phase(run: DemoRun, demos: Demonstrations) -> None:
     run.save_phase("gail")
 
 
-def evaluation_phase(run: DemoRun) -> None:
-    """`--eval_episode_count` deterministic episodes on the training games, as sb3_imitation.py evaluates."""
-    started = time.monotonic()
-    setattr(run.model, PHASE, "eval")
+def evaluate_after_training(
+    args: argparse.Namespace, model: BaseAlgorithm, games: Any, stopper: Any, identity: Dict[str, str]
+) -> None:
+    """`--eval_episode_count` deterministic episodes on the training games once every phase (RL included)
+    has trained, where sb3_imitation.py evaluates; one `@METRIC` line with phase "eval"."""
+    if not args.eval_episode_count or stopper.requested:
+        return
+    run = DemoRun(args, model, games.monitored, stopper, None, None, identity)
+    trained_phase = getattr(model, PHASE, None)
+    setattr(model, PHASE, "eval")
     try:
         returns, lengths = evaluate_policy(
-            run.model, run.env, n_eval_episodes=run.args.eval_episode_count, return_episode_rewards=True
+            model, run.env, n_eval_episodes=args.eval_episode_count, return_episode_rewards=True
         )
     except StopRequested:
         return
+    finally:
+        setattr(model, PHASE, trained_phase)
     statistics = metrics.episode_statistics(returns, lengths)
     run.emit(
         "eval",
         {},
-        time.monotonic() - started,
+        time.monotonic() - run.started,
         policy={**statistics, "completed_episodes": len(returns)},
         eval_reward_mean=statistics["reward_mean"],
     )
-    setattr(run.model, ITERATIONS_WITHOUT_STEPS, getattr(run.model, ITERATIONS_WITHOUT_STEPS, 0) + 1)
+    setattr(model, ITERATIONS_WITHOUT_STEPS, getattr(model, ITERATIONS_WITHOUT_STEPS, 0) + 1)
     print(
-        f"Evaluation after the demo phases: mean return {statistics['reward_mean']:.3f} over {len(returns)} "
+        f"Evaluation after training: mean return {statistics['reward_mean']:.3f} over {len(returns)} "
         f"episode(s) (min {statistics['reward_min']:.3f}, max {statistics['reward_max']:.3f})",
         flush=True,
     )
 
 
 def run_demo_phases(
-    args: argparse.Namespace, model: BaseAlgorithm, games: Any, stopper: Any, manifests: Any
+    args: argparse.Namespace,
+    model: BaseAlgorithm,
+    games: Any,
+    stopper: Any,
+    manifests: Any,
+    identity: Dict[str, str],
 ) -> None:
     """Without --demo_files: nothing (but a model saved in a demo phase goes on as "rl"). With: check the
-    demos, then behaviour cloning (--bc_epochs), GAIL
-    (--gail_timesteps) and the evaluation (--eval_episode_count) on `model`, in that order."""
+    demos, then behaviour cloning (--bc_epochs) and GAIL (--gail_timesteps) on `model`, in that order; their
+    metric lines carry the run's `identity`, the one its RL lines carry."""
     if not args.demo_files:
         if getattr(model, PHASE, None):  # resumed after a demo phase: what follows is RL
             setattr(model, PHASE, "rl")
         return
-    identity = metrics.run_identity(args.experiment_name)
     run = DemoRun(
         args, model, games.monitored, stopper, manifests, args.final_model.path_for(complete=False), identity
     )
@@ -227,6 +246,4 @@ def run_demo_phases(
         behaviour_cloning_phase(run, demos)
     if args.gail_timesteps and not run.stopped:
         gail_phase(run, demos)
-    if args.eval_episode_count and not run.stopped:
-        evaluation_phase(run)
     setattr(model, PHASE, "rl")

@@ -8,6 +8,7 @@ from godot_rl_cli.cli_types import int_in_range, positive_float
 
 DEMO_ALGORITHMS = ("ppo", "a2c")  # behaviour cloning and GAIL train SB3's actor-critic policy
 GAIL_MODES = ("replace", "add")  # GAIL's reward replaces the game's, or is added to it
+GAIL_REWARD_FORMS = ("logit", "softplus")  # log D - log(1 - D), or -log(1 - D) (demos/gail.py)
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +49,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="GAIL's reward replaces the game's, or is added to it",
     )
     demos.add_argument(
+        "--gail_reward_form",
+        choices=GAIL_REWARD_FORMS,
+        default="logit",
+        help="GAIL's reward from the discriminator's D (the probability that a pair is the expert's): "
+        "log D - log(1 - D), or the paper's -log(1 - D), always positive",
+    )
+    demos.add_argument(
         "--rl_timesteps",
         type=int_in_range(0),
         default=None,
@@ -58,7 +66,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval_episode_count",
         type=int_in_range(0),
         default=0,
-        help="after the demo phases, play N deterministic episodes and report their mean return",
+        help="after training (every phase, RL included), play N deterministic episodes and report their "
+        "mean return",
     )
 
 

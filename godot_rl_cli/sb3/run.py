@@ -10,7 +10,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
@@ -174,15 +174,19 @@ def infer(args: argparse.Namespace, model: BaseAlgorithm, games: Games, stopper:
 
 
 def training_callbacks(
-    args: argparse.Namespace, games: Games, stopper: StopWhenRequested, manifests: ModelManifests
+    args: argparse.Namespace,
+    games: Games,
+    stopper: StopWhenRequested,
+    manifests: ModelManifests,
+    identity: Dict[str, str],
 ) -> Tuple[CallbackList, Optional[GodotEvalCallback]]:
-    """Stop, evaluation, metric lines and checkpoints, in the order SB3 must call them; and the evaluation."""
+    """Stop, evaluation, metric lines (with the run's `identity`, shared by its demo phases) and checkpoints,
+    in the order SB3 must call them; and the evaluation."""
     checkpoints = None
     if args.save_checkpoint_frequency:
         checkpoints = AtomicCheckpointCallback(
             experiment_dir(args), args.save_checkpoint_frequency, after_save=manifests.write
         )
-    identity = metrics.run_identity(args.experiment_name)
     reporter = ControllerMetricsCallback(games.env.policy_name, checkpoints, games.restarts, identity)
     evaluation = None
     if games.evaluation is not None:
