@@ -236,6 +236,7 @@ def fit(prepared: Prepared, max_concurrent: int) -> Any:
             time_budget_s=args.time_budget_s,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_dirname,
+            reuse_actors=True,  # an actor's trainer server imports torch and SB3 once (search/launch.py)
         ),
         run_config=tune.RunConfig(
             name=path.name,
