@@ -103,7 +103,6 @@ def prepare(options: SearchOptions) -> Prepared:
         game_args=dict(args.game_args),
         algorithm=algorithm,
         base_config=base_config,
-        checkout=str(Path(__file__).resolve().parent.parent.parent),
     )
     last_port = plan.trial_port(args.num_trials)
     if args.port < 1024 or last_port > 65535:

@@ -49,16 +49,15 @@ SCRIPTS = {
 }
 
 
-def suite_command(name: str, checkout: Optional[str] = None) -> List[str]:
+def suite_command(name: str) -> List[str]:
     """How to start one of the suite's commands on this node: its package module, else the script beside the
-    package here or in the search's `checkout` (the driver's; the same path on a worker node)."""
+    package."""
     if find_spec("godot_rl_cli.cli") and find_spec(MODULES[name]):
         return [sys.executable, "-u", "-m", MODULES[name]]
-    places = [Path(_package_root())] + ([Path(checkout)] if checkout else [])
-    for script in (place / SCRIPTS[name] for place in places):
-        if script.is_file():
-            return [sys.executable, "-u", str(script)]
-    raise RuntimeError(f"{SCRIPTS[name]} is not on this node (looked in {', '.join(map(str, places))})")
+    script = Path(_package_root()) / SCRIPTS[name]
+    if script.is_file():
+        return [sys.executable, "-u", str(script)]
+    raise RuntimeError(f"{SCRIPTS[name]} is not on this node (looked in {script.parent})")
 
 
 def suite_env() -> Dict[str, str]:
