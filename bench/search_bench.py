@@ -14,8 +14,11 @@ runs of bench/run_bench.py).
 
 Ours searches the same space on the same budget: `--num_trials=20 --timesteps=10240 --pruner=median
 --metric=eval_reward_mean` with the same evaluation (-- --eval_freq=10240 --eval_episodes=3 --ent_coef=0.005).
-Measured: wall time of the whole search, best value, trials finished/pruned/failed, the 1-minute load average
-sampled every 5 s during each search (the cores: 2), and for ours that no two trials shared a port.
+Measured: wall time of the whole search, best value, trials finished/pruned/failed, the cores the search's own
+processes kept busy (their CPU time over the wall time, and the busiest 5 s), the 1-minute load average of the
+shared machine sampled every 5 s, and for ours that no two trials shared a port. Then the time to reward of
+each of our searches' best settings against the shipped defaults (bench/run_bench.py's run; see
+time_to_reward), interleaved, --reward_repeats seeds each.
 """
 
 import argparse
@@ -77,22 +80,74 @@ def make_launcher(directory: Path) -> Path:
 
 
 class LoadSampler:
-    """The 1-minute load average every 5 s while a search runs."""
+    """While a search runs: the 1-minute load average (the whole shared machine) and the CPU time of the
+    search's own process tree (its processes and their descendants, found through /proc every second), so
+    that the cores it keeps busy are measured apart from the other sessions' load."""
 
-    def __init__(self) -> None:
+    def __init__(self, root_pid: int) -> None:
+        self.root_pid = root_pid
         self.samples: List[float] = []
+        self.cpu_by_pid: Dict[int, float] = {}
+        self.window_cores: List[float] = []  # cores busy over each 5 s window
         self.running = True
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
     def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        window_start, window_cpu = time.monotonic(), 0.0
         while self.running:
             self.samples.append(os.getloadavg()[0])
-            time.sleep(5)
+            for _ in range(5):
+                for pid, cpu in tree_cpu(self.root_pid, tick).items():
+                    self.cpu_by_pid[pid] = max(cpu, self.cpu_by_pid.get(pid, 0.0))
+                time.sleep(1)
+            total = sum(self.cpu_by_pid.values())
+            self.window_cores.append((total - window_cpu) / (time.monotonic() - window_start))
+            window_start, window_cpu = time.monotonic(), total
 
-    def stop(self) -> Dict[str, float]:
+    def stop(self, wall_s: float) -> Dict[str, float]:
         self.running = False
-        return {"load_median": statistics.median(self.samples), "load_max": max(self.samples)}
+        self.thread.join()
+        return {
+            "load_median": statistics.median(self.samples),
+            "load_max": max(self.samples),
+            "cores_mean": sum(self.cpu_by_pid.values()) / wall_s,
+            "cores_max_5s": max(self.window_cores, default=0.0),
+        }
+
+
+def tree_cpu(root_pid: int, tick: int) -> Dict[int, float]:
+    """CPU seconds (user + system) of `root_pid` and every process below it, by pid."""
+    parents: Dict[int, int] = {}
+    cpu: Dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    inside = {root_pid}
+    changed = True
+    while changed:
+        found = {pid for pid, parent in parents.items() if parent in inside} - inside
+        inside |= found
+        changed = bool(found)
+    return {pid: cpu[pid] for pid in inside if pid in cpu}
+
+
+def run_measured(command: List[str], directory: Path, log_name: str) -> Dict[str, Any]:
+    """Run `command` as a user would; its wall time, exit code, output and the load it made."""
+    started = time.perf_counter()
+    with open(directory / log_name, "w") as log:
+        process = subprocess.Popen(command, cwd=directory, stdout=subprocess.PIPE, stderr=log, text=True)
+        load = LoadSampler(process.pid)
+        stdout = process.communicate()[0]
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "exit_code": process.returncode, "stdout": stdout, **load.stop(wall)}
 
 
 def run_ours(directory: Path, launcher: Path, seed: int) -> Dict[str, Any]:
@@ -119,12 +174,9 @@ def run_ours(directory: Path, launcher: Path, seed: int) -> Dict[str, Any]:
         "--ent_coef=0.005",
         "--torch_threads=1",
     ]
-    load = LoadSampler()
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=directory, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    result: Dict[str, Any] = {"wall_s": wall, "exit_code": done.returncode, **load.stop()}
-    (directory / "ours.log").write_text(done.stdout + done.stderr)
+    result = run_measured(command, directory, "ours.err")
+    stdout = result.pop("stdout")
+    (directory / "ours.log").write_text(stdout)
     rows = list(csv.DictReader((directory / "ours" / "results.csv").open()))
     values = [float(row["metric"]) for row in rows if row["status"] == "finished" and row["metric"] != "nan"]
     result["best"] = max(values) if values else None
@@ -135,20 +187,19 @@ def run_ours(directory: Path, launcher: Path, seed: int) -> Dict[str, Any]:
         for path in (directory / "ours").glob("trial_*/command.txt")
     ]
     result["ports_distinct"] = len(ports) == len(set(ports))
-    result["concurrency"] = re.search(r"up to (\d+) at once", done.stdout).group(1)
+    result["concurrency"] = re.search(r"up to (\d+) at once", stdout).group(1)
+    best_args = directory / "ours" / "best" / "hyperparameters.args"
+    if best_args.is_file():  # kept past the search's temporary directory for the time-to-reward runs
+        result["best_args"] = best_args.read_text().split()
     return result
 
 
 def run_gdrl_equivalent(directory: Path, launcher: Path, seed: int) -> Dict[str, Any]:
     command = [PYTHON, __file__, "--gdrl-child", f"--env_path={launcher}", f"--seed={seed}"]
     command += [f"--trials={TRIALS}", f"--timesteps={TIMESTEPS}"]
-    load = LoadSampler()
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=directory, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    (directory / "gdrl.log").write_text(done.stdout + done.stderr)
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"wall_s": wall, "exit_code": done.returncode, **load.stop(), **summary}
+    result = run_measured(command, directory, "gdrl.err")
+    summary = json.loads(result.pop("stdout").strip().splitlines()[-1])
+    return {**result, **summary}
 
 
 def gdrl_child(env_path: str, seed: int) -> None:
@@ -226,20 +277,72 @@ def gdrl_child(env_path: str, seed: int) -> None:
 def table(results: Dict[str, List[Dict[str, Any]]]) -> List[str]:
     rows = [
         "| search | wall time (s), median | runs (s) | best eval reward, median | runs | finished / pruned / "
-        "failed (first run) | load avg (median, max; 2 cores) | trials at once | ports distinct |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "failed (each run) | cores its processes used: mean, busiest 5 s (each run; 2 cores) | machine load "
+        "avg median, max (each run) | trials at once | ports distinct |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, runs in results.items():
         walls = [run["wall_s"] for run in runs]
         bests = [run["best"] for run in runs if run.get("best") is not None]
-        first = runs[0]
         rows.append(
             f"| {name} | {statistics.median(walls):.0f} | {', '.join(f'{w:.0f}' for w in walls)} | "
             f"{statistics.median(bests):.1f} | {', '.join(f'{b:.1f}' for b in bests)} | "
-            f"{first['finished']} / {first['pruned']} / {first['failed']} | "
-            f"{first['load_median']:.1f}, {first['load_max']:.1f} | {first.get('concurrency', 1)} | "
-            f"{first.get('ports_distinct', '-')} |"
+            + "; ".join(f"{run['finished']}/{run['pruned']}/{run['failed']}" for run in runs)
+            + " | "
+            + "; ".join(f"{run['cores_mean']:.2f}, {run['cores_max_5s']:.2f}" for run in runs)
+            + " | "
+            + "; ".join(f"{run['load_median']:.1f}, {run['load_max']:.1f}" for run in runs)
+            + f" | {runs[0].get('concurrency', 1)} | {all(run.get('ports_distinct', True) for run in runs)} |"
         )
+    return rows
+
+
+def time_to_reward(best_settings: List[List[str]], repeats: int) -> List[str]:
+    """bench/run_bench.py's time-to-reward run (BallChase, 4 agents, one game, speedup 8, mean of the last
+    100 episodes >= 40, measured in the game) of each search's best settings against the shipped defaults,
+    interleaved, `repeats` seeds each. The best settings: the argv file the search wrote, with the flag the
+    search passed to every trial (--ent_coef=0.005); without the evaluation flags (no evaluation game)."""
+    import run_bench
+
+    seeds = iter(range(1000))
+    timeout_s = 120.0
+
+    def traced(extra: List[str]) -> Any:
+        def command(directory: Path, launcher: Path) -> List[str]:
+            return run_bench.ours_sb3(1, [*extra, f"--seed={next(seeds)}"])(directory, launcher)
+
+        return lambda: run_bench.run_traced(
+            command,
+            n_agents=N_AGENTS,
+            games=1,
+            stop_seconds=0,
+            stop_reward=run_bench.REWARD_THRESHOLD,
+            timeout_s=timeout_s,
+            extra_env=run_bench.OURS_ENV,
+        )
+
+    runs = {"shipped defaults": traced([])}
+    for index, settings in enumerate(best_settings, 1):
+        runs[f"best of our search {index} ({' '.join(settings)})"] = traced([*settings, "--ent_coef=0.005"])
+    results = run_bench.interleaved(runs, repeats)
+    reached = {
+        name: [trace.time_to_reward(run_bench.REWARD_THRESHOLD) for trace in traces]
+        for name, traces in results.items()
+    }
+    medians = {
+        name: statistics.median([value if value is not None else float("inf") for value in values])
+        for name, values in reached.items()
+    }
+    rows = [
+        f"| settings | median time to mean return {run_bench.REWARD_THRESHOLD:g} (s) | runs (s) | ratio "
+        "(defaults' median / this median; >= 1: no later) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, values in reached.items():
+        shown = ", ".join(f"{value:.1f}" if value is not None else f"> {timeout_s:.0f}" for value in values)
+        ratio = medians["shipped defaults"] / medians[name] if medians[name] != float("inf") else 0.0
+        rows.append(f"| {name} | {medians[name]:.1f} | {shown} | {ratio:.2f} |")
+    print("\n".join(rows), flush=True)
     return rows
 
 
@@ -251,6 +354,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--trials", type=int, default=TRIALS, help="trials per search (the example's: 20)")
     parser.add_argument("--timesteps", type=int, default=TIMESTEPS, help="steps per trial (the example's)")
+    parser.add_argument("--reward_repeats", type=int, default=3, help="seeds per time-to-reward run")
     parser.add_argument("--gdrl-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--env_path", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -270,7 +374,10 @@ def main() -> None:
                 result = runner(directory, make_launcher(directory), repeat)
                 print(name, json.dumps(result), flush=True)
                 results[name].append(result)
-    print("\n".join(table(results)))
+    print("\n".join(table(results)), flush=True)
+    ours = results["ours (hyperparameter_search.py)"]
+    best_settings = [run["best_args"] for run in ours if "best_args" in run]
+    time_to_reward(best_settings, args.reward_repeats)
 
 
 if __name__ == "__main__":

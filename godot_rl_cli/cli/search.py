@@ -103,7 +103,6 @@ def prepare(options: SearchOptions) -> Prepared:
         game_args=dict(args.game_args),
         algorithm=algorithm,
         base_config=base_config,
-        checkout=str(Path(__file__).resolve().parent.parent.parent),
     )
     last_port = plan.trial_port(args.num_trials)
     if args.port < 1024 or last_port > 65535:
@@ -236,6 +235,7 @@ def fit(prepared: Prepared, max_concurrent: int) -> Any:
             time_budget_s=args.time_budget_s,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_dirname,
+            reuse_actors=True,  # an actor's trainer server imports torch and SB3 once (search/launch.py)
         ),
         run_config=tune.RunConfig(
             name=path.name,

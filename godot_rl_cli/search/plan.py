@@ -31,7 +31,6 @@ class SearchPlan:
     game_args: Dict[str, str] = field(default_factory=dict)  # fixed --game_arg values
     algorithm: str = "ppo"
     base_config: Optional[Dict[str, Any]] = None  # RLlib: the base YAML, as read
-    checkout: Optional[str] = None  # the driver's suite directory, where trials look for the scripts
 
     @property
     def port_block(self) -> int:

@@ -1,10 +1,10 @@
-"""One search trial: the suite's own trainer run as a subprocess, its `@METRIC` lines reported to Ray Tune.
+"""One search trial: the suite's own trainer in its own process, its `@METRIC` lines reported to Ray Tune.
 
-The trial starts the shipped trainer (`godot_rl_cli.cli.train_sb3`/`train_rllib` where the package has
-them, else the top-level script beside the package) with CONTROLLER_METRICS=1, its games on a port block no
-other trial uses and its own seed, everything the trainer writes under the trial's directory. Each
-`@METRIC` line becomes one Tune result. When Tune stops the trial (pruning) or the search is interrupted, the
-trainer gets one SIGINT and saves as a normal run does.
+The trial runs the shipped trainer's `main` (`godot_rl_cli.cli.train_sb3`/`train_rllib`) in a process of its
+own, forked from the actor's trainer server (search/launch.py), with CONTROLLER_METRICS=1, its games on a port
+block no other trial uses and its own seed, everything the trainer writes under the trial's directory. Its
+`@METRIC` lines become Tune results (batched, see GameTrial._report_every). When Tune stops the trial
+(pruning) or the search is interrupted, the trainer gets one SIGINT and saves as a normal run does.
 """
 
 import json
@@ -25,9 +25,11 @@ from typing import Any, Deque, Dict, List, Optional
 from ray import tune
 
 from godot_rl_cli.metrics import PREFIX
+from godot_rl_cli.search.launch import TrainerProcess
 from godot_rl_cli.search.plan import SearchPlan
 from godot_rl_cli.search.space import GAME_ARG_PREFIX
 
+REPORTS_PER_TRIAL = 20  # Tune results per trial, at most (see GameTrial._report_every)
 RECENT_ITERATIONS = 3  # `reward_recent`: mean episode reward of this many last iterations
 SAVE_WAIT_S = 120.0  # how long a stopped trainer may take to save before it is killed
 POLL_S = 0.5
@@ -47,16 +49,15 @@ SCRIPTS = {
 }
 
 
-def suite_command(name: str, checkout: Optional[str] = None) -> List[str]:
+def suite_command(name: str) -> List[str]:
     """How to start one of the suite's commands on this node: its package module, else the script beside the
-    package here or in the search's `checkout` (the driver's; the same path on a worker node)."""
+    package."""
     if find_spec("godot_rl_cli.cli") and find_spec(MODULES[name]):
         return [sys.executable, "-u", "-m", MODULES[name]]
-    places = [Path(_package_root())] + ([Path(checkout)] if checkout else [])
-    for script in (place / SCRIPTS[name] for place in places):
-        if script.is_file():
-            return [sys.executable, "-u", str(script)]
-    raise RuntimeError(f"{SCRIPTS[name]} is not on this node (looked in {', '.join(map(str, places))})")
+    script = Path(_package_root()) / SCRIPTS[name]
+    if script.is_file():
+        return [sys.executable, "-u", str(script)]
+    raise RuntimeError(f"{SCRIPTS[name]} is not on this node (looked in {script.parent})")
 
 
 def suite_env() -> Dict[str, str]:
@@ -86,7 +87,7 @@ class TrainerOutput:
     last_lines: Deque[str] = field(default_factory=lambda: deque(maxlen=40))
     error_lines: List[str] = field(default_factory=list)
 
-    def follow(self, path: Path, process: subprocess.Popen, is_stdout: bool) -> None:
+    def follow(self, path: Path, process: "TrainerProcess", is_stdout: bool) -> None:
         """Read the trainer's output file as it grows, until the trainer has exited and all is read."""
         with path.open(encoding="utf-8", errors="replace") as stream:
             partial = ""
@@ -126,10 +127,22 @@ class TrainerOutput:
 
 
 class GameTrial(tune.Trainable):
-    """A Tune trainable whose every step is one iteration of the trainer subprocess."""
+    """A Tune trainable whose every step is the trainer's iterations up to the next report (_report_every).
+    Tune reuses it for the search's next trial (reset_config)."""
 
     def setup(self, config: Dict[str, Any], plan: SearchPlan) -> None:
         self.plan = plan
+        self._start(config)
+
+    def reset_config(self, new_config: Dict[str, Any]) -> bool:
+        """The next trial on this actor (Tune's `reuse_actors`): the trainer server's imports are kept. Tune
+        does not call `cleanup` on a trial whose actor it reuses: a pruned trainer is stopped here."""
+        self.cleanup()
+        self._start(new_config)
+        return True
+
+    def _start(self, config: Dict[str, Any]) -> None:
+        plan = self.plan
         self.index = trial_index(self.trial_name)
         self.directory = Path(getattr(self._storage, "trial_fs_path", None) or self.logdir)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -144,25 +157,21 @@ class GameTrial(tune.Trainable):
         arguments = plan.trainer_arguments(
             self.directory, hyperparameters, game_args, port, plan.seed + self.index, _cluster_address()
         )
-        command = suite_command(plan.trainer, plan.checkout) + arguments
-        (self.directory / "command.txt").write_text(" ".join(command) + "\n")
+        (self.directory / "command.txt").write_text(" ".join(suite_command(plan.trainer) + arguments) + "\n")
         env = dict(suite_env(), CONTROLLER_METRICS="1", PYTHONUNBUFFERED="1")
         self.output = TrainerOutput()
+        self.next_report = self._report_every()
+        self.stop_checked = time.monotonic()
         # Files, not pipes: the trainer outlives this actor when Tune ends it while the trainer saves.
-        with (
-            (self.directory / TRAINER_STDOUT).open("w") as stdout,
-            (self.directory / TRAINER_STDERR).open("w") as stderr,
-        ):
-            self.process = subprocess.Popen(
-                command,
-                stdout=stdout,
-                stderr=stderr,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=str(self.directory),
-                start_new_session=True,  # signals reach it from this trial only, once
-                preexec_fn=_default_signals,
-            )
+        for name in (TRAINER_STDOUT, TRAINER_STDERR):
+            (self.directory / name).write_text("")
+        self.process = TrainerProcess(
+            plan.trainer,
+            arguments,
+            env,
+            str(self.directory),
+            [str(self.directory / TRAINER_STDOUT), str(self.directory / TRAINER_STDERR)],
+        )
         self.readers = [
             threading.Thread(
                 target=self.output.follow, args=(self.directory / name, self.process, is_stdout), daemon=True
@@ -180,17 +189,32 @@ class GameTrial(tune.Trainable):
             try:
                 payload = self.output.metrics.get(timeout=POLL_S)
             except queue.Empty:
-                if stop_requested(self.plan):
-                    self._stop_trainer("stopped")
-                    return {**self.last, "interrupted": True}
-                continue
+                payload = {}
             if payload is None:
                 return self._trainer_ended()
-            self.last = self._result(payload)
-            if self.last["steps"] < self.plan.timesteps:
-                return self.last
-            # the budget is reached: the trainer saves and exits; the trial's last result waits for that, so
+            if payload:
+                self.last = self._result(payload)
+            if self._stop_check_due() and stop_requested(self.plan):
+                self._stop_trainer("stopped")
+                return {**self.last, "interrupted": True}
+            # the budget reached, the trainer saves and exits: the trial's last result waits for that, so
             # Tune never stops a trial that is finishing (it kills actors 10 s after the search ends)
+            if payload and self.next_report <= self.last["steps"] < self.plan.timesteps:
+                self.next_report = (self.last["steps"] // self._report_every() + 1) * self._report_every()
+                return self.last
+
+    def _report_every(self) -> int:
+        """Steps between Tune results: a trainer's short iterations are batched (Tune handles each result on
+        the driver, a tenth of a second or more under load: 320 results made a trial twice as long)."""
+        return max(1, self.plan.timesteps // REPORTS_PER_TRIAL)
+
+    def _stop_check_due(self) -> bool:
+        """At most one look at the search's stop key per POLL_S (one round trip to Ray's GCS)."""
+        now = time.monotonic()
+        if now - self.stop_checked < POLL_S:
+            return False
+        self.stop_checked = now
+        return True
 
     def _result(self, payload: Dict[str, Any]) -> Dict[str, Any]:
         reward = payload.get("episode_reward_mean")
@@ -276,14 +300,6 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def _default_signals() -> None:
-    """In the trainer, before it starts: SIGINT and SIGTERM delivered and handled again (a Ray worker blocks
-    and ignores SIGINT, and a child inherits both)."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _node_ip() -> str:
