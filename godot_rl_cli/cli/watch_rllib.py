@@ -52,6 +52,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from godot_rl_cli.play.loop import run_interface
 
     def open_model():
+        from godot_rl_cli.rllib.layout import require_directory
+
+        require_directory(args.agent_path)  # before Ray's import: a wrong file is refused at once
         from godot_rl_cli.play.rllib_source import RLlibActions, find_checkpoint
 
         checkpoint = find_checkpoint(args.agent_path, args.checkpoint_number)
