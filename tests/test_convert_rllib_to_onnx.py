@@ -485,6 +485,8 @@ def test_recurrent_and_filtered_policies_are_refused(made, tmp_path):
 
 def test_missing_path_and_directory_without_checkpoints(tmp_path):
     assert_one_error(convert(tmp_path / "nowhere", cwd=tmp_path), "does not exist")
+    (tmp_path / "file").write_text("")
+    assert_one_error(convert(tmp_path / "file", cwd=tmp_path), "checkpoint", "is a file, not a directory")
     empty = tmp_path / "empty" / "checkpoint_000002_backup_1730000000"
     (empty / "policies").mkdir(parents=True)
     error = assert_one_error(
