@@ -52,12 +52,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from godot_rl_cli.play.loop import run_interface
 
     def open_model():
-        from godot_rl_cli.rllib.layout import require_directory
+        from godot_rl_cli.rllib.layout import checkpoint_to_play
 
-        require_directory(args.agent_path)  # before Ray's import: a wrong file is refused at once
-        from godot_rl_cli.play.rllib_source import RLlibActions, find_checkpoint
+        # before Ray's import: a wrong path or checkpoint number is refused at once
+        checkpoint = checkpoint_to_play(args.agent_path, args.checkpoint_number)
+        from godot_rl_cli.play.rllib_source import RLlibActions
 
-        checkpoint = find_checkpoint(args.agent_path, args.checkpoint_number)
         return RLlibActions(checkpoint, args.policy, deterministic=not args.stochastic)
 
     path_help = "pass a checkpoint_N directory, the trial or run directory holding them, or an .onnx export"
