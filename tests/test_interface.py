@@ -285,28 +285,34 @@ def test_rllib_bad_inputs_fail_before_any_game(rllib_run, tmp_path):
         assert "Traceback" not in result.stderr and '"kind":"connected"' not in result.stdout
 
 
-def test_a_file_as_rllib_checkpoint_is_refused_before_ray_is_imported(tmp_path):
-    """A file that is not an .onnx export is no checkpoint: refused at once, not after seconds of imports."""
+@pytest.mark.parametrize(
+    "agent, message",
+    [("model", "is a file, not an RLlib checkpoint directory"), ("empty", "no RLlib checkpoint found")],
+)
+def test_a_path_without_a_checkpoint_is_refused_before_ray_is_imported(tmp_path, agent, message):
+    """A file that is not an .onnx export, or a folder without checkpoints: refused at once, not after seconds
+    of imports."""
     (tmp_path / "model").write_text("")
+    (tmp_path / "empty").mkdir()
     check = (
         f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
         "from godot_rl_cli.cli import watch_rllib\n"
-        f"code = watch_rllib.main(['model', '--env-path={PONG}'])\n"
+        f"code = watch_rllib.main([{agent!r}, '--env-path={PONG}'])\n"
         "open('outcome', 'w').write(f\"{code} {'ray' in sys.modules}\")"  # print's fd 1 is stderr by now
     )
     result = subprocess.run([PYTHON, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert (tmp_path / "outcome").read_text() == "1 False", result.stdout + result.stderr
     [error] = result.stderr.splitlines()
-    assert error.startswith("ERROR: model is a file, not an RLlib checkpoint directory (pass "), error
+    assert error.startswith("ERROR: ") and message in error and f"{tmp_path / agent}" in error, error
 
 
 def test_checkpoint_paths_resolve_as_the_controller_passes_them(rllib_run):
-    from godot_rl_cli.play.rllib_source import find_checkpoint
+    from godot_rl_cli.rllib.layout import checkpoint_to_play
 
     checkpoint = rllib_run.trial / "checkpoint_000000"
-    assert find_checkpoint(rllib_run.experiment) == checkpoint
-    assert find_checkpoint(rllib_run.trial, 0) == checkpoint
-    assert find_checkpoint(checkpoint, 5) == checkpoint, "a checkpoint_N path wins over --checkpoint-number"
+    assert checkpoint_to_play(rllib_run.experiment) == checkpoint
+    assert checkpoint_to_play(rllib_run.trial, 0) == checkpoint
+    assert checkpoint_to_play(checkpoint, 5) == checkpoint, "a checkpoint_N path wins over the number"
 
 
 def test_bad_sb3_command_lines(tmp_path):
