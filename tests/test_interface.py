@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
+from in_process import run_main
 from play_helpers import (
     ScriptRun,
     after,
@@ -21,6 +22,7 @@ from play_helpers import (
 )
 from script_helpers import run_script
 
+from godot_rl_cli.cli import export_rllib, export_sb3
 from godot_rl_cli.game.spaces import flatten_observation
 from godot_rl_cli.play.sources import PlaybackError, map_agents_to_policies
 
@@ -69,11 +71,9 @@ def sb3_models(tmp_path_factory) -> dict:
     for name in ("ballchase", "camera"):
         models[name] = directory / f"{name}_final.zip"
         models[f"{name}_onnx"] = directory / f"{name}.onnx"
-        trained(
-            run_script(
-                "convert_sb3_to_onnx.py", str(models[name]), "-o", str(models[f"{name}_onnx"]), cwd=directory
-            )
-        )
+        # the converters run in this process (their own tests run them as children too)
+        args = [str(models[name]), "-o", str(models[f"{name}_onnx"])]
+        trained(run_main(export_sb3.main, "convert_sb3_to_onnx.py", *args, cwd=directory))
     return models
 
 
@@ -105,8 +105,10 @@ def rllib_run(tmp_path_factory) -> SimpleNamespace:
         )
     )
     [trial] = [path.parent for path in experiment.glob("*/*/run_manifest.json")]
-    trained(run_script("convert_rllib_to_onnx.py", str(trial), "-o", str(directory / "onnx"), cwd=directory))
-    return SimpleNamespace(experiment=experiment, trial=trial, onnx=directory / "onnx")
+    onnx = directory / "onnx"
+    args = [str(trial), "-o", str(onnx)]
+    trained(run_main(export_rllib.main, "convert_rllib_to_onnx.py", *args, cwd=directory))
+    return SimpleNamespace(experiment=experiment, trial=trial, onnx=onnx)
 
 
 def play_each(script: str, agent_paths: list, args: list, cwd: Path) -> list:
