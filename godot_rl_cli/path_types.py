@@ -163,17 +163,6 @@ def no_special_file(label: str, how: str) -> Callable[[str], str]:
     return _argument_type(problem_with_special_file, label, how)
 
 
-def existing_path(label: str, how: str) -> Callable[[str], str]:
-    """A file or a directory that exists (a checkpoint directory, or a file inside one)."""
-
-    def problem(text: str) -> Optional[str]:
-        return problem_with_special_file(text) or (
-            None if os.path.exists(os.path.expanduser(text)) else problem_with_input(text, True)
-        )
-
-    return _argument_type(problem, label, how)
-
-
 def export_output(label: str) -> Callable[[str], str]:
     """An ONNX output: a file when it ends in .onnx, else a directory for the files."""
     as_file, as_directory = output_file(label), output_directory(label)

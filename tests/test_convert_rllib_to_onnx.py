@@ -16,10 +16,12 @@ import torch
 import yaml
 from conftest import SIM_DIR, find_free_port_block
 from gymnasium import spaces
+from in_process import run_main
 from onnx_helpers import assert_godot_interface, assert_header
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from script_helpers import run_script
 
+from godot_rl_cli.cli import export_rllib
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe as onnx_export
 from godot_rl_cli.onnx import rllib as rllib_onnx
@@ -240,8 +242,14 @@ def assert_acts_like(path: Path, checkpoint: Path, policy_id: str) -> None:
     np.testing.assert_array_equal(chosen, actions.reshape(len(obs), -1))
 
 
-def convert(*args: str, cwd: Path, env=None):
-    return run_script(SCRIPT, *[str(arg) for arg in args], cwd=cwd, env=env, timeout=120)
+def convert(*args: object, cwd: Path):
+    """The converter's main in this process (its imports paid once for the module)."""
+    return run_main(export_rllib.main, SCRIPT, *[str(arg) for arg in args], cwd=cwd)
+
+
+def convert_in_child(*args: object, cwd: Path):
+    """The converter as the controller runs it: a child process and its command line."""
+    return run_script(SCRIPT, *[str(arg) for arg in args], cwd=cwd, timeout=120)
 
 
 def exported(result) -> List[Path]:
@@ -269,7 +277,7 @@ def assert_one_error(result, *fragments: str) -> str:
 
 def test_trial_directory_exports_every_policy_of_the_latest_checkpoint(made, tmp_path):
     trial = made["pair"]
-    result = convert(trial, cwd=tmp_path)
+    result = convert_in_child(trial, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "onnx_exports"
     assert exported(result) == [out / "left_policy.onnx", out / "right_policy.onnx"]
@@ -345,7 +353,9 @@ def test_controller_cli_export_takes_the_newest_run_of_the_configs_algorithm(mad
     run("DQN_2026-01-03_00-00-00", "2026-01-03T00:00:00Z")  # newer still, but not the config's algorithm
     config = tmp_path / "rllib_config.yaml"
     config.write_text("algorithm: PPO\nenv_config: {env_path: Game.x86_64}\n")
-    result = convert("--config_file", config, "--output_dir", "out", "--policy", "left_policy", cwd=tmp_path)
+    result = convert_in_child(
+        "--config_file", config, "--output_dir", "out", "--policy", "left_policy", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert exported(result) == [tmp_path / "out" / "left_policy.onnx"]
     assert result.stdout.startswith(f"Exporting {newer / 'checkpoint_000000'}, of the newest run under ")
@@ -373,7 +383,7 @@ def test_controller_cli_export_takes_the_newest_run_of_the_configs_algorithm(mad
         convert("--config_file", config, "--experiment_dir", "logs", cwd=tmp_path),
         "no PPO runs with a checkpoint",
     )
-    assert_one_error(convert(cwd=tmp_path / "logs"), "experiment directory", "does not exist")
+    assert_one_error(convert_in_child(cwd=tmp_path / "logs"), "experiment directory", "does not exist")
 
 
 def test_no_verify_through_the_script(made, tmp_path):
@@ -484,7 +494,11 @@ def test_recurrent_and_filtered_policies_are_refused(made, tmp_path):
 
 
 def test_missing_path_and_directory_without_checkpoints(tmp_path):
-    assert_one_error(convert(tmp_path / "nowhere", cwd=tmp_path), "does not exist")
+    assert_one_error(convert_in_child(tmp_path / "nowhere", cwd=tmp_path), "does not exist")
+    (tmp_path / "file").write_text("")
+    assert_one_error(
+        convert_in_child(tmp_path / "file", cwd=tmp_path), "checkpoint", "is a file, not a directory"
+    )
     empty = tmp_path / "empty" / "checkpoint_000002_backup_1730000000"
     (empty / "policies").mkdir(parents=True)
     error = assert_one_error(
@@ -536,7 +550,7 @@ def test_corrupt_policy_fails_the_run_but_not_the_other_policy(made, tmp_path):
     checkpoint = copy_of(made["pair"] / "checkpoint_000001", tmp_path / "checkpoint_000001")
     state = checkpoint / "policies" / "right_policy" / "policy_state.pkl"
     state.write_bytes(state.read_bytes()[:100])
-    result = convert(checkpoint, "-o", tmp_path / "out", cwd=tmp_path)
+    result = convert_in_child(checkpoint, "-o", tmp_path / "out", cwd=tmp_path)
     assert_one_error(result, "cannot load policy 'right_policy'", "corrupt")
     assert exported(result) == [tmp_path / "out" / "left_policy.onnx"]
     assert not (tmp_path / "out" / "right_policy.onnx").exists()

@@ -9,10 +9,12 @@ import numpy as np
 import onnx
 import pytest
 from gymnasium import spaces
+from in_process import run_main
 from onnx_helpers import assert_godot_interface, assert_header
 from script_helpers import run_script
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 
+from godot_rl_cli.cli import export_sb3
 from godot_rl_cli.errors import UserError
 from godot_rl_cli.onnx import recipe as onnx_export
 from godot_rl_cli.onnx import sb3 as sb3_onnx
@@ -287,6 +289,12 @@ def test_td3_and_ddpg_flags_are_interchangeable(models, tmp_path):
 # --- the script, as the controller runs it ----------------------------------------------------------
 
 
+def convert(*args: str, cwd: Path):
+    """The converter's main in this process (its imports paid once for the module); run_script runs it as the
+    controller does, in a child."""
+    return run_main(export_sb3.main, SCRIPT, *args, cwd=cwd)
+
+
 @pytest.mark.parametrize(
     "case,algo_flag", [("ppo-dict-discrete", None), ("dqn-flat-discrete", "DQN"), ("sac-flat-scaled", "Sac")]
 )
@@ -295,7 +303,8 @@ def test_script_converts_with_and_without_algo(models, tmp_path, case, algo_flag
     args = [str(models[case]), "--output", str(output), "--opset", "13", "--ir-version", "9"] + (
         ["--algo", algo_flag] if algo_flag else []
     )
-    result = run_script(SCRIPT, *args, cwd=tmp_path)
+    in_child = algo_flag is None  # one case proves the command line; the others run main in this process
+    result = run_script(SCRIPT, *args, cwd=tmp_path) if in_child else convert(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and lines[0] == str(output)
@@ -311,7 +320,7 @@ def test_script_converts_with_and_without_algo(models, tmp_path, case, algo_flag
 def test_script_default_output_is_beside_the_model(models, tmp_path):
     copy = tmp_path / "agent.zip"
     copy.write_bytes(models["ddpg-dict-continuous"].read_bytes())
-    result = run_script(SCRIPT, "agent.zip", "--opset", "17", "--ir-version", "8", cwd=tmp_path)
+    result = convert("agent.zip", "--opset", "17", "--ir-version", "8", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == str(tmp_path / "agent.onnx")
     assert_header(tmp_path / "agent.onnx", 17, 8)
@@ -320,8 +329,7 @@ def test_script_default_output_is_beside_the_model(models, tmp_path):
 def test_script_use_obs_array_and_no_verify(models, tmp_path):
     """--use-obs-array: one 'obs' input of every key; --no-verify: written without the comparison."""
     output = tmp_path / "array.onnx"
-    result = run_script(
-        SCRIPT,
+    result = convert(
         str(models["a2c-dict-continuous"]),
         "-o",
         str(output),
@@ -379,7 +387,10 @@ def _bad_inputs(tmp_path: Path, models) -> dict:
 def test_bad_input_is_one_error_line_and_no_file(models, tmp_path, case):
     args, message = _bad_inputs(tmp_path, models)[case]
     output = tmp_path / "out.onnx"
-    result = run_script(SCRIPT, *args, "-o", str(output), cwd=tmp_path)
+    # refused at parse time (cheap in a child), and one refused after the imports, through the command line
+    in_child = case in ("missing", "directory", "zip that is not a model")
+    all_args = [*args, "-o", str(output)]
+    result = run_script(SCRIPT, *all_args, cwd=tmp_path) if in_child else convert(*all_args, cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith("ERROR:") and message in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr

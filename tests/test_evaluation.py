@@ -19,6 +19,7 @@ import onnxruntime
 import pytest
 import yaml
 from conftest import REPO_ROOT, find_free_port_block
+from in_process import run_main
 from script_helpers import (
     interrupt,
     metric_lines,
@@ -31,6 +32,7 @@ from script_helpers import (
 )
 
 from godot_rl_cli import manifest
+from godot_rl_cli.cli import export_rllib, export_sb3
 
 GAME = str(REPO_ROOT / "examples" / "sim" / "BallChase.x86_64")
 EVAL_FIELDS = ("eval_reward_mean", "eval_reward_std", "eval_episode_len_mean")
@@ -203,16 +205,26 @@ def test_converter_refuses_a_model_whose_manifest_spaces_differ(improving, tmp_p
     record = json.loads((directory / "exp" / "run_final.manifest.json").read_text())
     record["policies"]["shared_policy"]["action_space"] = "Box(-1.0, 1.0, (3,), float32)"
     manifest.write(manifest.manifest_path(model), record)
-    result = run_script(
-        "convert_sb3_to_onnx.py", str(model), "--output", str(tmp_path / "m.onnx"), cwd=tmp_path
+    result = run_main(
+        export_sb3.main,
+        "convert_sb3_to_onnx.py",
+        str(model),
+        "--output",
+        str(tmp_path / "m.onnx"),
+        cwd=tmp_path,
     )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and "(2,)" in errors[0] and "(3,)" in errors[0] and "manifest" in errors[0]
     assert not (tmp_path / "m.onnx").exists()
     manifest.manifest_path(model).unlink()  # without a manifest, the same model converts
-    result = run_script(
-        "convert_sb3_to_onnx.py", str(model), "--output", str(tmp_path / "m.onnx"), cwd=tmp_path
+    result = run_main(
+        export_sb3.main,
+        "convert_sb3_to_onnx.py",
+        str(model),
+        "--output",
+        str(tmp_path / "m.onnx"),
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
 
@@ -365,8 +377,13 @@ def test_rllib_converter_refuses_a_checkpoint_whose_manifest_spaces_differ(rllib
     record = json.loads((checkpoint / "manifest.json").read_text())
     record["policies"]["shared_policy"]["observation_space"] = "Box(-inf, inf, (5,), float32)"
     manifest.write(checkpoint / "manifest.json", record)
-    result = run_script(
-        "convert_rllib_to_onnx.py", str(checkpoint), "-o", str(tmp_path / "out"), cwd=tmp_path
+    result = run_main(
+        export_rllib.main,
+        "convert_rllib_to_onnx.py",
+        str(checkpoint),
+        "-o",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
     )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import PYTHON, REPO_ROOT, SIM_DIR, find_free_port_block
+from in_process import run_main
 from play_helpers import (
     ScriptRun,
     after,
@@ -21,6 +22,7 @@ from play_helpers import (
 )
 from script_helpers import run_script
 
+from godot_rl_cli.cli import export_rllib, export_sb3
 from godot_rl_cli.game.spaces import flatten_observation
 from godot_rl_cli.play.sources import PlaybackError, map_agents_to_policies
 
@@ -69,11 +71,9 @@ def sb3_models(tmp_path_factory) -> dict:
     for name in ("ballchase", "camera"):
         models[name] = directory / f"{name}_final.zip"
         models[f"{name}_onnx"] = directory / f"{name}.onnx"
-        trained(
-            run_script(
-                "convert_sb3_to_onnx.py", str(models[name]), "-o", str(models[f"{name}_onnx"]), cwd=directory
-            )
-        )
+        # the converters run in this process (their own tests run them as children too)
+        args = [str(models[name]), "-o", str(models[f"{name}_onnx"])]
+        trained(run_main(export_sb3.main, "convert_sb3_to_onnx.py", *args, cwd=directory))
     return models
 
 
@@ -105,8 +105,10 @@ def rllib_run(tmp_path_factory) -> SimpleNamespace:
         )
     )
     [trial] = [path.parent for path in experiment.glob("*/*/run_manifest.json")]
-    trained(run_script("convert_rllib_to_onnx.py", str(trial), "-o", str(directory / "onnx"), cwd=directory))
-    return SimpleNamespace(experiment=experiment, trial=trial, onnx=directory / "onnx")
+    onnx = directory / "onnx"
+    args = [str(trial), "-o", str(onnx)]
+    trained(run_main(export_rllib.main, "convert_rllib_to_onnx.py", *args, cwd=directory))
+    return SimpleNamespace(experiment=experiment, trial=trial, onnx=onnx)
 
 
 def play_each(script: str, agent_paths: list, args: list, cwd: Path) -> list:
@@ -285,13 +287,34 @@ def test_rllib_bad_inputs_fail_before_any_game(rllib_run, tmp_path):
         assert "Traceback" not in result.stderr and '"kind":"connected"' not in result.stdout
 
 
+@pytest.mark.parametrize(
+    "agent, message",
+    [("model", "is a file, not an RLlib checkpoint directory"), ("empty", "no RLlib checkpoint found")],
+)
+def test_a_path_without_a_checkpoint_is_refused_before_ray_is_imported(tmp_path, agent, message):
+    """A file that is not an .onnx export, or a folder without checkpoints: refused at once, not after seconds
+    of imports."""
+    (tmp_path / "model").write_text("")
+    (tmp_path / "empty").mkdir()
+    check = (
+        f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+        "from godot_rl_cli.cli import watch_rllib\n"
+        f"code = watch_rllib.main([{agent!r}, '--env-path={PONG}'])\n"
+        "open('outcome', 'w').write(f\"{code} {'ray' in sys.modules}\")"  # print's fd 1 is stderr by now
+    )
+    result = subprocess.run([PYTHON, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (tmp_path / "outcome").read_text() == "1 False", result.stdout + result.stderr
+    [error] = result.stderr.splitlines()
+    assert error.startswith("ERROR: ") and message in error and f"{tmp_path / agent}" in error, error
+
+
 def test_checkpoint_paths_resolve_as_the_controller_passes_them(rllib_run):
-    from godot_rl_cli.play.rllib_source import find_checkpoint
+    from godot_rl_cli.rllib.layout import checkpoint_to_play
 
     checkpoint = rllib_run.trial / "checkpoint_000000"
-    assert find_checkpoint(rllib_run.experiment) == checkpoint
-    assert find_checkpoint(rllib_run.trial, 0) == checkpoint
-    assert find_checkpoint(checkpoint, 5) == checkpoint, "a checkpoint_N path wins over --checkpoint-number"
+    assert checkpoint_to_play(rllib_run.experiment) == checkpoint
+    assert checkpoint_to_play(rllib_run.trial, 0) == checkpoint
+    assert checkpoint_to_play(checkpoint, 5) == checkpoint, "a checkpoint_N path wins over the number"
 
 
 def test_bad_sb3_command_lines(tmp_path):

@@ -13,10 +13,10 @@ from typing import List, Optional
 from godot_rl_cli.cli_types import int_in_range
 from godot_rl_cli.errors import UserError, exit_with_error, print_error
 from godot_rl_cli.onnx.options import add_version_arguments
-from godot_rl_cli.path_types import existing_path, export_output, input_file, plain_name
+from godot_rl_cli.path_types import export_output, input_directory, input_file, plain_name
 from godot_rl_cli.rllib.layout import DEFAULT_EXPERIMENT_DIR
 
-CHECKPOINT = existing_path(
+CHECKPOINT = input_directory(
     "checkpoint", "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them"
 )
 

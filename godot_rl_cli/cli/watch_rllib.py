@@ -52,9 +52,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from godot_rl_cli.play.loop import run_interface
 
     def open_model():
-        from godot_rl_cli.play.rllib_source import RLlibActions, find_checkpoint
+        from godot_rl_cli.rllib.layout import checkpoint_to_play
 
-        checkpoint = find_checkpoint(args.agent_path, args.checkpoint_number)
+        # before Ray's import: a wrong path or checkpoint number is refused at once
+        checkpoint = checkpoint_to_play(args.agent_path, args.checkpoint_number)
+        from godot_rl_cli.play.rllib_source import RLlibActions
+
         return RLlibActions(checkpoint, args.policy, deterministic=not args.stochastic)
 
     path_help = "pass a checkpoint_N directory, the trial or run directory holding them, or an .onnx export"

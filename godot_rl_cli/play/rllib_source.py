@@ -24,16 +24,8 @@ from godot_rl_cli.play.sources import (
     same_action_space,
 )
 from godot_rl_cli.rllib.env import flat_observation_space
-from godot_rl_cli.rllib.layout import holds_checkpoint, resolve_checkpoint
 from godot_rl_cli.rllib.saved_policies import load_policy, policy_ids
 from godot_rl_cli.threads import configure_torch_threads
-
-
-def find_checkpoint(path: Path, number: Optional[int] = None) -> Path:
-    """The checkpoint `path` designates; a `checkpoint_N` path is used as it is, whatever `number` says
-    (the controller sets --checkpoint-number from the folder it picked)."""
-    path = path.expanduser().absolute()
-    return resolve_checkpoint(path, None if holds_checkpoint(path) else number)
 
 
 class RLlibActions(ModelActions):

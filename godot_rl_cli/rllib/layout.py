@@ -174,17 +174,17 @@ def resolve_checkpoint(path: Path, number: Optional[int] = None) -> Path:
         ) from None
 
 
-def _resolve_checkpoint(path: Path, number: Optional[int]) -> Path:
+def require_directory(path: Path) -> None:
+    """A checkpoint path that is missing or a file is a UserError."""
+    how = "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them"
     if not path.exists():
-        raise UserError(
-            f"checkpoint path {path} does not exist",
-            "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them",
-        )
+        raise UserError(f"checkpoint path {path} does not exist", how)
     if not path.is_dir():
-        raise UserError(
-            f"{path} is a file, not an RLlib checkpoint directory",
-            "pass a checkpoint_NNNNNN directory, or the trial or run directory holding them",
-        )
+        raise UserError(f"{path} is a file, not an RLlib checkpoint directory", how)
+
+
+def _resolve_checkpoint(path: Path, number: Optional[int]) -> Path:
+    require_directory(path)
     if holds_checkpoint(path):
         own = CHECKPOINT_NAME.fullmatch(path.name)
         if number is not None and (own is None or int(own.group(1)) != number):
@@ -220,6 +220,13 @@ def _resolve_checkpoint(path: Path, number: Optional[int]) -> Path:
             "pass one of those to --checkpoint-number",
         )
     return chosen[-1]
+
+
+def checkpoint_to_play(path: Path, number: Optional[int] = None) -> Path:
+    """The checkpoint a playback of `path` plays; a `checkpoint_N` path is used as it is, whatever `number`
+    says (the controller sets --checkpoint-number from the folder it picked)."""
+    path = path.expanduser().absolute()
+    return resolve_checkpoint(path, None if holds_checkpoint(path) else number)
 
 
 def _created(trial: Path) -> tuple:
