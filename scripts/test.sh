@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Lint, then run the whole test suite (sets up .venv first). Extra arguments go to pytest.
+# Lint, then run the whole test suite, two test modules at a time (sets up .venv first). Extra arguments go
+# to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .
-exec .venv/bin/python -m pytest "$@"  # pyproject.toml [tool.pytest.ini_options]: testpaths = tests
+# Two modules at a time, each module on one worker (its Ray, games and fixtures stay together).
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"  # pyproject.toml: testpaths = tests
