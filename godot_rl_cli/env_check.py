@@ -59,7 +59,10 @@ def cache_file() -> Path:
 
 
 def environment_key() -> str:
-    """Fingerprint of the interpreter and every importable location's contents (names and mtimes)."""
+    """Fingerprint of the interpreter and every importable location's contents: every entry's name, and
+    each file's mtime. A folder's mtime is left out: it moves whenever anything is created inside it (a
+    __pycache__, git's index lock in .git beside a script), while an install, upgrade or removal changes
+    the names (package folders, versioned .dist-info folders)."""
     digest = hashlib.sha256()
     digest.update(f"{sys.executable}\0{sys.version}\0".encode())
     for entry in sys.path:
@@ -67,7 +70,12 @@ def environment_key() -> str:
         try:
             with os.scandir(entry or ".") as listing:
                 for item in sorted(listing, key=lambda item: item.name):
-                    digest.update(f"{item.name}:{item.stat(follow_symlinks=False).st_mtime_ns}\0".encode())
+                    changed = (
+                        ""
+                        if item.is_dir(follow_symlinks=False)
+                        else item.stat(follow_symlinks=False).st_mtime_ns
+                    )
+                    digest.update(f"{item.name}:{changed}\0".encode())
         except OSError:
             digest.update(b"-\0")
     return digest.hexdigest()
