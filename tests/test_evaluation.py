@@ -205,27 +205,24 @@ def test_converter_refuses_a_model_whose_manifest_spaces_differ(improving, tmp_p
     record = json.loads((directory / "exp" / "run_final.manifest.json").read_text())
     record["policies"]["shared_policy"]["action_space"] = "Box(-1.0, 1.0, (3,), float32)"
     manifest.write(manifest.manifest_path(model), record)
-    result = run_main(
-        export_sb3.main,
-        "convert_sb3_to_onnx.py",
-        str(model),
-        "--output",
-        str(tmp_path / "m.onnx"),
-        cwd=tmp_path,
-    )
+
+    def convert():
+        return run_main(
+            export_sb3.main,
+            "convert_sb3_to_onnx.py",
+            str(model),
+            "--output",
+            str(tmp_path / "m.onnx"),
+            cwd=tmp_path,
+        )
+
+    result = convert()
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
     assert len(errors) == 1 and "(2,)" in errors[0] and "(3,)" in errors[0] and "manifest" in errors[0]
     assert not (tmp_path / "m.onnx").exists()
     manifest.manifest_path(model).unlink()  # without a manifest, the same model converts
-    result = run_main(
-        export_sb3.main,
-        "convert_sb3_to_onnx.py",
-        str(model),
-        "--output",
-        str(tmp_path / "m.onnx"),
-        cwd=tmp_path,
-    )
+    result = convert()
     assert result.returncode == 0, result.stderr
 
 
